@@ -1,0 +1,1 @@
+"""Albatross indexer: everything that writes (readers, chunking, encoder, store, index, ingestion)."""

@@ -1,0 +1,192 @@
+"""Plain domain records shared by the indexer and the searcher.
+
+No I/O here: these are the shapes that cross module boundaries. Vectors travel beside them as
+``float32 (n, d)`` NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class PoolingMode(str, enum.Enum):
+    """How token embeddings become one vector (see ``indexer.pooling``)."""
+
+    MEAN = "mean"
+    MAX = "max"
+    CLS = "cls"
+    MEAN_MAX = "mean_max"
+
+
+class ChangeOp(str, enum.Enum):
+    """One entry of the change log: a chunk vector appeared in or left a collection."""
+
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One input document as a user gave it. ``metadata`` must be JSON-serialisable."""
+
+    external_id: str
+    text: str
+    title: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        """SHA-256 of everything that shapes the vectors or what search returns.
+
+        Unchanged documents (same hash) are not re-embedded on upsert.
+        """
+        canonical = json.dumps(
+            [self.title, self.text, self.metadata], sort_keys=True, ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One token window of a document. ``start``/``end`` are character offsets into ``Document.text``."""
+
+    ordinal: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class EncodedDocument:
+    """A document ready to be written: its chunks and one unit vector per chunk.
+
+    ``vectors``: float32 (len(chunks), d).
+    """
+
+    document: Document
+    content_hash: str
+    chunks: tuple[Chunk, ...]
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """How a collection's vectors are made and indexed. Fixed at creation: one collection = one space.
+
+    ``overlap`` is the number of tokens two consecutive windows share (what Hugging Face calls
+    ``stride``).
+    """
+
+    model: str
+    pooling: PoolingMode = PoolingMode.MEAN
+    layers: tuple[int, ...] = (-1,)
+    max_length: int = 256
+    window: int = 256
+    overlap: int = 64
+    normalize: bool = True
+    index_spec: str = "Flat"
+    vector_dtype: str = "float32"
+    whitening: bool = False
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection as recorded in SQL, with the facts of its embedding space."""
+
+    id: int
+    name: str
+    spec: CollectionSpec
+    dimension: int
+    model_revision: str
+    tokenizer_hash: str
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    documents: int
+    chunks: int
+    last_sequence: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change-log entry. ``sequence`` increases by one per entry within a collection."""
+
+    sequence: int
+    op: ChangeOp
+    chunk_id: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one committed write transaction did. ``skipped`` were unchanged (same content hash)."""
+
+    written: tuple[str, ...]
+    skipped: tuple[str, ...]
+    last_sequence: int
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: tuple[str, ...]
+    missing: tuple[str, ...]
+    last_sequence: int
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk with what search results need about its document."""
+
+    chunk_id: int
+    external_id: str
+    title: str
+    text: str
+    start: int
+    end: int
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    external_id: str
+    title: str
+    text: str
+    metadata: Mapping[str, Any]
+    content_hash: str
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds on a numeric metadata field; ``None`` means unbounded."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+Scalar = str | float | int | bool
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One metadata condition; exactly one of ``equals``, ``one_of`` and ``range`` is set."""
+
+    field: str
+    equals: Scalar | None = None
+    one_of: tuple[Scalar, ...] | None = None
+    range: Range | None = None
+
+
+@dataclass(frozen=True)
+class MetadataFilter:
+    """A conjunction of conditions on top-level metadata fields."""
+
+    conditions: tuple[Condition, ...] = ()

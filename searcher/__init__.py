@@ -1,0 +1,1 @@
+"""Albatross searcher: everything that answers (gRPC servicers, batching, filters, results, client)."""
