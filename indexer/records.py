@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 
-class PoolingMode(str, enum.Enum):
+class PoolingMode(enum.StrEnum):
     """How token embeddings become one vector (see ``indexer.pooling``)."""
 
     MEAN = "mean"
@@ -25,7 +25,7 @@ class PoolingMode(str, enum.Enum):
     MEAN_MAX = "mean_max"
 
 
-class ChangeOp(str, enum.Enum):
+class ChangeOp(enum.StrEnum):
     """One entry of the change log: a chunk vector appeared in or left a collection."""
 
     ADD = "add"
@@ -80,13 +80,14 @@ class CollectionSpec:
     """How a collection's vectors are made and indexed. Fixed at creation: one collection = one space.
 
     ``overlap`` is the number of tokens two consecutive windows share (what Hugging Face calls
-    ``stride``).
+    ``stride``). ``max_length`` caps one forward pass; it leaves room beyond ``window`` for the
+    title that prefixes every chunk.
     """
 
     model: str
     pooling: PoolingMode = PoolingMode.MEAN
     layers: tuple[int, ...] = (-1,)
-    max_length: int = 256
+    max_length: int = 512
     window: int = 256
     overlap: int = 64
     normalize: bool = True

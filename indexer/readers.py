@@ -1,0 +1,163 @@
+"""Input files -> documents, one record at a time (memory does not grow with the file).
+
+Formats: JSONL (BEIR ``corpus.jsonl``: ``_id``, ``title``, ``text``, ``metadata``), CSV and
+Parquet, plus ``-`` for JSONL on standard input. The id column may be ``_id`` or ``id``. Fields
+other than these four go into the metadata, so nothing in a record is silently dropped.
+
+A bad record is yielded as a ``Rejection`` naming file, line and field; reading goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from indexer.errors import InvalidArgument, InvalidDocument
+from indexer.records import Document
+from indexer.validation import DocumentLimits, validate_document
+
+ID_FIELDS = ("_id", "id")
+KNOWN_FIELDS = frozenset({*ID_FIELDS, "title", "text", "metadata"})
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record that could not be accepted. ``record`` is ``file:line`` (or ``file:row``)."""
+
+    record: str
+    message: str
+    field: str | None = None
+
+
+ReadItem = Document | Rejection
+
+
+def read_path(
+    path: str, *, stdin: IO[bytes] | None = None, limits: DocumentLimits | None = None
+) -> Iterator[ReadItem]:
+    """Yield every record of ``path`` (``-`` = JSONL on stdin) in file order."""
+    limits = limits or DocumentLimits()
+    if path == "-":
+        yield from read_jsonl(stdin if stdin is not None else sys.stdin.buffer, "<stdin>", limits)
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidArgument(f"input file {path!r} does not exist or is not a file", field="path")
+    suffix = file.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        with file.open("rb") as stream:
+            yield from read_jsonl(stream, path, limits)
+    elif suffix == ".csv":
+        yield from read_csv(file, limits)
+    elif suffix == ".parquet":
+        yield from read_parquet(file, limits)
+    else:
+        raise InvalidArgument(
+            f"cannot tell the format of {path!r}: use .jsonl, .csv or .parquet", field="path"
+        )
+
+
+def document_from_mapping(row: Mapping[str, Any], record: str, limits: DocumentLimits) -> Document:
+    """Map one record's fields onto a ``Document`` (extra fields join the metadata)."""
+    external_id = next((row[name] for name in ID_FIELDS if row.get(name) not in (None, "")), None)
+    if external_id is None:
+        raise InvalidDocument("missing field '_id' (or 'id')", record=record, field="_id")
+    metadata = row.get("metadata")
+    extras = {key: value for key, value in row.items() if key not in KNOWN_FIELDS}
+    if extras:
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidDocument("field 'metadata' must be an object", record=record, field="metadata")
+        metadata = {**extras, **(metadata or {})}
+    if "text" not in row:
+        raise InvalidDocument("missing field 'text'", record=record, field="text")
+    return validate_document(
+        external_id, row.get("text"), row.get("title"), metadata, record=record, limits=limits
+    )
+
+
+def _reject(record: str, exc: InvalidDocument) -> Rejection:
+    return Rejection(record=record, message=str(exc), field=exc.field)
+
+
+def read_jsonl(stream: IO[bytes], name: str, limits: DocumentLimits) -> Iterator[ReadItem]:
+    for line_number, raw in enumerate(stream, start=1):
+        record = f"{name}:{line_number}"
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Rejection(record, f"{record}: not valid UTF-8 (byte {exc.start})")
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Rejection(record, f"{record}: not JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(row, dict):
+            yield Rejection(record, f"{record}: expected a JSON object, got {type(row).__name__}")
+            continue
+        try:
+            yield document_from_mapping(row, record, limits)
+        except InvalidDocument as exc:
+            yield _reject(record, exc)
+
+
+def read_csv(file: Path, limits: DocumentLimits) -> Iterator[ReadItem]:
+    with file.open("rb") as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8", errors="strict", newline="")
+        reader = csv.DictReader(text)
+        line_number = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                # The decoder cannot resynchronise inside a CSV stream: report and stop this file.
+                yield Rejection(f"{file}:{line_number + 1}", f"{file}: not valid UTF-8 ({exc.reason})")
+                return
+            line_number = reader.line_num
+            record = f"{file}:{line_number}"
+            if None in row:
+                yield Rejection(record, f"{record}: more values than header columns")
+                continue
+            try:
+                yield document_from_mapping(_csv_row(row), record, limits)
+            except InvalidDocument as exc:
+                yield _reject(record, exc)
+
+
+def _csv_row(row: Mapping[str, str]) -> dict[str, Any]:
+    """CSV cells are strings; a ``metadata`` column may hold a JSON object."""
+    out: dict[str, Any] = dict(row)
+    raw = out.get("metadata")
+    if isinstance(raw, str) and raw.strip():
+        # Not JSON: left as a string, and validation names the field.
+        with contextlib.suppress(json.JSONDecodeError):
+            out["metadata"] = json.loads(raw)
+    elif raw is not None:
+        out["metadata"] = None
+    return out
+
+
+def read_parquet(file: Path, limits: DocumentLimits, batch_rows: int = 4096) -> Iterator[ReadItem]:
+    import pyarrow.parquet as pq  # imported here: only Parquet inputs pay for pyarrow
+
+    row_number = 0
+    for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_rows):
+        for row in batch.to_pylist():
+            row_number += 1
+            record = f"{file}:row {row_number}"
+            try:
+                yield document_from_mapping(row, record, limits)
+            except InvalidDocument as exc:
+                yield _reject(record, exc)
