@@ -1,0 +1,187 @@
+"""The ingestion worker: documents -> chunks -> vectors -> one SQL transaction per batch.
+
+Stages are bounded (a batch of ``docs_per_transaction`` documents at a time), so memory does not
+grow with the input. A document is acknowledged (an outcome with a sequence number) only after
+the transaction holding its rows and vectors has committed. Unchanged documents (same content
+hash) are not re-embedded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.catalog import Catalog, CollectionEncoder
+from indexer.config import IngestConfig
+from indexer.errors import InvalidDocument
+from indexer.readers import ReadItem, Rejection
+from indexer.records import CollectionInfo, DeleteResult, Document, EncodedDocument
+from indexer.store import Store
+from indexer.validation import DocumentLimits, validate_document
+
+log = logging.getLogger(__name__)
+
+WRITTEN, UNCHANGED, REJECTED = "written", "unchanged", "rejected"
+
+
+@dataclass(frozen=True)
+class DocumentOutcome:
+    """What happened to one document. ``sequence`` is set once its transaction committed."""
+
+    external_id: str
+    status: str
+    error: str | None = None
+    sequence: int | None = None
+
+
+@dataclass
+class IngestSummary:
+    read: int = 0
+    written: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    last_sequence: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+def embedding_text(title: str, chunk_text: str) -> str:
+    """What the encoder sees for one chunk: the title gives every window its document's topic."""
+    return f"{title}\n{chunk_text}" if title else chunk_text
+
+
+def encode_documents(
+    documents: Sequence[Document], encoder: CollectionEncoder, info: CollectionInfo
+) -> list[EncodedDocument]:
+    """Chunk every document and embed all chunks of the batch in one length-sorted pass."""
+    chunked = [encoder.chunk(doc.text, info.spec.window, info.spec.overlap) for doc in documents]
+    pairs = zip(documents, chunked, strict=True)
+    texts = [embedding_text(doc.title, c.text) for doc, chunks in pairs for c in chunks]
+    vectors = encoder.encode(texts) if texts else np.zeros((0, info.dimension), np.float32)
+    encoded, offset = [], 0
+    for doc, chunks in zip(documents, chunked, strict=True):
+        rows = vectors[offset : offset + len(chunks)]
+        offset += len(chunks)
+        encoded.append(EncodedDocument(doc, doc.content_hash(), tuple(chunks), rows))
+    return encoded
+
+
+def _revalidate(doc: Document, limits: DocumentLimits) -> Document:
+    """Documents from gRPC were built by a converter: hold them to the file readers' rules."""
+    return validate_document(
+        doc.external_id,
+        doc.text,
+        doc.title,
+        doc.metadata,
+        record=f"document {doc.external_id!r}",
+        limits=limits,
+    )
+
+
+class Ingestor:
+    """Writes documents into collections. Blocking: async callers run it in an executor."""
+
+    def __init__(self, store: Store, catalog: Catalog, config: IngestConfig) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._config = config
+        self._limits = DocumentLimits()
+
+    def upsert(self, collection: str, documents: Sequence[Document]) -> list[DocumentOutcome]:
+        """Validate, embed and commit ``documents`` in one transaction; one outcome per input."""
+        info = self._catalog.get(collection)
+        outcomes: list[DocumentOutcome | None] = [None] * len(documents)
+        accepted: dict[str, Document] = {}
+        positions: dict[str, list[int]] = {}
+        for position, doc in enumerate(documents):
+            try:
+                valid = _revalidate(doc, self._limits)
+            except InvalidDocument as exc:
+                outcomes[position] = DocumentOutcome(str(doc.external_id), REJECTED, error=str(exc))
+                continue
+            accepted[valid.external_id] = valid  # the last version of a repeated id wins
+            positions.setdefault(valid.external_id, []).append(position)
+        if accepted:
+            for external_id, status, sequence in self._write(info, list(accepted.values())):
+                for position in positions[external_id]:
+                    outcomes[position] = DocumentOutcome(external_id, status, sequence=sequence)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _write(self, info: CollectionInfo, documents: list[Document]) -> Iterator[tuple[str, str, int]]:
+        if self._catalog.needs_whitening(info):
+            self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in documents])
+        known = self._store.content_hashes(info.id, [d.external_id for d in documents])
+        changed = [d for d in documents if known.get(d.external_id) != d.content_hash()]
+        encoded = encode_documents(changed, self._catalog.encoder_for(info), info)
+        result = self._store.write_documents(info.id, encoded)
+        written = set(result.written)
+        for doc in documents:
+            status = WRITTEN if doc.external_id in written else UNCHANGED
+            yield doc.external_id, status, result.last_sequence
+
+    def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult:
+        info = self._catalog.get(collection)
+        return self._store.delete_documents(info.id, list(external_ids))
+
+    def ingest(
+        self,
+        collection: str,
+        items: Iterable[ReadItem],
+        *,
+        on_rejection: Callable[[Rejection], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> IngestSummary:
+        """Consume a stream of read items in bounded batches; rejections are reported, not fatal."""
+        summary = IngestSummary()
+        started = time.perf_counter()
+        iterator = iter(items)
+        while batch := list(itertools.islice(iterator, self._config.docs_per_transaction)):
+            documents = [item for item in batch if isinstance(item, Document)]
+            for rejection in (item for item in batch if isinstance(item, Rejection)):
+                self._record_rejection(summary, rejection, on_rejection)
+            self._ingest_batch(collection, documents, summary, on_rejection)
+            summary.read += len(batch)
+            if on_progress is not None:
+                on_progress(len(batch))
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _ingest_batch(
+        self,
+        collection: str,
+        documents: list[Document],
+        summary: IngestSummary,
+        on_rejection: Callable[[Rejection], None] | None,
+    ) -> None:
+        if not documents:
+            return
+        for outcome in self.upsert(collection, documents):
+            if outcome.status == WRITTEN:
+                summary.written += 1
+            elif outcome.status == UNCHANGED:
+                summary.unchanged += 1
+            else:
+                rejection = Rejection(record=f"document {outcome.external_id!r}", message=outcome.error or "")
+                self._record_rejection(summary, rejection, on_rejection)
+            if outcome.sequence is not None:
+                summary.last_sequence = max(summary.last_sequence, outcome.sequence)
+
+    @staticmethod
+    def _record_rejection(
+        summary: IngestSummary, rejection: Rejection, on_rejection: Callable[[Rejection], None] | None
+    ) -> None:
+        summary.rejected += 1
+        if len(summary.rejections) < 1000:
+            summary.rejections.append(rejection)
+        if on_rejection is not None:
+            on_rejection(rejection)
