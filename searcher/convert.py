@@ -1,0 +1,318 @@
+"""Protobuf messages <-> domain records: the only module below the servicer that knows ``albatross_pb2``.
+
+Everything arriving from a client is validated here and rejected with ``InvalidArgument`` (or
+``InvalidFilter`` / ``InvalidDocument``) naming the offending field, so the servicer maps it to
+INVALID_ARGUMENT.
+
+``google.protobuf.Struct`` holds every number as a double; integral values come back as ``int`` so
+that ``{"year": 2020}`` round-trips as written rather than as ``2020.0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any, Protocol
+
+from google.protobuf import json_format, struct_pb2
+
+from indexer.errors import InvalidArgument, InvalidFilter
+from indexer.records import (
+    CollectionInfo,
+    CollectionSpec,
+    CollectionStats,
+    Condition,
+    DeleteResult,
+    Document,
+    MetadataFilter,
+    PoolingMode,
+    Range,
+    Scalar,
+    StoredDocument,
+)
+from indexer.validation import validate_document
+from protos.albatross.v1 import albatross_pb2 as pb
+from searcher.results import Hit
+
+MAX_K = 1000
+# Doubles beyond 2**53 are not exact integers any more; leave them as floats.
+_EXACT_INT_LIMIT = 2**53
+
+_POOLING_FROM_PB = {
+    pb.POOLING_MEAN: PoolingMode.MEAN,
+    pb.POOLING_MAX: PoolingMode.MAX,
+    pb.POOLING_CLS: PoolingMode.CLS,
+    pb.POOLING_MEAN_MAX: PoolingMode.MEAN_MAX,
+}
+_POOLING_TO_PB = {mode: value for value, mode in _POOLING_FROM_PB.items()}
+
+_STATUS_TO_PB = {
+    "written": pb.DOCUMENT_STATUS_WRITTEN,
+    "unchanged": pb.DOCUMENT_STATUS_UNCHANGED,
+    "rejected": pb.DOCUMENT_STATUS_REJECTED,
+}
+
+
+class DocumentOutcomeLike(Protocol):
+    """What ``indexer.ingest.DocumentOutcome`` tells about one upserted document."""
+
+    external_id: str
+    status: str
+    error: str | None
+    sequence: int | None
+
+
+# --- requests: validation ------------------------------------------------------------------------
+
+
+def require_name(value: str, field: str) -> str:
+    """A collection name from a request, or ``InvalidArgument`` naming ``field``."""
+    if not value.strip():
+        raise InvalidArgument(f"{field} must not be empty", field=field)
+    return value
+
+
+def validate_k(k: int, field: str = "k") -> int:
+    if not 1 <= k <= MAX_K:
+        raise InvalidArgument(f"{field} must be between 1 and {MAX_K}, got {k}", field=field)
+    return k
+
+
+def require_text(value: str, field: str) -> str:
+    if not value.strip():
+        raise InvalidArgument(f"{field} must not be empty", field=field)
+    return value
+
+
+def require_ids(ids: Sequence[str], field: str = "ids") -> list[str]:
+    for position, external_id in enumerate(ids):
+        if not external_id.strip():
+            raise InvalidArgument(f"{field}[{position}] is empty", field=f"{field}[{position}]")
+    return list(ids)
+
+
+# --- metadata ------------------------------------------------------------------------------------
+
+
+def _restore_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_INT_LIMIT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _restore_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_ints(item) for item in value]
+    return value
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return _restore_ints(json_format.MessageToDict(struct))
+
+
+def dict_to_struct(mapping: Mapping[str, Any], out: struct_pb2.Struct | None = None) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct() if out is None else out
+    struct.update(dict(mapping))
+    return struct
+
+
+# --- collections ---------------------------------------------------------------------------------
+
+
+def spec_from_pb(message: pb.CollectionSpec) -> CollectionSpec:
+    """A ``CollectionSpec`` with the server defaults for every unset field (model "" = default)."""
+    defaults = {f.name: f.default for f in fields(CollectionSpec) if f.name != "model"}
+    if message.pooling not in (pb.POOLING_UNSPECIFIED, *_POOLING_FROM_PB):
+        raise InvalidArgument(f"spec.pooling has unknown value {message.pooling}", field="spec.pooling")
+    return CollectionSpec(
+        model=message.model,
+        pooling=_POOLING_FROM_PB.get(message.pooling, defaults["pooling"]),
+        layers=tuple(message.layers) or defaults["layers"],
+        max_length=message.max_length if message.HasField("max_length") else defaults["max_length"],
+        window=message.window if message.HasField("window") else defaults["window"],
+        overlap=message.overlap if message.HasField("overlap") else defaults["overlap"],
+        normalize=message.normalize if message.HasField("normalize") else defaults["normalize"],
+        index_spec=message.index_spec or defaults["index_spec"],
+        vector_dtype=message.vector_dtype or defaults["vector_dtype"],
+        whitening=message.whitening,
+    )
+
+
+def spec_to_pb(spec: CollectionSpec) -> pb.CollectionSpec:
+    return pb.CollectionSpec(
+        model=spec.model,
+        pooling=_POOLING_TO_PB[PoolingMode(spec.pooling)],
+        layers=list(spec.layers),
+        max_length=spec.max_length,
+        window=spec.window,
+        overlap=spec.overlap,
+        normalize=spec.normalize,
+        index_spec=spec.index_spec,
+        vector_dtype=spec.vector_dtype,
+        whitening=spec.whitening,
+    )
+
+
+def collection_to_pb(info: CollectionInfo) -> pb.Collection:
+    return pb.Collection(
+        name=info.name,
+        spec=spec_to_pb(info.spec),
+        dimension=info.dimension,
+        model_revision=info.model_revision,
+        tokenizer_hash=info.tokenizer_hash,
+    )
+
+
+def stats_to_pb(stats: CollectionStats, index_sequence: int, index_vectors: int) -> pb.CollectionStats:
+    return pb.CollectionStats(
+        documents=stats.documents,
+        chunks=stats.chunks,
+        last_sequence=stats.last_sequence,
+        index_sequence=index_sequence,
+        index_vectors=index_vectors,
+    )
+
+
+# --- documents -----------------------------------------------------------------------------------
+
+
+def document_from_pb(message: pb.Document, position: int) -> Document:
+    """Validate one streamed document; ``InvalidDocument`` names its position, id and the field."""
+    record = f"documents[{position}]" + (f" (id {message.id!r})" if message.id else "")
+    return validate_document(
+        message.id,
+        message.text,
+        message.title,
+        struct_to_dict(message.metadata),
+        record=record,
+    )
+
+
+def rejected_to_pb(external_id: str, error: str) -> pb.DocumentResult:
+    return pb.DocumentResult(id=external_id, status=pb.DOCUMENT_STATUS_REJECTED, error=error)
+
+
+def outcome_to_pb(outcome: DocumentOutcomeLike) -> pb.DocumentResult:
+    return pb.DocumentResult(
+        id=outcome.external_id,
+        status=_STATUS_TO_PB.get(outcome.status, pb.DOCUMENT_STATUS_UNSPECIFIED),
+        error=outcome.error or "",
+        sequence=outcome.sequence or 0,
+    )
+
+
+def delete_result_to_pb(result: DeleteResult) -> pb.DeleteResponse:
+    return pb.DeleteResponse(
+        deleted=list(result.deleted), missing=list(result.missing), last_sequence=result.last_sequence
+    )
+
+
+def stored_document_to_pb(document: StoredDocument) -> pb.StoredDocument:
+    message = pb.StoredDocument(
+        id=document.external_id,
+        title=document.title,
+        text=document.text,
+        content_hash=document.content_hash,
+        chunk_count=document.chunk_count,
+    )
+    dict_to_struct(document.metadata, message.metadata)
+    return message
+
+
+def hit_to_pb(hit: Hit) -> pb.Hit:
+    message = pb.Hit(
+        id=hit.external_id, score=hit.score, title=hit.title, text=hit.text, start=hit.start, end=hit.end
+    )
+    dict_to_struct(hit.metadata, message.metadata)
+    return message
+
+
+def hits_to_pb(hits: Sequence[Hit]) -> pb.SearchResponse:
+    return pb.SearchResponse(hits=[hit_to_pb(hit) for hit in hits])
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+def _scalar_from_pb(value: pb.Value, field: str) -> Scalar:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise InvalidFilter(f"{field} must be a finite number", field=field)
+        return _restore_ints(number)
+    raise InvalidFilter(f"{field} has no value set", field=field)
+
+
+def _range_from_pb(message: pb.Range, field: str) -> Range:
+    bounds = {
+        name: getattr(message, name) for name in ("gt", "gte", "lt", "lte") if message.HasField(name)
+    }
+    if not bounds:
+        raise InvalidFilter(f"{field} needs at least one of gt, gte, lt, lte", field=field)
+    if "gt" in bounds and "gte" in bounds:
+        raise InvalidFilter(f"{field} sets both gt and gte", field=field)
+    if "lt" in bounds and "lte" in bounds:
+        raise InvalidFilter(f"{field} sets both lt and lte", field=field)
+    for name, bound in bounds.items():
+        if not math.isfinite(bound):
+            raise InvalidFilter(f"{field}.{name} must be a finite number", field=f"{field}.{name}")
+    return Range(**bounds)
+
+
+def _condition_from_pb(message: pb.Condition, where: str) -> Condition:
+    if not message.field.strip():
+        raise InvalidFilter(f"{where}.field must name a metadata field", field=f"{where}.field")
+    op = message.WhichOneof("op")
+    if op == "equals":
+        return Condition(field=message.field, equals=_scalar_from_pb(message.equals, f"{where}.equals"))
+    if op == "one_of":
+        if not message.one_of.values:
+            raise InvalidFilter(f"{where}.one_of is empty", field=f"{where}.one_of")
+        values = tuple(
+            _scalar_from_pb(value, f"{where}.one_of.values[{i}]")
+            for i, value in enumerate(message.one_of.values)
+        )
+        return Condition(field=message.field, one_of=values)
+    if op == "range":
+        return Condition(field=message.field, range=_range_from_pb(message.range, f"{where}.range"))
+    raise InvalidFilter(f"{where} needs one of equals, one_of, range", field=where)
+
+
+def filter_from_pb(message: pb.Filter, field: str = "filter") -> MetadataFilter | None:
+    """The request's filter, or ``None`` when it has no conditions (search everything)."""
+    conditions = tuple(
+        _condition_from_pb(condition, f"{field}.conditions[{i}]")
+        for i, condition in enumerate(message.conditions)
+    )
+    return MetadataFilter(conditions) if conditions else None
+
+
+def _scalar_to_pb(value: Scalar) -> pb.Value:
+    if isinstance(value, bool):
+        return pb.Value(bool_value=value)
+    if isinstance(value, str):
+        return pb.Value(string_value=value)
+    return pb.Value(number_value=float(value))
+
+
+def filter_to_pb(metadata_filter: MetadataFilter | None) -> pb.Filter:
+    """The client side of ``filter_from_pb``."""
+    message = pb.Filter()
+    for condition in metadata_filter.conditions if metadata_filter else ():
+        out = message.conditions.add(field=condition.field)
+        if condition.equals is not None:
+            out.equals.CopyFrom(_scalar_to_pb(condition.equals))
+        elif condition.one_of is not None:
+            out.one_of.values.extend(_scalar_to_pb(value) for value in condition.one_of)
+        elif condition.range is not None:
+            bounds = {
+                name: getattr(condition.range, name)
+                for name in ("gt", "gte", "lt", "lte")
+                if getattr(condition.range, name) is not None
+            }
+            out.range.CopyFrom(pb.Range(**bounds))
+    return message
