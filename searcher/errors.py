@@ -1,0 +1,106 @@
+"""The one place where domain errors become gRPC status codes.
+
+Every servicer method is wrapped in ``maps_errors``: an ``AlbatrossError`` ends the call with the
+status code of its class (see ``indexer.errors`` for the tree); anything else is a bug, logged with
+its traceback and reported as INTERNAL without leaking internals to the client.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from indexer.errors import (
+    AlbatrossError,
+    CollectionExists,
+    CollectionNotFound,
+    EmbeddingSpaceMismatch,
+    IndexNotReady,
+    InvalidArgument,
+    ModelNotFound,
+    Overloaded,
+    StoreBusy,
+)
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first matching class wins.
+_STATUS_OF: tuple[tuple[type[AlbatrossError], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (CollectionNotFound, grpc.StatusCode.NOT_FOUND),
+    (CollectionExists, grpc.StatusCode.ALREADY_EXISTS),
+    (ModelNotFound, grpc.StatusCode.FAILED_PRECONDITION),
+    (EmbeddingSpaceMismatch, grpc.StatusCode.FAILED_PRECONDITION),
+    (IndexNotReady, grpc.StatusCode.UNAVAILABLE),
+    (StoreBusy, grpc.StatusCode.UNAVAILABLE),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+
+INTERNAL_MESSAGE = "internal error (the server log has the traceback)"
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and client-facing message for ``error``.
+
+    Domain errors keep their message, prefixed with the offending field when the message does not
+    already name it; anything else becomes INTERNAL with a generic message.
+    """
+    for error_class, code in _STATUS_OF:
+        if isinstance(error, error_class):
+            return code, _message_of(error)
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+def _message_of(error: AlbatrossError) -> str:
+    message = str(error)
+    field = getattr(error, "field", None)
+    if field and field not in message:
+        return f"{field}: {message}"
+    return message
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
+    code, message = status_for(error)
+    if code is grpc.StatusCode.INTERNAL:
+        log.error("unexpected error in %s", method, exc_info=error)
+    await context.abort(code, message)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def maps_errors(method: F) -> F:
+    """Decorate a servicer method (coroutine or async generator) so our errors become statuses.
+
+    ``grpc.aio.AbortError`` (an explicit ``context.abort``) and cancellation pass through untouched.
+    """
+    name = method.__qualname__
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for response in method(self, request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the one place that catches everything
+                await _abort(context, error, name)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the one place that catches everything
+            await _abort(context, error, name)
+
+    return unary  # type: ignore[return-value]
