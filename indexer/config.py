@@ -32,11 +32,16 @@ class DeviceConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Batching of the forward pass: batches are length-sorted and bounded by a token budget."""
+    """Batching of the forward pass: batches are length-sorted and bounded by a token budget.
+
+    ``hf_cache_dir`` is the Hugging Face hub cache (the folder holding ``models--org--name``)
+    searched for model ids that are not folders; None means folders only.
+    """
 
     batch_tokens: int = 16384
     max_batch: int = 128
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    hf_cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,17 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidArgument(f"environment variable {name}={raw!r} is not an integer", field=name) from exc
 
 
+def _hf_hub_cache(environ: Mapping[str, str]) -> Path:
+    """The hub cache folder the way ``huggingface_hub`` finds it (read here, never downloaded to)."""
+    if environ.get("HF_HUB_CACHE"):
+        return Path(environ["HF_HUB_CACHE"]).expanduser()
+    if environ.get("HF_HOME"):
+        return Path(environ["HF_HOME"]).expanduser() / "hub"
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]).expanduser() / "huggingface" / "hub"
+    return Path.home() / ".cache" / "huggingface" / "hub"
+
+
 def config_from_environment(environ: Mapping[str, str] | None = None) -> AppConfig:
     """Defaults overlaid with ``ALBATROSS_*`` environment variables."""
     env = os.environ if environ is None else environ
@@ -113,6 +129,7 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> AppConf
         base.encoder,
         batch_tokens=_env_int(env, "ALBATROSS_BATCH_TOKENS", base.encoder.batch_tokens),
         device=device,
+        hf_cache_dir=_hf_hub_cache(env),
     )
     server = replace(base.server, port=_env_int(env, "ALBATROSS_PORT", base.server.port))
     model = Path(env.get("ALBATROSS_MODEL", str(base.default_model)))

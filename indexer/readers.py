@@ -161,3 +161,19 @@ def read_parquet(file: Path, limits: DocumentLimits, batch_rows: int = 4096) -> 
                 yield document_from_mapping(row, record, limits)
             except InvalidDocument as exc:
                 yield _reject(record, exc)
+
+
+def count_records(path: str) -> int | None:
+    """How many records ``path`` holds, cheaply, for a progress bar; None when unknown (stdin)."""
+    file = Path(path)
+    if path == "-" or not file.is_file():
+        return None
+    suffix = file.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(file).metadata.num_rows
+    if suffix in JSONL_SUFFIXES:
+        with file.open("rb") as stream:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+    return None

@@ -46,9 +46,7 @@ class Document:
 
         Unchanged documents (same hash) are not re-embedded on upsert.
         """
-        canonical = json.dumps(
-            [self.title, self.text, self.metadata], sort_keys=True, ensure_ascii=False
-        )
+        canonical = json.dumps([self.title, self.text, self.metadata], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

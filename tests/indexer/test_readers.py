@@ -24,7 +24,9 @@ def test_beir_corpus_lines_become_documents(tmp_path: Path) -> None:
     path = _write_jsonl(
         tmp_path / "corpus.jsonl",
         [
-            json.dumps({"_id": "d1", "title": "Owls", "text": "Owls hunt at night.", "metadata": {"y": 1}}).encode(),
+            json.dumps(
+                {"_id": "d1", "title": "Owls", "text": "Owls hunt at night.", "metadata": {"y": 1}}
+            ).encode(),
             json.dumps({"id": 7, "text": "Seven", "lang": "en"}).encode(),
         ],
     )
@@ -47,7 +49,10 @@ def test_beir_corpus_lines_become_documents(tmp_path: Path) -> None:
         (b'{"_id": "a", "text": "ok \xff\xfe"}', "not valid UTF-8"),
         (b'{"_id": "a", "text": "nul \\u0000 here"}', "NUL"),
         (b'{"_id": "a", "text": "t", "metadata": [1, 2]}', "field 'metadata' must be an object"),
-        (b'{"_id": "a", "text": "t", "metadata": ' + b'{"a":' * 20 + b"1" + b"}" * 20 + b"}", "nested deeper"),
+        (
+            b'{"_id": "a", "text": "t", "metadata": ' + b'{"a":' * 20 + b"1" + b"}" * 20 + b"}",
+            "nested deeper",
+        ),
     ],
 )
 def test_bad_records_are_rejected_with_file_and_line(tmp_path: Path, line: bytes, expected: str) -> None:
