@@ -15,12 +15,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 TOKEN = re.compile(r"[a-z0-9]+")
+# A word list reads better as prose than as a column of quoted strings.
 STOP_WORDS = frozenset(
-    (
+    (  # noqa: SIM905
         "a an and are as at be but by for if in into is it no not of on or such that the their then "
         "there these they this to was will with what which who whom how when where why do does did "
         "i you he she we me my your our its from has have had were been being can could would should"
-    ).split()  # noqa: SIM905 - a word list reads better as prose
+    ).split()
 )
 
 
