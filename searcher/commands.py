@@ -1,0 +1,293 @@
+"""The subcommands of ``albatross``: each registers its parser and a ``run(args) -> exit code``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from indexer.errors import CollectionNotFound, InvalidArgument
+from indexer.readers import Rejection, count_records, read_path
+from indexer.records import CollectionSpec, PoolingMode
+from indexer.workspace import Workspace
+from searcher.cli import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    add_collection_spec_options,
+    add_store_options,
+    app_config,
+)
+
+Subparsers = Any  # argparse's private _SubParsersAction
+
+
+def parse_layers(raw: str) -> tuple[int, ...]:
+    try:
+        layers = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise InvalidArgument(f"--layers {raw!r} must be comma-separated integers", field="layers") from exc
+    if not layers:
+        raise InvalidArgument("--layers must name at least one layer", field="layers")
+    return layers
+
+
+def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
+    return CollectionSpec(
+        model=args.model,
+        pooling=PoolingMode(args.pooling),
+        layers=parse_layers(args.layers),
+        max_length=args.max_length,
+        window=args.window,
+        overlap=args.overlap,
+        index_spec=args.index_spec,
+        vector_dtype=args.vector_dtype,
+        whitening=args.whitening,
+    )
+
+
+def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace) -> None:
+    try:
+        workspace.catalog.get(name)
+    except CollectionNotFound:
+        info = workspace.catalog.create(name, spec_from_args(args))
+        print(f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr)
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+
+def register_ingest(sub: Subparsers) -> None:
+    parser = sub.add_parser("ingest", help="embed and store documents from JSONL/CSV/Parquet files")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="input files; - reads JSONL from stdin")
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_store_options(parser)
+    add_collection_spec_options(parser)
+    parser.set_defaults(run=run_ingest)
+
+
+def _print_rejection(rejection: Rejection) -> None:
+    tqdm.write(f"rejected {rejection.message}", file=sys.stderr)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    config = app_config(args)
+    workspace = Workspace.open(config)
+    try:
+        ensure_collection(workspace, args.collection, args)
+        rejected = 0
+        for path in args.paths:
+            total = count_records(path)
+            with tqdm(
+                total=total, unit="docs", desc=path, disable=args.no_progress, file=sys.stderr, smoothing=0.1
+            ) as bar:
+                summary = workspace.ingestor.ingest(
+                    args.collection, read_path(path), on_rejection=_print_rejection, on_progress=bar.update
+                )
+            rejected += summary.rejected
+            print(
+                f"{path}: {summary.read} read, {summary.written} written, {summary.unchanged} unchanged, "
+                f"{summary.rejected} rejected in {summary.seconds:.1f}s "
+                f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
+                file=sys.stderr,
+            )
+    finally:
+        workspace.close()
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+def register_delete(sub: Subparsers) -> None:
+    parser = sub.add_parser("delete", help="delete documents by external id")
+    parser.add_argument("ids", nargs="+", metavar="ID")
+    parser.add_argument("--collection", required=True)
+    add_store_options(parser)
+    parser.set_defaults(run=run_delete)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(app_config(args))
+    try:
+        result = workspace.ingestor.delete(args.collection, args.ids)
+    finally:
+        workspace.close()
+    print(
+        f"deleted {len(result.deleted)}, not found {len(result.missing)}; last sequence {result.last_sequence}"
+    )
+    for missing in result.missing:
+        print(f"not found: {missing}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- collections ------------------------------------------------------------------------------
+
+
+def register_collections(sub: Subparsers) -> None:
+    parser = sub.add_parser("collections", help="create, list or drop collections")
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a collection")
+    create.add_argument("name")
+    add_collection_spec_options(create)
+    add_store_options(create)
+    create.set_defaults(run=run_collections_create)
+    listing = actions.add_parser("list", help="list collections")
+    add_store_options(listing)
+    listing.set_defaults(run=run_collections_list)
+    drop = actions.add_parser("drop", help="drop a collection and everything in it")
+    drop.add_argument("name")
+    add_store_options(drop)
+    drop.set_defaults(run=run_collections_drop)
+
+
+def run_collections_create(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(app_config(args))
+    try:
+        info = workspace.catalog.create(args.name, spec_from_args(args))
+    finally:
+        workspace.close()
+    print(
+        f"created {info.name} ({info.dimension}-d, {info.spec.pooling.value} pooling, {info.spec.index_spec})"
+    )
+    return EXIT_OK
+
+
+def run_collections_list(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(app_config(args))
+    try:
+        for info in workspace.catalog.list():
+            stats = workspace.catalog.stats(info.name)
+            print(f"{info.name}\t{stats.documents} docs\t{stats.chunks} chunks\t{info.spec.model}")
+    finally:
+        workspace.close()
+    return EXIT_OK
+
+
+def run_collections_drop(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(app_config(args))
+    try:
+        workspace.catalog.drop(args.name)
+    finally:
+        workspace.close()
+    print(f"dropped {args.name}")
+    return EXIT_OK
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+def register_stats(sub: Subparsers) -> None:
+    parser = sub.add_parser("stats", help="documents, chunks, vectors and sequence numbers of a collection")
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_store_options(parser)
+    parser.set_defaults(run=run_stats)
+
+
+def collection_stats(workspace: Workspace, name: str) -> dict[str, Any]:
+    """What SQL holds and what the FAISS index (newest snapshot + replayed log) holds."""
+    from indexer.snapshots import latest_sequence
+    from indexer.sync import SyncedIndex
+
+    info = workspace.catalog.get(name)
+    stats = workspace.catalog.stats(name)
+    snapshot_dir = workspace.config.store.snapshot_dir
+    snapshot_sequence = latest_sequence(snapshot_dir, info.name)
+    index = SyncedIndex.open(workspace.store, info, snapshot_dir)
+    return {
+        "collection": info.name,
+        "model": workspace.encoders.resolve(info.spec.model),
+        "model_revision": info.model_revision,
+        "pooling": info.spec.pooling.value,
+        "layers": list(info.spec.layers),
+        "dimension": info.dimension,
+        "index_spec": info.spec.index_spec,
+        "documents": stats.documents,
+        "chunks": stats.chunks,
+        "index_vectors": index.ntotal,
+        "last_sequence": stats.last_sequence,
+        "snapshot_sequence": snapshot_sequence,
+        "index_sequence": index.sequence,
+    }
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    workspace = Workspace.open(app_config(args))
+    try:
+        report = collection_stats(workspace, args.collection)
+    finally:
+        workspace.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        width = max(len(key) for key in report)
+        for key, value in report.items():
+            print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+# --- eval -------------------------------------------------------------------------------------
+
+
+def register_eval(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "eval", help="nDCG@10, Recall@100, MRR@10 and docs/s on a BEIR folder, beside BM25"
+    )
+    parser.add_argument(
+        "--dataset", required=True, type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/"
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], help="another local checkpoint to measure (repeatable)"
+    )
+    parser.add_argument("--whitening", action="store_true", help="also measure each --model with whitening")
+    parser.add_argument("--pooling", default="mean", choices=["mean", "max", "cls", "mean_max"])
+    parser.add_argument("--no-default", action="store_true", help="skip the default model")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--no-progress", action="store_true")
+    add_store_options(parser)
+    parser.set_defaults(run=run_eval)
+
+
+def eval_systems(args: argparse.Namespace) -> list[tuple[str, CollectionSpec]]:
+    pooling = PoolingMode(args.pooling)
+    systems = [] if args.no_default else [("albatross default model", CollectionSpec(model="default"))]
+    for model in args.model:
+        systems.append((model, CollectionSpec(model=model, pooling=pooling)))
+        if args.whitening:
+            systems.append(
+                (f"{model} + whitening", CollectionSpec(model=model, pooling=pooling, whitening=True))
+            )
+    return systems
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from searcher.beir import BeirDataset
+    from searcher.evaluation import bm25_row, encoder_row, format_table, rows_to_json
+
+    config = app_config(args)
+    dataset = BeirDataset.load(args.dataset)
+    total = count_records(str(dataset.corpus))
+    rows = [bm25_row(dataset)[0]]
+    for system, spec in eval_systems(args):
+        with tqdm(total=total, unit="docs", desc=system, disable=args.no_progress, file=sys.stderr) as bar:
+            rows.append(encoder_row(config, dataset, system, spec, progress=bar.update)[0])
+    print(format_table(rows, str(args.dataset)))
+    if args.out:
+        args.out.write_text(rows_to_json(rows, str(args.dataset)) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+REGISTRY: list[Callable[[Subparsers], None]] = [
+    register_ingest,
+    register_delete,
+    register_collections,
+    register_stats,
+    register_eval,
+]
