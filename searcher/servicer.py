@@ -1,0 +1,249 @@
+"""The gRPC servicers: validate -> convert -> call an injected domain object -> convert back.
+
+No NumPy, FAISS or SQL here. Blocking domain calls (catalog, ingestion) run in the executor;
+search is already asynchronous. Every method is wrapped in ``maps_errors``, the one place where
+domain errors become status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor
+from typing import Protocol, TypeVar
+
+import grpc
+
+from indexer.errors import InvalidArgument, InvalidDocument
+from indexer.records import (
+    CollectionInfo,
+    CollectionSpec,
+    CollectionStats,
+    DeleteResult,
+    Document,
+    MetadataFilter,
+    StoredDocument,
+)
+from protos.albatross.v1 import albatross_pb2 as pb
+from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
+from searcher import convert
+from searcher.errors import maps_errors
+from searcher.results import Hit
+
+T = TypeVar("T")
+
+# Documents per ingestion call on the Upsert stream: large enough to batch the encoder and the SQL
+# transaction, small enough that acknowledgements keep flowing.
+UPSERT_BATCH_SIZE = 64
+MAX_BATCH_QUERIES = 1000
+
+
+class CollectionAdmin(Protocol):
+    """The part of ``indexer.catalog.Catalog`` the Collections service uses."""
+
+    def create(self, name: str, spec: CollectionSpec) -> CollectionInfo: ...
+
+    def list(self) -> list[CollectionInfo]: ...
+
+    def drop(self, name: str) -> None: ...
+
+
+class DocumentWriter(Protocol):
+    """``indexer.ingest.Ingestor``: blocking writes, one outcome per document."""
+
+    def upsert(
+        self, collection: str, documents: Sequence[Document]
+    ) -> Sequence[convert.DocumentOutcomeLike]: ...
+
+    def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult: ...
+
+
+class Searcher(Protocol):
+    """``searcher.search.SearchService``."""
+
+    async def search(
+        self, collection: str, text: str, k: int, metadata_filter: MetadataFilter | None = None
+    ) -> list[Hit]: ...
+
+    async def search_batch(
+        self, collection: str, texts: Sequence[str], k: int, metadata_filter: MetadataFilter | None = None
+    ) -> list[list[Hit]]: ...
+
+    async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]: ...
+
+    async def index_status(
+        self, collection: str
+    ) -> tuple[CollectionInfo, CollectionStats, int, int]: ...
+
+
+class _Blocking:
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def __call__(self, func: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+class CollectionsServicer(pb_grpc.CollectionsServicer):
+    def __init__(self, catalog: CollectionAdmin, searcher: Searcher, executor: Executor) -> None:
+        self._catalog = catalog
+        self._searcher = searcher
+        self._run = _Blocking(executor)
+
+    @maps_errors
+    async def CreateCollection(
+        self, request: pb.CreateCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Collection:
+        name = convert.require_name(request.name, "name")
+        spec = convert.spec_from_pb(request.spec)
+        info = await self._run(self._catalog.create, name, spec)
+        return convert.collection_to_pb(info)
+
+    @maps_errors
+    async def GetCollection(
+        self, request: pb.GetCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCollectionResponse:
+        name = convert.require_name(request.name, "name")
+        info, stats, index_sequence, index_vectors = await self._searcher.index_status(name)
+        return pb.GetCollectionResponse(
+            collection=convert.collection_to_pb(info),
+            stats=convert.stats_to_pb(stats, index_sequence, index_vectors),
+        )
+
+    @maps_errors
+    async def ListCollections(
+        self, request: pb.ListCollectionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCollectionsResponse:
+        infos = await self._run(self._catalog.list)
+        return pb.ListCollectionsResponse(collections=[convert.collection_to_pb(i) for i in infos])
+
+    @maps_errors
+    async def DropCollection(
+        self, request: pb.DropCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DropCollectionResponse:
+        await self._run(self._catalog.drop, convert.require_name(request.name, "name"))
+        return pb.DropCollectionResponse()
+
+
+class IngestServicer(pb_grpc.IngestServicer):
+    """Writes; ``on_write`` is called after every committed write (to refresh local indexes)."""
+
+    def __init__(
+        self,
+        ingestor: DocumentWriter,
+        executor: Executor,
+        *,
+        batch_size: int = UPSERT_BATCH_SIZE,
+        on_write: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._ingestor = ingestor
+        self._run = _Blocking(executor)
+        self._batch_size = batch_size
+        self._on_write = on_write
+
+    @maps_errors
+    async def Upsert(
+        self, request_iterator: AsyncIterator[pb.UpsertRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.UpsertResponse]:
+        collection: str | None = None
+        batch: list[Document | pb.DocumentResult] = []
+        position = 0
+        async for request in request_iterator:
+            collection = _stream_collection(request.collection, collection)
+            for message in request.documents:
+                batch.append(_document_or_rejection(message, position))
+                position += 1
+                if len(batch) >= self._batch_size:
+                    yield await self._write(collection, batch)
+                    batch = []
+        if batch and collection is not None:
+            yield await self._write(collection, batch)
+
+    async def _write(
+        self, collection: str, batch: list[Document | pb.DocumentResult]
+    ) -> pb.UpsertResponse:
+        """Commit the valid documents of ``batch``; results keep the order they were sent in."""
+        documents = [item for item in batch if isinstance(item, Document)]
+        outcomes = iter(await self._run(self._ingestor.upsert, collection, documents) if documents else [])
+        if documents:
+            self._on_write()
+        results = [
+            item if isinstance(item, pb.DocumentResult) else convert.outcome_to_pb(next(outcomes))
+            for item in batch
+        ]
+        return pb.UpsertResponse(results=results)
+
+    @maps_errors
+    async def Delete(
+        self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteResponse:
+        collection = convert.require_name(request.collection, "collection")
+        ids = convert.require_ids(request.ids)
+        result = await self._run(self._ingestor.delete, collection, ids)
+        self._on_write()
+        return convert.delete_result_to_pb(result)
+
+
+def _stream_collection(named: str, current: str | None) -> str:
+    """The collection of an Upsert stream: named by the first message, never changed later."""
+    if current is None:
+        return convert.require_name(named, "collection")
+    if named and named != current:
+        raise InvalidArgument(
+            f"collection: one Upsert stream writes to one collection ({current!r}), "
+            f"a later message names {named!r}",
+            field="collection",
+        )
+    return current
+
+
+def _document_or_rejection(message: pb.Document, position: int) -> Document | pb.DocumentResult:
+    try:
+        return convert.document_from_pb(message, position)
+    except InvalidDocument as error:
+        return convert.rejected_to_pb(message.id, str(error))
+
+
+class SearchServicer(pb_grpc.SearchServicer):
+    def __init__(self, searcher: Searcher) -> None:
+        self._searcher = searcher
+
+    @maps_errors
+    async def Search(
+        self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SearchResponse:
+        collection = convert.require_name(request.collection, "collection")
+        query = convert.require_text(request.query, "query")
+        k = convert.validate_k(request.k)
+        metadata_filter = convert.filter_from_pb(request.filter)
+        hits = await self._searcher.search(collection, query, k, metadata_filter)
+        return convert.hits_to_pb(hits)
+
+    @maps_errors
+    async def SearchBatch(
+        self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SearchBatchResponse:
+        collection = convert.require_name(request.collection, "collection")
+        if not 1 <= len(request.queries) <= MAX_BATCH_QUERIES:
+            raise InvalidArgument(
+                f"queries must hold 1 to {MAX_BATCH_QUERIES} texts, got {len(request.queries)}",
+                field="queries",
+            )
+        queries = [convert.require_text(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
+        k = convert.validate_k(request.k)
+        metadata_filter = convert.filter_from_pb(request.filter)
+        ranked = await self._searcher.search_batch(collection, queries, k, metadata_filter)
+        return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
+
+    @maps_errors
+    async def GetDocuments(
+        self, request: pb.GetDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDocumentsResponse:
+        collection = convert.require_name(request.collection, "collection")
+        ids = convert.require_ids(request.ids)
+        documents = await self._searcher.get_documents(collection, ids)
+        by_id = {document.external_id: document for document in documents}
+        return pb.GetDocumentsResponse(
+            documents=[convert.stored_document_to_pb(by_id[i]) for i in dict.fromkeys(ids) if i in by_id],
+            missing=[i for i in dict.fromkeys(ids) if i not in by_id],
+        )
