@@ -1,0 +1,166 @@
+"""Keeps each collection's index fresh by tailing the SQL change log (DESIGN invariant 2).
+
+One asyncio task polls every ``poll_interval_s`` (or sooner, when ``wake`` is called after a local
+write): it opens indexes of collections created since the last round, forgets dropped ones and runs
+``catch_up`` on the rest. All of that blocks on SQL and FAISS, so it runs in the executor. An index
+is snapshotted after every ``snapshot_every_changes`` applied changes and once more on ``stop``, so
+a restart replays a short tail of the log instead of the whole collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from indexer.errors import AlbatrossError, CollectionNotFound
+from indexer.records import CollectionInfo
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class LiveIndex(Protocol):
+    """The part of ``indexer.sync.SyncedIndex`` the searcher uses."""
+
+    @property
+    def sequence(self) -> int: ...
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def catch_up(self) -> int: ...
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def snapshot(self) -> None: ...
+
+
+class CollectionLister(Protocol):
+    def list_collections(self) -> list[CollectionInfo]: ...
+
+
+IndexOpener = Callable[[CollectionInfo], LiveIndex]
+
+
+@dataclass
+class _Entry:
+    info: CollectionInfo
+    index: LiveIndex
+    changes_since_snapshot: int = 0
+
+
+class LiveIndexes:
+    """The open index of every collection, kept fresh from the change log. Use from one event loop."""
+
+    def __init__(
+        self,
+        store: CollectionLister,
+        open_index: IndexOpener,
+        executor: Executor,
+        *,
+        poll_interval_s: float,
+        snapshot_every_changes: int,
+    ) -> None:
+        self._store = store
+        self._open_index = open_index
+        self._executor = executor
+        self._poll_interval_s = poll_interval_s
+        self._snapshot_every = snapshot_every_changes
+        self._entries: dict[int, _Entry] = {}
+        self._opening: dict[int, asyncio.Task[_Entry]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self, func: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def get(self, info: CollectionInfo) -> LiveIndex:
+        """The index of ``info``, opened (snapshot + replay) on first use."""
+        entry = self._entries.get(info.id)
+        if entry is not None:
+            return entry.index
+        task = self._opening.get(info.id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open(info))
+            self._opening[info.id] = task
+        return (await asyncio.shield(task)).index
+
+    async def _open(self, info: CollectionInfo) -> _Entry:
+        try:
+            index = await self._run(self._open_index, info)
+            entry = _Entry(info, index)
+            self._entries[info.id] = entry
+            return entry
+        finally:
+            self._opening.pop(info.id, None)
+
+    def status(self, info: CollectionInfo) -> tuple[int, int]:
+        """(sequence applied, vectors held) of this server's index of ``info``; zeros if not open."""
+        entry = self._entries.get(info.id)
+        return (entry.index.sequence, entry.index.ntotal) if entry else (0, 0)
+
+    async def start(self) -> None:
+        """Open every existing collection's index, then start tailing the log."""
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    def wake(self) -> None:
+        """Ask for a refresh now (a local write just committed)."""
+        self._wake.set()
+
+    async def refresh(self) -> None:
+        """One round: open new collections, forget dropped ones, apply new changes."""
+        infos = await self._run(self._store.list_collections)
+        current = {info.id: info for info in infos}
+        for collection_id in set(self._entries) - set(current):
+            log.info("collection %r was dropped: closing its index", self._entries[collection_id].info.name)
+            del self._entries[collection_id]
+        for collection_id, info in current.items():
+            if collection_id not in self._entries:
+                await self.get(info)
+            else:
+                await self._catch_up(self._entries[collection_id])
+
+    async def _catch_up(self, entry: _Entry) -> None:
+        applied = await self._run(entry.index.catch_up)
+        entry.changes_since_snapshot += applied
+        if entry.changes_since_snapshot >= self._snapshot_every:
+            await self._run(entry.index.snapshot)
+            entry.changes_since_snapshot = 0
+
+    async def _poll(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            self._wake.clear()
+            try:
+                await self.refresh()
+            except CollectionNotFound:
+                continue  # dropped mid-round: the next round forgets it
+            except AlbatrossError as error:
+                log.warning("index refresh failed, retrying next round: %s", error)
+            except Exception:
+                log.exception("index refresh failed, retrying next round")
+
+    async def stop(self) -> None:
+        """Stop tailing and snapshot every open index."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for entry in list(self._entries.values()):
+            try:
+                await self._run(entry.index.snapshot)
+            except Exception:
+                log.exception("final snapshot of %r failed", entry.info.name)

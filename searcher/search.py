@@ -1,0 +1,141 @@
+"""``SearchService``: a query text becomes the top-k documents of one collection.
+
+query -> the collection's encoder (through the micro-batcher) -> the collection's index (top chunks,
+restricted to the chunks a metadata filter allows) -> chunks folded into documents -> their text and
+metadata from SQL. SQL and FAISS calls block, so they run in the executor; the event loop only
+waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from indexer.records import (
+    CollectionInfo,
+    CollectionStats,
+    MetadataFilter,
+    StoredChunk,
+    StoredDocument,
+)
+from searcher.batching import QueryBatcher, TextEncoder
+from searcher.live import LiveIndex, LiveIndexes
+from searcher.results import Hit, chunk_fetch_size, fold_chunk_hits, should_fetch_more
+
+T = TypeVar("T")
+
+# Each retry asks the index for this many times more chunks than the last try.
+FETCH_GROWTH = 4
+
+
+class CollectionCatalog(Protocol):
+    """The part of ``indexer.catalog.Catalog`` searching needs."""
+
+    def get(self, name: str) -> CollectionInfo: ...
+
+    def stats(self, name: str) -> CollectionStats: ...
+
+    def encoder_for(self, info: CollectionInfo) -> TextEncoder: ...
+
+
+class SearchStore(Protocol):
+    """The part of ``indexer.store.Store`` searching needs."""
+
+    def chunks_by_id(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]: ...
+
+    def get_documents(self, collection_id: int, external_ids: Sequence[str]) -> list[StoredDocument]: ...
+
+    def chunk_ids_matching(self, collection_id: int, metadata_filter: MetadataFilter) -> np.ndarray: ...
+
+
+class SearchService:
+    """Answers queries for every collection of one store."""
+
+    def __init__(
+        self,
+        store: SearchStore,
+        catalog: CollectionCatalog,
+        indexes: LiveIndexes,
+        batcher: QueryBatcher,
+        executor: Executor,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._indexes = indexes
+        self._batcher = batcher
+        self._executor = executor
+
+    async def _run(self, func: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def search(
+        self, collection: str, text: str, k: int, metadata_filter: MetadataFilter | None = None
+    ) -> list[Hit]:
+        """The top ``k`` documents of ``collection`` for one query, best first."""
+        (hits,) = await self.search_batch(collection, [text], k, metadata_filter)
+        return hits
+
+    async def search_batch(
+        self,
+        collection: str,
+        texts: Sequence[str],
+        k: int,
+        metadata_filter: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """One ranked list of at most ``k`` documents per query text, in order."""
+        info = await self._run(self._catalog.get, collection)
+        encoder = await self._run(self._catalog.encoder_for, info)
+        index = await self._indexes.get(info)
+        # Each text goes through the batcher on its own so it can share a forward pass with
+        # queries of other clients, not only with its siblings.
+        vectors = await asyncio.gather(*(self._batcher.embed(info.id, encoder, t) for t in texts))
+        queries = np.stack(vectors).astype(np.float32, copy=False)
+        return await self._run(self._rank, info, index, queries, k, metadata_filter)
+
+    def _rank(
+        self,
+        info: CollectionInfo,
+        index: LiveIndex,
+        queries: np.ndarray,
+        k: int,
+        metadata_filter: MetadataFilter | None,
+    ) -> list[list[Hit]]:
+        """queries: float32 (nq, d) -> top-k documents per query (blocking)."""
+        allowed = None
+        available = index.ntotal
+        if metadata_filter is not None:
+            allowed = self._store.chunk_ids_matching(info.id, metadata_filter)
+            available = min(available, len(allowed))
+        results: list[list[Hit]] = [[] for _ in range(len(queries))]
+        pending = list(range(len(queries)))
+        fetch = chunk_fetch_size(k, available)
+        while pending and fetch > 0:
+            scores, ids = index.search(queries[pending], fetch, allowed)
+            scores, ids = np.atleast_2d(scores), np.atleast_2d(ids)
+            chunks = self._store.chunks_by_id(sorted({int(i) for i in ids.ravel() if i >= 0}))
+            still_short = []
+            for row, query in enumerate(pending):
+                hits = fold_chunk_hits(scores[row], ids[row], chunks, k)
+                results[query] = hits
+                returned = int(np.count_nonzero(ids[row] >= 0))
+                if should_fetch_more(len(hits), k, fetch, returned, available):
+                    still_short.append(query)
+            pending = still_short
+            fetch = min(available, fetch * FETCH_GROWTH)
+        return results
+
+    async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]:
+        """The stored documents among ``external_ids`` (unknown ids are left out)."""
+        info = await self._run(self._catalog.get, collection)
+        return await self._run(self._store.get_documents, info.id, list(external_ids))
+
+    async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, int, int]:
+        """(info, SQL stats, index sequence, index vectors) of ``collection`` on this server."""
+        info = await self._run(self._catalog.get, collection)
+        stats = await self._run(self._catalog.stats, collection)
+        sequence, vectors = self._indexes.status(info)
+        return info, stats, sequence, vectors
