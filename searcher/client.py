@@ -1,0 +1,219 @@
+"""A small synchronous client for the Albatross gRPC API.
+
+Every call takes an optional ``timeout`` (seconds, sent as the gRPC deadline) overriding the
+client's default. Failures raise ``grpc.RpcError``; ``error.code()`` is the status code the server
+mapped from its domain error (see ``searcher.errors``) and ``error.details()`` names the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import grpc
+
+from indexer.records import CollectionSpec, Document, MetadataFilter, StoredDocument
+from protos.albatross.v1 import albatross_pb2 as pb
+from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
+from searcher import convert
+from searcher.results import Hit
+
+DEFAULT_TIMEOUT_S = 30.0
+# Documents per streamed UpsertRequest: keeps each message far below the message size limit.
+DOCUMENTS_PER_MESSAGE = 64
+
+_STATUS_NAMES = {
+    pb.DOCUMENT_STATUS_WRITTEN: "written",
+    pb.DOCUMENT_STATUS_UNCHANGED: "unchanged",
+    pb.DOCUMENT_STATUS_REJECTED: "rejected",
+}
+
+
+@dataclass(frozen=True)
+class UpsertStatus:
+    """What the server did with one document: ``status`` is written, unchanged or rejected."""
+
+    external_id: str
+    status: str
+    error: str | None
+    sequence: int | None
+
+
+def _hits(response: pb.SearchResponse) -> list[Hit]:
+    return [
+        Hit(
+            external_id=hit.id,
+            score=hit.score,
+            title=hit.title,
+            text=hit.text,
+            start=hit.start,
+            end=hit.end,
+            metadata=convert.struct_to_dict(hit.metadata),
+        )
+        for hit in response.hits
+    ]
+
+
+def _document_to_pb(document: Document) -> pb.Document:
+    message = pb.Document(id=document.external_id, text=document.text, title=document.title)
+    convert.dict_to_struct(document.metadata, message.metadata)
+    return message
+
+
+def _upsert_requests(collection: str, documents: Iterable[Document]) -> Iterator[pb.UpsertRequest]:
+    iterator = iter(documents)
+    first = True
+    while batch := list(islice(iterator, DOCUMENTS_PER_MESSAGE)):
+        yield pb.UpsertRequest(
+            collection=collection if first else "", documents=[_document_to_pb(d) for d in batch]
+        )
+        first = False
+
+
+class AlbatrossClient:
+    """Synchronous client; use as a context manager or call ``close``."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._timeout = timeout
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self._collections = pb_grpc.CollectionsStub(self._channel)
+        self._ingest = pb_grpc.IngestStub(self._channel)
+        self._search = pb_grpc.SearchStub(self._channel)
+
+    def __enter__(self) -> AlbatrossClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return self._timeout if timeout is None else timeout
+
+    # --- collections ---------------------------------------------------------------------------
+
+    def create_collection(
+        self, name: str, spec: CollectionSpec | None = None, *, timeout: float | None = None
+    ) -> pb.Collection:
+        """``spec`` None (or a spec with model "") takes the server's default model and settings."""
+        request = pb.CreateCollectionRequest(name=name)
+        if spec is not None:
+            request.spec.CopyFrom(convert.spec_to_pb(spec))
+        return self._collections.CreateCollection(request, timeout=self._deadline(timeout))
+
+    def get_collection(self, name: str, *, timeout: float | None = None) -> pb.GetCollectionResponse:
+        """The collection with its stats (documents, chunks, last and index sequence...)."""
+        return self._collections.GetCollection(
+            pb.GetCollectionRequest(name=name), timeout=self._deadline(timeout)
+        )
+
+    def list_collections(self, *, timeout: float | None = None) -> list[pb.Collection]:
+        response = self._collections.ListCollections(
+            pb.ListCollectionsRequest(), timeout=self._deadline(timeout)
+        )
+        return list(response.collections)
+
+    def drop_collection(self, name: str, *, timeout: float | None = None) -> None:
+        self._collections.DropCollection(
+            pb.DropCollectionRequest(name=name), timeout=self._deadline(timeout)
+        )
+
+    # --- ingest --------------------------------------------------------------------------------
+
+    def upsert(
+        self, collection: str, documents: Iterable[Document], *, timeout: float | None = None
+    ) -> list[UpsertStatus]:
+        """Stream ``documents``; one status per document, in the order they were sent."""
+        responses = self._ingest.Upsert(
+            _upsert_requests(collection, documents), timeout=self._deadline(timeout)
+        )
+        return [
+            UpsertStatus(
+                external_id=result.id,
+                status=_STATUS_NAMES.get(result.status, "unspecified"),
+                error=result.error or None,
+                sequence=result.sequence or None,
+            )
+            for response in responses
+            for result in response.results
+        ]
+
+    def delete(
+        self, collection: str, external_ids: Sequence[str], *, timeout: float | None = None
+    ) -> pb.DeleteResponse:
+        return self._ingest.Delete(
+            pb.DeleteRequest(collection=collection, ids=list(external_ids)),
+            timeout=self._deadline(timeout),
+        )
+
+    # --- search --------------------------------------------------------------------------------
+
+    def search(
+        self,
+        collection: str,
+        query: str,
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> list[Hit]:
+        request = pb.SearchRequest(
+            collection=collection, query=query, k=k, filter=convert.filter_to_pb(metadata_filter)
+        )
+        return _hits(self._search.Search(request, timeout=self._deadline(timeout)))
+
+    def search_batch(
+        self,
+        collection: str,
+        queries: Sequence[str],
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> list[list[Hit]]:
+        request = pb.SearchBatchRequest(
+            collection=collection,
+            queries=list(queries),
+            k=k,
+            filter=convert.filter_to_pb(metadata_filter),
+        )
+        response = self._search.SearchBatch(request, timeout=self._deadline(timeout))
+        return [_hits(result) for result in response.results]
+
+    def get_documents(
+        self, collection: str, external_ids: Sequence[str], *, timeout: float | None = None
+    ) -> list[StoredDocument]:
+        """The stored documents among ``external_ids``, in request order; unknown ids left out."""
+        response = self._search.GetDocuments(
+            pb.GetDocumentsRequest(collection=collection, ids=list(external_ids)),
+            timeout=self._deadline(timeout),
+        )
+        return [_stored_document(message) for message in response.documents]
+
+
+def _stored_document(message: pb.StoredDocument) -> StoredDocument:
+    metadata: Mapping[str, Any] = convert.struct_to_dict(message.metadata)
+    return StoredDocument(
+        external_id=message.id,
+        title=message.title,
+        text=message.text,
+        metadata=metadata,
+        content_hash=message.content_hash,
+        chunk_count=message.chunk_count,
+    )
