@@ -1,0 +1,204 @@
+"""A real server on 127.0.0.1 port 0: real store (SQLite in a temporary folder), real index, a tiny
+random ALBERT, spoken to through the synchronous client."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.records import Condition, Document, MetadataFilter
+from searcher.client import AlbatrossClient
+from searcher.server import SERVICE_NAMES, RunningServer, create_server
+
+DOCUMENTS = [
+    Document("kettle", "The kettle clicked off just as the rain started.", metadata={"room": "kitchen"}),
+    Document("umbrella", "She left her umbrella on the bus again.", metadata={"room": "hall"}),
+    Document("tomatoes", "Our neighbour grows tomatoes and beans every summer.", metadata={"room": "garden"}),
+    Document("library", "The library closes early on Saturdays.", metadata={"room": "hall"}),
+]
+
+
+class ServerThread:
+    """An asyncio loop in a thread serving while the test (the client) blocks."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine, timeout: float = 120):  # noqa: ANN001, ANN201 - any coroutine
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
+    app = AppConfig(
+        store=StoreConfig(data_dir=tmp_path_factory.mktemp("albatross-data")),
+        server=ServerConfig(host="127.0.0.1", port=50051, poll_interval_s=0.05, batch_max_wait_ms=1.0),
+        default_model=tiny_albert_dir,
+    )
+    thread = ServerThread()
+    running = thread.run(create_server(app, port=0))
+    yield running
+    thread.run(running.stop(grace_s=1.0))
+    thread.close()
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> Iterator[AlbatrossClient]:
+    with AlbatrossClient(server.target, timeout=60) as albatross:
+        yield albatross
+
+
+def wait_until_indexed(client: AlbatrossClient, collection: str, timeout_s: float = 20.0) -> None:
+    """Searcher indexes tail the change log: wait until this server's index has caught up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = client.get_collection(collection).stats
+        if stats.index_sequence >= stats.last_sequence:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"index of {collection!r} stuck at {stats}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def notes(client: AlbatrossClient) -> str:
+    client.create_collection("notes")
+    statuses = client.upsert("notes", [*DOCUMENTS, Document("empty", "   ")])
+    assert [(s.external_id, s.status) for s in statuses] == [
+        ("kettle", "written"),
+        ("umbrella", "written"),
+        ("tomatoes", "written"),
+        ("library", "written"),
+        ("empty", "rejected"),
+    ]
+    wait_until_indexed(client, "notes")
+    return "notes"
+
+
+def test_ingest_acknowledges_after_commit_and_rejects_naming_the_field(
+    client: AlbatrossClient, notes: str
+) -> None:
+    response = client.get_collection(notes)
+
+    assert (response.stats.documents, response.stats.last_sequence > 0) == (4, True)
+    assert response.stats.index_vectors == response.stats.chunks >= 4
+    assert response.collection.dimension > 0
+    statuses = client.upsert(notes, [DOCUMENTS[0], Document("bad", "")])
+    assert (statuses[0].status, statuses[0].sequence is not None) == ("unchanged", True)
+    assert statuses[1].status == "rejected" and "text" in (statuses[1].error or "")
+
+
+def test_the_exact_text_of_a_document_finds_it_first(client: AlbatrossClient, notes: str) -> None:
+    for document in DOCUMENTS:
+        hits = client.search(notes, document.text, k=3)
+
+        assert hits[0].external_id == document.external_id
+        assert hits[0].text == document.text
+        assert (hits[0].start, hits[0].end) == (0, len(document.text))
+        assert hits[0].metadata == document.metadata
+        assert len({hit.external_id for hit in hits}) == len(hits) == 3
+
+
+def test_search_batch_answers_each_query_in_order(client: AlbatrossClient, notes: str) -> None:
+    ranked = client.search_batch(notes, [DOCUMENTS[2].text, DOCUMENTS[1].text], k=2)
+
+    assert [hits[0].external_id for hits in ranked] == ["tomatoes", "umbrella"]
+
+
+def test_a_metadata_filter_restricts_the_answer(client: AlbatrossClient, notes: str) -> None:
+    hall_only = MetadataFilter((Condition(field="room", equals="hall"),))
+
+    hits = client.search(notes, DOCUMENTS[0].text, k=10, metadata_filter=hall_only)
+
+    assert sorted(hit.external_id for hit in hits) == ["library", "umbrella"]
+
+
+def test_get_documents_returns_stored_text_and_metadata(client: AlbatrossClient, notes: str) -> None:
+    (document,) = client.get_documents(notes, ["umbrella", "nobody"])
+
+    assert (document.external_id, document.text, document.metadata) == (
+        "umbrella",
+        DOCUMENTS[1].text,
+        {"room": "hall"},
+    )
+
+
+def test_a_deleted_document_is_no_longer_found(client: AlbatrossClient) -> None:
+    client.create_collection("short-lived")
+    client.upsert("short-lived", DOCUMENTS)
+    wait_until_indexed(client, "short-lived")
+
+    deleted = client.delete("short-lived", ["kettle", "ghost"])
+    wait_until_indexed(client, "short-lived")
+
+    assert (list(deleted.deleted), list(deleted.missing)) == (["kettle"], ["ghost"])
+    hits = client.search("short-lived", DOCUMENTS[0].text, k=10)
+    assert "kettle" not in {hit.external_id for hit in hits}
+    assert len(hits) == 3
+    client.drop_collection("short-lived")
+    assert "short-lived" not in {c.name for c in client.list_collections()}
+
+
+def test_health_reports_serving_for_the_server_and_each_service(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", *SERVICE_NAMES):
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_services(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.target) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+    assert {"albatross.v1.Collections", "albatross.v1.Ingest", "albatross.v1.Search"} <= services
+    assert "grpc.health.v1.Health" in services
+
+
+def test_an_unknown_collection_is_not_found(client: AlbatrossClient) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search("no-such-collection", "anything", k=3)
+
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "no-such-collection" in caught.value.details()
+
+
+@pytest.mark.parametrize("k", [0, -5])
+def test_k_must_be_positive(client: AlbatrossClient, notes: str, k: int) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search(notes, "anything", k=k)
+
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "k must be between 1 and 1000" in caught.value.details()
+
+
+def test_creating_a_collection_twice_is_already_exists(client: AlbatrossClient, notes: str) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        client.create_collection(notes)
+
+    assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_an_expired_deadline_is_deadline_exceeded(client: AlbatrossClient, notes: str) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search(notes, DOCUMENTS[0].text, k=3, timeout=1e-4)
+
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
