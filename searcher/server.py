@@ -9,7 +9,9 @@ takes a final snapshot of every index.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ SERVICE_NAMES = tuple(
 # Threads for blocking work: encoder forward passes, SQL, FAISS. The forward pass is itself
 # multi-threaded (torch), so a few workers are enough to overlap SQL with encoding.
 EXECUTOR_WORKERS = 4
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 
 
 @dataclass
@@ -55,7 +58,10 @@ class RunningServer:
 
     @property
     def target(self) -> str:
+        """Where a client on this machine reaches the server."""
         host = self.workspace.config.server.host
+        if host in _WILDCARD_HOSTS:
+            host = "127.0.0.1"
         return f"{host}:{self.port}"
 
     async def stop(self, grace_s: float = 5.0) -> None:
@@ -134,3 +140,19 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
         raise
     log.info("albatross serving on %s:%d", config.host, bound)
     return RunningServer(server, bound, health_servicer, workspace, indexes, batcher, executor)
+
+
+async def serve(app: AppConfig, *, grace_s: float = 10.0) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully (the ``albatross serve`` command)."""
+    running = await create_server(app)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+        log.info("stopping: draining calls for up to %.0f s", grace_s)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await running.stop(grace_s)
