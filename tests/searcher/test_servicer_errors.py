@@ -23,6 +23,7 @@ from indexer.errors import (
     Overloaded,
     StoreBusy,
 )
+from indexer.ingest import DocumentOutcome
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.errors import INTERNAL_MESSAGE, status_for
 from searcher.servicer import IngestServicer, SearchServicer
@@ -187,3 +188,44 @@ def test_an_upsert_stream_cannot_switch_collections() -> None:
 
     assert context.code is Code.INVALID_ARGUMENT
     assert "'b'" in context.details
+
+
+class RecordingIngestor:
+    """Writes everything it is given; records each call's ids."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def upsert(self, collection: str, documents: list[object]) -> list[DocumentOutcome]:
+        self.calls.append([d.external_id for d in documents])  # type: ignore[attr-defined]
+        return [DocumentOutcome(d.external_id, "written", sequence=len(self.calls)) for d in documents]  # type: ignore[attr-defined]
+
+
+def test_rejected_documents_keep_their_place_and_never_reach_the_ingestor() -> None:
+    ingestor = RecordingIngestor()
+    messages = (
+        pb.UpsertRequest(
+            collection="c",
+            documents=[pb.Document(id="a", text="x"), pb.Document(id="b", text=" ")],
+        ),
+        pb.UpsertRequest(documents=[pb.Document(id="c", text="y"), pb.Document(text="z")]),
+    )
+
+    async def scenario() -> list[pb.UpsertResponse]:
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            servicer = IngestServicer(ingestor, executor, batch_size=3)
+            return [r async for r in servicer.Upsert(_requests(*messages), AbortingContext())]
+
+    responses = asyncio.run(scenario())
+
+    assert ingestor.calls == [["a", "c"]]
+    results = [r for response in responses for r in response.results]
+    assert [(r.id, r.status, r.sequence) for r in results] == [
+        ("a", pb.DOCUMENT_STATUS_WRITTEN, 1),
+        ("b", pb.DOCUMENT_STATUS_REJECTED, 0),
+        ("c", pb.DOCUMENT_STATUS_WRITTEN, 1),
+        ("", pb.DOCUMENT_STATUS_REJECTED, 0),
+    ]
+    assert "documents[1]" in results[1].error and "text" in results[1].error
+    assert "documents[3]" in results[3].error and "id" in results[3].error
+    assert [len(response.results) for response in responses] == [3, 1]
