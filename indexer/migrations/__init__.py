@@ -1,0 +1,1 @@
+"""Alembic migrations of the store, run programmatically by ``indexer.store.Store.open``."""
