@@ -1,0 +1,704 @@
+"""The SQL store: collections, documents, chunk vectors and the per-collection change log.
+
+SQL is the source of truth (DESIGN invariant 1); the FAISS index is rebuilt or caught up from here.
+Plain Python records and NumPy arrays go in and out; SQLAlchemy stays inside this module (and the
+schema / filter compilation it uses).
+
+Writers to one collection are serialised: PostgreSQL locks the collection row
+(``SELECT ... FOR UPDATE``); SQLite write transactions start with ``BEGIN IMMEDIATE`` so a second
+writer waits on the busy timeout instead of failing to upgrade a read lock half-way through. That
+serialisation is what makes ``collections.last_sequence`` gap-free and committed in order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from indexer.config import StoreConfig
+from indexer.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    InvalidArgument,
+    InvalidCollectionSpec,
+    InvalidDocument,
+    StoreBusy,
+)
+from indexer.filters import compile_filter
+from indexer.records import (
+    Change,
+    ChangeOp,
+    CollectionInfo,
+    CollectionSpec,
+    CollectionStats,
+    DeleteResult,
+    EncodedDocument,
+    MetadataFilter,
+    PoolingMode,
+    StoredChunk,
+    StoredDocument,
+    WriteResult,
+)
+from indexer.schema import ChangeRow, ChunkRow, CollectionRow, DocumentRow
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
+# Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
+_IN_BATCH = 5_000
+_WRITE_OPTION = "albatross_write"
+# Arbitrary constant: the advisory lock that serialises concurrent migrators on PostgreSQL.
+_PG_MIGRATION_LOCK = 0x414C42415452
+
+
+T = TypeVar("T")
+
+
+def _batches(items: Sequence[T], size: int = _IN_BATCH) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+    """Pragmas on every new connection, and our own BEGIN (pysqlite's implicit one is unusable)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: SQLAlchemy's "begin" event below emits BEGIN itself, so
+        # DDL is transactional and writers can ask for BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _create_engine(config: StoreConfig) -> Engine:
+    url = make_url(config.url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": config.busy_timeout_s, "check_same_thread": False})
+    _configure_sqlite(engine, config.busy_timeout_s)
+    return engine
+
+
+def _is_locked(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+def _spec_of(row: CollectionRow) -> CollectionSpec:
+    return CollectionSpec(
+        model=row.model,
+        pooling=PoolingMode(row.pooling),
+        layers=tuple(row.layers),
+        max_length=row.max_length,
+        window=row.window,
+        overlap=row.overlap,
+        normalize=row.normalize,
+        index_spec=row.index_spec,
+        vector_dtype=row.vector_dtype,
+        whitening=row.use_whitening,
+    )
+
+
+def _info_of(row: CollectionRow) -> CollectionInfo:
+    return CollectionInfo(
+        id=row.id,
+        name=row.name,
+        spec=_spec_of(row),
+        dimension=row.dimension,
+        model_revision=row.model_revision,
+        tokenizer_hash=row.tokenizer_hash,
+    )
+
+
+def _validate_new_collection(name: str, spec: CollectionSpec, dimension: int) -> None:
+    if not isinstance(name, str) or not COLLECTION_NAME.match(name):
+        raise InvalidArgument(f"collection name {name!r} must match {COLLECTION_NAME.pattern}", field="name")
+    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
+        raise InvalidCollectionSpec(
+            f"dimension must be a positive integer, got {dimension!r}", field="dimension"
+        )
+    if spec.vector_dtype not in VECTOR_DTYPES:
+        raise InvalidCollectionSpec(
+            f"vector_dtype must be one of {sorted(VECTOR_DTYPES)}, got {spec.vector_dtype!r}",
+            field="vector_dtype",
+        )
+
+
+def _vector_rows(doc: EncodedDocument, dimension: int, dtype: str) -> list[bytes]:
+    """Validate ``doc.vectors`` (float32 (len(chunks), dimension), finite); one blob per chunk."""
+    record = doc.document.external_id
+    vectors = doc.vectors
+    if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32 or vectors.ndim != 2:
+        got = (
+            f"{vectors.dtype} {vectors.shape}" if isinstance(vectors, np.ndarray) else type(vectors).__name__
+        )
+        raise InvalidDocument(
+            f"vectors must be a 2-D float32 array, got {got}", record=record, field="vectors"
+        )
+    if vectors.shape != (len(doc.chunks), dimension):
+        raise InvalidDocument(
+            f"vectors have shape {vectors.shape}, expected ({len(doc.chunks)}, {dimension}): "
+            "one row per chunk, the collection's dimension",
+            record=record,
+            field="vectors",
+        )
+    stored = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPES[dtype])
+    if not (np.isfinite(vectors).all() and np.isfinite(stored).all()):
+        raise InvalidDocument(
+            f"vectors contain NaN or infinite values (stored as {dtype})", record=record, field="vectors"
+        )
+    return [row.tobytes() for row in stored]
+
+
+def _validate_document(doc: EncodedDocument) -> dict[str, Any]:
+    """Checks that do not need the collection; returns the metadata as plain JSON-ready dict."""
+    external_id = doc.document.external_id
+    if not isinstance(external_id, str) or not external_id:
+        raise InvalidDocument(
+            "external_id must be a non-empty string", record=repr(external_id), field="external_id"
+        )
+    metadata = dict(doc.document.metadata)
+    try:
+        # allow_nan=False: PostgreSQL's jsonb rejects NaN, so SQLite must not accept it either.
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDocument(
+            f"metadata is not JSON-serialisable: {exc}", record=external_id, field="metadata"
+        ) from exc
+    return metadata
+
+
+def _check_unique(external_ids: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for external_id in external_ids:
+        if external_id in seen:
+            raise InvalidDocument(
+                "appears twice in one write; send each document once",
+                record=external_id,
+                field="external_id",
+            )
+        seen.add(external_id)
+
+
+def _decode(blobs: Sequence[bytes], dimension: int, dtype: str) -> np.ndarray:
+    """Stored vector blobs -> float32 (len(blobs), dimension)."""
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    flat = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPES[dtype])
+    return flat.reshape(len(blobs), dimension).astype(np.float32)
+
+
+class _ChangeLog:
+    """Accumulates change-log rows for one transaction, numbering them from the collection head."""
+
+    def __init__(self, collection_id: int, sequence: int) -> None:
+        self.collection_id = collection_id
+        self.sequence = sequence
+        self.rows: list[dict[str, Any]] = []
+
+    def append(self, op: ChangeOp, chunk_ids: Iterable[int]) -> None:
+        for chunk_id in chunk_ids:
+            self.sequence += 1
+            self.rows.append(
+                {
+                    "collection_id": self.collection_id,
+                    "sequence": self.sequence,
+                    "op": op.value,
+                    "chunk_id": int(chunk_id),
+                }
+            )
+
+    def flush(self, session: Session) -> None:
+        for rows in _batches(self.rows):
+            session.execute(insert(ChangeRow), list(rows))
+
+
+class Store:
+    """Thread-safe: every call runs in its own connection and transaction."""
+
+    def __init__(self, engine: Engine, config: StoreConfig) -> None:
+        self._engine = engine
+        self._config = config
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, config: StoreConfig) -> Store:
+        """Create the data folder, connect, and bring the schema to the newest revision."""
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(_create_engine(config), config)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        alembic_config = Config()
+        alembic_config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self._busy_as_store_busy(), self._engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: True})
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # Two processes opening a fresh database at once would race on CREATE TABLE.
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                    )
+                alembic_config.attributes["connection"] = connection
+                command.upgrade(alembic_config, "head")
+
+    @contextmanager
+    def _busy_as_store_busy(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            if self._sqlite and _is_locked(exc):
+                raise StoreBusy(
+                    f"the SQLite database {self._engine.url.database} stayed locked for "
+                    f"{self._config.busy_timeout_s:g}s: another process is writing to it. "
+                    "Retry later, or raise the busy timeout."
+                ) from exc
+            raise
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; ``write`` ones take SQLite's writer lock up front."""
+        with self._busy_as_store_busy(), self._engine.connect() as connection:
+            if write:
+                connection.execution_options(**{_WRITE_OPTION: True})
+            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    @staticmethod
+    def _lock_collection(session: Session, collection_id: int) -> CollectionRow:
+        row = session.execute(
+            select(CollectionRow).where(CollectionRow.id == collection_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise CollectionNotFound(f"#{collection_id}")
+        return row
+
+    @staticmethod
+    def _collection_by_name(session: Session, name: str) -> CollectionRow:
+        row = session.execute(select(CollectionRow).where(CollectionRow.name == name)).scalar_one_or_none()
+        if row is None:
+            raise CollectionNotFound(name)
+        return row
+
+    @staticmethod
+    def _collection_by_id(session: Session, collection_id: int) -> CollectionRow:
+        row = session.get(CollectionRow, collection_id)
+        if row is None:
+            raise CollectionNotFound(f"#{collection_id}")
+        return row
+
+    # -- collections ----------------------------------------------------------------------------
+
+    def create_collection(
+        self, name: str, spec: CollectionSpec, *, dimension: int, model_revision: str, tokenizer_hash: str
+    ) -> CollectionInfo:
+        _validate_new_collection(name, spec, dimension)
+        row = CollectionRow(
+            name=name,
+            model=spec.model,
+            model_revision=model_revision,
+            tokenizer_hash=tokenizer_hash,
+            pooling=PoolingMode(spec.pooling).value,
+            layers=list(spec.layers),
+            max_length=spec.max_length,
+            window=spec.window,
+            overlap=spec.overlap,
+            normalize=spec.normalize,
+            use_whitening=spec.whitening,
+            dimension=dimension,
+            index_spec=spec.index_spec,
+            vector_dtype=spec.vector_dtype,
+            last_sequence=0,
+        )
+        try:
+            with self._session(write=True) as session:
+                exists = session.execute(select(CollectionRow.id).where(CollectionRow.name == name)).first()
+                if exists is not None:
+                    raise CollectionExists(name)
+                session.add(row)
+                session.flush()
+                return _info_of(row)
+        except IntegrityError as exc:  # a concurrent creator won the race on the unique name
+            raise CollectionExists(name) from exc
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        with self._session() as session:
+            return _info_of(self._collection_by_name(session, name))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        with self._session() as session:
+            rows = session.execute(select(CollectionRow).order_by(CollectionRow.name)).scalars()
+            return [_info_of(row) for row in rows]
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection with its documents, chunks and change log."""
+        with self._session(write=True) as session:
+            row = self._collection_by_name(session, name)
+            self._lock_collection(session, row.id)
+            documents = select(DocumentRow.id).where(DocumentRow.collection_id == row.id)
+            session.execute(delete(ChangeRow).where(ChangeRow.collection_id == row.id))
+            session.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(documents)))
+            session.execute(delete(DocumentRow).where(DocumentRow.collection_id == row.id))
+            session.execute(delete(CollectionRow).where(CollectionRow.id == row.id))
+
+    def set_whitening(self, name: str, blob: bytes) -> None:
+        with self._session(write=True) as session:
+            self._collection_by_name(session, name).whitening = bytes(blob)
+
+    def whitening(self, name: str) -> bytes | None:
+        with self._session() as session:
+            return self._collection_by_name(session, name).whitening
+
+    # -- documents ------------------------------------------------------------------------------
+
+    def content_hashes(self, collection_id: int, external_ids: Sequence[str]) -> dict[str, str]:
+        """``external_id -> content_hash`` for those that exist."""
+        found: dict[str, str] = {}
+        with self._session() as session:
+            for batch in _batches(list(external_ids)):
+                rows = session.execute(
+                    select(DocumentRow.external_id, DocumentRow.content_hash).where(
+                        DocumentRow.collection_id == collection_id,
+                        DocumentRow.external_id.in_(batch),
+                    )
+                )
+                found.update({external_id: digest for external_id, digest in rows})
+        return found
+
+    def write_documents(self, collection_id: int, docs: Sequence[EncodedDocument]) -> WriteResult:
+        """Upsert documents in ONE transaction; unchanged ones (same content hash) are skipped.
+
+        Replaced chunks are logged as REMOVE, new ones as ADD (removes first, then adds, in
+        document order). ``vectors`` of each doc: float32 (len(chunks), dimension), finite.
+        """
+        metadata = [_validate_document(doc) for doc in docs]
+        _check_unique([doc.document.external_id for doc in docs])
+        with self._session(write=True) as session:
+            collection = self._lock_collection(session, collection_id)
+            blobs = [_vector_rows(doc, collection.dimension, collection.vector_dtype) for doc in docs]
+            existing = self._existing(session, collection_id, [d.document.external_id for d in docs])
+            changed = [
+                i
+                for i, doc in enumerate(docs)
+                if existing.get(doc.document.external_id, (0, ""))[1] != doc.content_hash
+            ]
+            log = _ChangeLog(collection_id, collection.last_sequence)
+            replaced = [
+                existing[docs[i].document.external_id][0]
+                for i in changed
+                if docs[i].document.external_id in existing
+            ]
+            log.append(ChangeOp.REMOVE, self._delete_chunks(session, replaced))
+            final_sequence = log.sequence + sum(len(docs[i].chunks) for i in changed)
+            document_ids = self._upsert_rows(
+                session, collection_id, docs, metadata, changed, existing, final_sequence
+            )
+            log.append(ChangeOp.ADD, self._insert_chunks(session, docs, blobs, changed, document_ids))
+            log.flush(session)
+            collection.last_sequence = log.sequence
+        written = tuple(docs[i].document.external_id for i in changed)
+        skipped = tuple(d.document.external_id for i, d in enumerate(docs) if i not in set(changed))
+        return WriteResult(written=written, skipped=skipped, last_sequence=log.sequence)
+
+    @staticmethod
+    def _existing(
+        session: Session, collection_id: int, external_ids: Sequence[str]
+    ) -> dict[str, tuple[int, str]]:
+        """``external_id -> (document id, content hash)`` of the documents that already exist."""
+        found: dict[str, tuple[int, str]] = {}
+        for batch in _batches(external_ids):
+            rows = session.execute(
+                select(DocumentRow.external_id, DocumentRow.id, DocumentRow.content_hash).where(
+                    DocumentRow.collection_id == collection_id, DocumentRow.external_id.in_(batch)
+                )
+            )
+            found.update({external_id: (doc_id, digest) for external_id, doc_id, digest in rows})
+        return found
+
+    @staticmethod
+    def _delete_chunks(session: Session, document_ids: Sequence[int]) -> list[int]:
+        """Delete the chunks of these documents; returns their ids, ascending."""
+        chunk_ids: list[int] = []
+        for batch in _batches(document_ids):
+            chunk_ids.extend(
+                session.execute(
+                    select(ChunkRow.id).where(ChunkRow.document_id.in_(batch)).order_by(ChunkRow.id)
+                ).scalars()
+            )
+            session.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(batch)))
+        return sorted(chunk_ids)
+
+    @staticmethod
+    def _upsert_rows(
+        session: Session,
+        collection_id: int,
+        docs: Sequence[EncodedDocument],
+        metadata: Sequence[dict[str, Any]],
+        changed: Sequence[int],
+        existing: dict[str, tuple[int, str]],
+        sequence: int,
+    ) -> dict[int, int]:
+        """Update or insert the document rows of ``changed``; returns ``doc index -> document id``."""
+        document_ids: dict[int, int] = {}
+        updates, inserts, new_indices = [], [], []
+        for i in changed:
+            document = docs[i].document
+            values = {
+                "title": document.title,
+                "text": document.text,
+                "meta": metadata[i],
+                "content_hash": docs[i].content_hash,
+                "updated_sequence": sequence,
+            }
+            if document.external_id in existing:
+                document_ids[i] = existing[document.external_id][0]
+                updates.append({"id": document_ids[i], **values})
+            else:
+                inserts.append(
+                    {"collection_id": collection_id, "external_id": document.external_id, **values}
+                )
+                new_indices.append(i)
+        if updates:
+            session.execute(update(DocumentRow), updates)
+        if inserts:
+            new_ids = (
+                session.execute(
+                    insert(DocumentRow).returning(DocumentRow.id, sort_by_parameter_order=True), inserts
+                )
+                .scalars()
+                .all()
+            )
+            document_ids.update(zip(new_indices, new_ids, strict=True))
+        return document_ids
+
+    @staticmethod
+    def _insert_chunks(
+        session: Session,
+        docs: Sequence[EncodedDocument],
+        blobs: Sequence[list[bytes]],
+        changed: Sequence[int],
+        document_ids: dict[int, int],
+    ) -> list[int]:
+        """Insert the chunks of ``changed`` docs with their vectors; returns the new chunk ids."""
+        rows = [
+            {
+                "document_id": document_ids[i],
+                "ordinal": chunk.ordinal,
+                "start": chunk.start,
+                "end": chunk.end,
+                "text": chunk.text,
+                "vector": blob,
+            }
+            for i in changed
+            for chunk, blob in zip(docs[i].chunks, blobs[i], strict=True)
+        ]
+        if not rows:
+            return []
+        return list(
+            session.execute(
+                insert(ChunkRow).returning(ChunkRow.id, sort_by_parameter_order=True), rows
+            ).scalars()
+        )
+
+    def delete_documents(self, collection_id: int, external_ids: Sequence[str]) -> DeleteResult:
+        """Delete documents by external id, logging a REMOVE per chunk; unknown ids are ``missing``."""
+        with self._session(write=True) as session:
+            collection = self._lock_collection(session, collection_id)
+            existing = self._existing(session, collection_id, list(dict.fromkeys(external_ids)))
+            document_ids = [doc_id for doc_id, _ in existing.values()]
+            log = _ChangeLog(collection_id, collection.last_sequence)
+            log.append(ChangeOp.REMOVE, self._delete_chunks(session, document_ids))
+            for batch in _batches(document_ids):
+                session.execute(delete(DocumentRow).where(DocumentRow.id.in_(batch)))
+            log.flush(session)
+            collection.last_sequence = log.sequence
+        deleted = tuple(e for e in dict.fromkeys(external_ids) if e in existing)
+        missing = tuple(e for e in dict.fromkeys(external_ids) if e not in existing)
+        return DeleteResult(deleted=deleted, missing=missing, last_sequence=log.sequence)
+
+    def get_documents(self, collection_id: int, external_ids: Sequence[str]) -> list[StoredDocument]:
+        """The documents that exist, in the order asked."""
+        chunk_count = (
+            select(func.count(ChunkRow.id)).where(ChunkRow.document_id == DocumentRow.id).scalar_subquery()
+        )
+        found: dict[str, StoredDocument] = {}
+        with self._session() as session:
+            for batch in _batches(list(external_ids)):
+                rows = session.execute(
+                    select(DocumentRow, chunk_count).where(
+                        DocumentRow.collection_id == collection_id, DocumentRow.external_id.in_(batch)
+                    )
+                )
+                for row, count in rows:
+                    found[row.external_id] = StoredDocument(
+                        external_id=row.external_id,
+                        title=row.title,
+                        text=row.text,
+                        metadata=row.meta,
+                        content_hash=row.content_hash,
+                        chunk_count=int(count),
+                    )
+        return [found[e] for e in dict.fromkeys(external_ids) if e in found]
+
+    # -- change log and vectors -----------------------------------------------------------------
+
+    def last_sequence(self, collection_id: int) -> int:
+        with self._session() as session:
+            return self._collection_by_id(session, collection_id).last_sequence
+
+    def changes_since(self, collection_id: int, sequence: int, limit: int = 100_000) -> list[Change]:
+        """Change-log entries with sequence > ``sequence``, ascending, at most ``limit``."""
+        with self._session() as session:
+            rows = session.execute(
+                select(ChangeRow.sequence, ChangeRow.op, ChangeRow.chunk_id)
+                .where(ChangeRow.collection_id == collection_id, ChangeRow.sequence > sequence)
+                .order_by(ChangeRow.sequence)
+                .limit(limit)
+            )
+            return [Change(sequence=s, op=ChangeOp(op), chunk_id=c) for s, op, c in rows]
+
+    def vectors_for(
+        self, collection_id: int, chunk_ids: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of the chunks that still exist: ids int64 (n,) ascending, float32 (n, d)."""
+        wanted = [int(i) for i in np.asarray(chunk_ids, dtype=np.int64).ravel()]
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        with self._session() as session:
+            collection = self._collection_by_id(session, collection_id)
+            for batch in _batches(wanted):
+                rows = session.execute(
+                    select(ChunkRow.id, ChunkRow.vector)
+                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                    .where(DocumentRow.collection_id == collection_id, ChunkRow.id.in_(batch))
+                    .order_by(ChunkRow.id)
+                )
+                for chunk_id, blob in rows:
+                    ids.append(chunk_id)
+                    blobs.append(blob)
+            dimension, dtype = collection.dimension, collection.vector_dtype
+        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
+        vectors = _decode(blobs, dimension, dtype)
+        return np.asarray(ids, dtype=np.int64)[order], vectors[order]
+
+    def iter_vectors(
+        self, collection_id: int, batch: int = 10_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All live chunk vectors by ascending id, ``batch`` at a time: (int64 (n,), float32 (n, d)).
+
+        Each page is its own short read transaction (keyset pagination), so a long rebuild never
+        holds a snapshot open; callers replay the change log from a sequence read *before* the
+        first page, which covers whatever changed meanwhile.
+        """
+        with self._session() as session:
+            collection = self._collection_by_id(session, collection_id)
+            dimension, dtype = collection.dimension, collection.vector_dtype
+        after = -1
+        while True:
+            with self._session() as session:
+                rows = session.execute(
+                    select(ChunkRow.id, ChunkRow.vector)
+                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                    .where(DocumentRow.collection_id == collection_id, ChunkRow.id > after)
+                    .order_by(ChunkRow.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, _decode([r[1] for r in rows], dimension, dtype)
+            after = int(ids[-1])
+
+    def stats(self, collection_id: int) -> CollectionStats:
+        with self._session() as session:
+            collection = self._collection_by_id(session, collection_id)
+            documents = session.execute(
+                select(func.count(DocumentRow.id)).where(DocumentRow.collection_id == collection_id)
+            ).scalar_one()
+            chunks = session.execute(
+                select(func.count(ChunkRow.id))
+                .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                .where(DocumentRow.collection_id == collection_id)
+            ).scalar_one()
+            return CollectionStats(documents=documents, chunks=chunks, last_sequence=collection.last_sequence)
+
+    # -- search support -------------------------------------------------------------------------
+
+    def chunks_by_id(self, chunk_ids: Sequence[int] | np.ndarray) -> dict[int, StoredChunk]:
+        """Chunks (with their document's id, title and metadata) that exist, by chunk id."""
+        wanted = [int(i) for i in np.asarray(chunk_ids, dtype=np.int64).ravel()]
+        found: dict[int, StoredChunk] = {}
+        with self._session() as session:
+            for batch in _batches(wanted):
+                rows = session.execute(
+                    select(
+                        ChunkRow.id,
+                        ChunkRow.text,
+                        ChunkRow.start,
+                        ChunkRow.end,
+                        DocumentRow.external_id,
+                        DocumentRow.title,
+                        DocumentRow.meta,
+                    )
+                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                    .where(ChunkRow.id.in_(batch))
+                )
+                for chunk_id, chunk_text, start, end, external_id, title, meta in rows:
+                    found[chunk_id] = StoredChunk(
+                        chunk_id=chunk_id,
+                        external_id=external_id,
+                        title=title,
+                        text=chunk_text,
+                        start=start,
+                        end=end,
+                        metadata=meta,
+                    )
+        return found
+
+    def chunk_ids_matching(self, collection_id: int, metadata_filter: MetadataFilter) -> np.ndarray:
+        """Ids (int64 (n,), ascending) of the chunks whose document matches the filter."""
+        condition = compile_filter(metadata_filter, DocumentRow.meta)  # InvalidFilter before any I/O
+        with self._session() as session:
+            ids = (
+                session.execute(
+                    select(ChunkRow.id)
+                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                    .where(DocumentRow.collection_id == collection_id, condition)
+                    .order_by(ChunkRow.id)
+                )
+                .scalars()
+                .all()
+            )
+        return np.asarray(ids, dtype=np.int64)
