@@ -1,0 +1,357 @@
+"""The FAISS index of one collection: the only module that imports faiss.
+
+``VectorIndex`` wraps ``IndexIDMap2(index_factory(d, spec, METRIC_INNER_PRODUCT))`` so FAISS ids
+are the SQL chunk ids (int64). Scores are inner products: cosine similarity for unit vectors.
+
+Not thread-safe: FAISS indexes are not safe for concurrent add + search, so the owner
+(``indexer.sync.SyncedIndex``) holds a lock around every call.
+
+Removal: only indexes whose codes sit in one flat array (Flat, PQ, SQ) remove ids for real: when
+they remove, later vectors shift down, which is what ``IndexIDMap2`` assumes when it compacts its
+id map. Graph indexes (HNSW, NSG) cannot remove at all, and IVF removes without shifting, so inside
+``IndexIDMap2`` it returns wrong ids afterwards (seen with faiss 1.15: every id off by the number
+removed). For those, removed ids become tombstones, masked at search time and dropped for good when
+the index is rebuilt from SQL.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import faiss
+import numpy as np
+
+from indexer.errors import IndexNotReady, InvalidArgument, InvalidCollectionSpec, SnapshotCorrupt
+
+# Framing of ``to_bytes``: magic, then the length of the FAISS blob, the blob, then the tombstones.
+_MAGIC = b"ALBVIDX1"
+_HEADER = struct.Struct("<8sQ")
+# Over-fetch cap multiplier for index types without an id selector (see ``_search_overfetch``).
+_OVERFETCH_GROWTH = 4
+
+
+def gpu_placement(index_spec: str, gpu_support: bool, gpus: int) -> bool:
+    """Whether an index of ``index_spec`` goes to the GPU: only Flat/IVF families have FAISS GPU
+    implementations we rely on, and only when faiss-gpu is installed and a GPU is visible.
+
+    Pure so that the decision is tested on this CPU-only machine (no GPU, no faiss-gpu).
+    """
+    if not gpu_support or gpus <= 0:
+        return False
+    kinds = [part.strip() for part in index_spec.split(",")]
+    graph = any(part.upper().startswith(("HNSW", "NSG")) for part in kinds)
+    return not graph and any(part.startswith(("Flat", "IVF")) for part in kinds)
+
+
+def _to_gpu_if_useful(index: faiss.Index, index_spec: str) -> tuple[faiss.Index, object | None]:
+    """Move ``index`` to GPU 0 when ``gpu_placement`` says so; returns (index, GPU resources).
+
+    Untested here: this machine has neither faiss-gpu nor a GPU, so only the decision is tested.
+    """
+    gpu_support = hasattr(faiss, "StandardGpuResources")
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if not gpu_placement(index_spec, gpu_support, gpus):
+        return index, None
+    resources = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(resources, 0, index), resources
+
+
+def min_training_vectors(spec: str) -> int:
+    """Fewest training vectors ``spec`` accepts: k-means needs at least one point per centroid
+    (IVF lists; 2**nbits codewords per PQ sub-quantizer). 0 for specs without training."""
+    needed = 0
+    for match in re.finditer(r"IVF(\d+)", spec):
+        needed = max(needed, int(match.group(1)))
+    for match in re.finditer(r"PQ\d+(?:x(\d+))?", spec):
+        needed = max(needed, 2 ** int(match.group(1) or 8))
+    return needed
+
+
+def _removes_by_shifting(index: faiss.Index) -> bool:
+    """True for flat-code indexes, whose ``remove_ids`` keeps IndexIDMap2's id map right."""
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlatCodes)
+
+
+def _check_ids(ids: np.ndarray, name: str = "ids") -> np.ndarray:
+    if not isinstance(ids, np.ndarray) or ids.ndim != 1 or ids.dtype != np.int64:
+        raise InvalidArgument(f"{name} must be an int64 array of shape (n,)", field=name)
+    return np.ascontiguousarray(ids)
+
+
+def _check_vectors(vectors: np.ndarray, dimension: int, name: str = "vectors") -> np.ndarray:
+    if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32 or vectors.ndim != 2:
+        raise InvalidArgument(f"{name} must be a float32 array of shape (n, {dimension})", field=name)
+    if vectors.shape[1] != dimension:
+        raise InvalidArgument(
+            f"{name} have dimension {vectors.shape[1]}, the index has {dimension}", field=name
+        )
+    if not np.isfinite(vectors).all():
+        raise InvalidArgument(f"{name} contain NaN or infinite values", field=name)
+    return np.ascontiguousarray(vectors)
+
+
+class VectorIndex:
+    """FAISS ids = SQL chunk ids. Not thread-safe (the owner locks)."""
+
+    def __init__(self, index: faiss.IndexIDMap2, spec: str, tombstones: np.ndarray | None = None) -> None:
+        self._index = index
+        self._spec = spec
+        self._tombstoning = not _removes_by_shifting(index.index)
+        self._tombstones: set[int] = set() if tombstones is None else {int(i) for i in tombstones}
+        self._sorted_ids: np.ndarray | None = None  # cache of every stored id, tombstoned included
+        self._max_id = -1
+        self._gpu_resources: object | None = None
+
+    @classmethod
+    def create(cls, spec: str, dimension: int) -> VectorIndex:
+        """An empty index of FAISS factory string ``spec`` (e.g. "Flat", "HNSW32", "IVF64,Flat")."""
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
+            raise InvalidCollectionSpec(
+                f"dimension must be a positive integer, got {dimension!r}", field="dimension"
+            )
+        if re.match(r"\s*IDMap", spec, flags=re.IGNORECASE):
+            raise InvalidCollectionSpec(
+                f"index spec {spec!r}: leave out IDMap, ids are always mapped", field="index_spec"
+            )
+        try:
+            inner = faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise InvalidCollectionSpec(
+                f"index spec {spec!r} is not a valid FAISS factory string: {exc}", field="index_spec"
+            ) from exc
+        vector_index = cls(faiss.IndexIDMap2(inner), spec)
+        vector_index._place()
+        return vector_index
+
+    def _place(self) -> None:
+        placed, resources = _to_gpu_if_useful(self._index, self._spec)
+        self._index, self._gpu_resources = placed, resources
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> str:
+        return self._spec
+
+    @property
+    def dimension(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def needs_training(self) -> bool:
+        return not self._index.is_trained
+
+    @property
+    def ntotal(self) -> int:
+        """Live vectors (tombstoned ones excluded)."""
+        return int(self._index.ntotal) - len(self._tombstones)
+
+    def _stored_ids(self) -> np.ndarray:
+        """Every id physically in the index, sorted (cached until the next mutation)."""
+        if self._sorted_ids is None:
+            self._sorted_ids = np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
+            self._max_id = int(self._sorted_ids[-1]) if self._sorted_ids.size else -1
+        return self._sorted_ids
+
+    def _stored(self, ids: np.ndarray) -> np.ndarray:
+        """bool (n,): which ids are physically stored (live or tombstoned)."""
+        stored = self._stored_ids()
+        if ids.size == 0 or stored.size == 0:
+            return np.zeros(ids.shape, dtype=bool)
+        positions = np.clip(np.searchsorted(stored, ids), 0, stored.size - 1)
+        return stored[positions] == ids
+
+    @property
+    def tombstones(self) -> int:
+        """Removed ids still physically stored (masked at search until a rebuild)."""
+        return len(self._tombstones)
+
+    def contains(self, ids: np.ndarray, *, include_removed: bool = False) -> np.ndarray:
+        """bool (n,): which of ``ids`` (int64 (n,)) are live in the index (or, with
+        ``include_removed``, physically stored even if tombstoned: ``add`` refuses those)."""
+        ids = _check_ids(ids)
+        live = self._stored(ids)
+        if self._tombstones and not include_removed:
+            live &= ~np.isin(ids, np.fromiter(self._tombstones, dtype=np.int64))
+        return live
+
+    def ids(self) -> np.ndarray:
+        """Live ids, int64 (ntotal,), ascending."""
+        stored = self._stored_ids()
+        if not self._tombstones:
+            return stored.copy()
+        return stored[~np.isin(stored, np.fromiter(self._tombstones, dtype=np.int64))]
+
+    # -- mutation -------------------------------------------------------------------------------
+
+    def train(self, vectors: np.ndarray) -> None:
+        """Train on float32 (n, d) vectors (IVF/PQ need this before ``add``)."""
+        vectors = _check_vectors(vectors, self.dimension)
+        try:
+            self._index.train(vectors)
+        except RuntimeError as exc:
+            raise InvalidArgument(
+                f"cannot train {self._spec!r} on {len(vectors)} vectors: {exc}", field="vectors"
+            ) from exc
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add ``vectors`` float32 (n, d) under ``ids`` int64 (n,); ids must be new and distinct."""
+        ids = _check_ids(ids)
+        vectors = _check_vectors(vectors, self.dimension)
+        if len(ids) != len(vectors):
+            raise InvalidArgument(f"{len(ids)} ids for {len(vectors)} vectors", field="ids")
+        if self.needs_training:
+            raise IndexNotReady(f"index {self._spec!r} must be trained before vectors are added")
+        if len(np.unique(ids)) != len(ids):
+            raise InvalidArgument("ids contain duplicates", field="ids")
+        # Fast path: chunk ids only grow, so ids above the largest stored one are new.
+        self._stored_ids()
+        maybe_old = ids[ids <= self._max_id]
+        if maybe_old.size and self._stored(maybe_old).any():
+            raise InvalidArgument("some ids are already in the index", field="ids")
+        if ids.size == 0:
+            return
+        self._index.add_with_ids(vectors, ids)
+        self._sorted_ids = None
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids`` int64 (n,); unknown ids are ignored. Returns how many live ids went."""
+        ids = _check_ids(ids)
+        present = np.unique(ids[self.contains(ids)])
+        if present.size == 0:
+            return 0
+        if self._tombstoning or self._gpu_resources is not None:
+            # See the module docstring; GPU indexes are treated the same to stay simple.
+            self._tombstones.update(int(i) for i in present)
+            return int(present.size)
+        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+        self._sorted_ids = None
+        return removed
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by inner product for ``queries`` float32 (nq, d).
+
+        Returns ``(scores float32 (nq, k'), ids int64 (nq, k'))``, best first, trimmed: k' <= k is
+        the largest number of results any query got, so FAISS's all -1 columns are dropped (an
+        empty index gives k' = 0). A row with fewer results than k' (HNSW/IVF can miss, filters
+        can exclude) is padded with id -1 and score -inf at its end, so callers keep ``ids >= 0``.
+        Tombstoned ids never appear; with ``allowed_ids`` (int64 (m,)) only those can.
+        """
+        queries = _check_vectors(queries, self.dimension, name="queries")
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise InvalidArgument(f"k must be a positive integer, got {k!r}", field="k")
+        if allowed_ids is not None:
+            allowed_ids = _check_ids(allowed_ids, name="allowed_ids")
+        if self.needs_training:
+            raise IndexNotReady(f"index {self._spec!r} is not trained yet")
+        k_eff = min(k, max(self.ntotal, 0))
+        if k_eff == 0 or len(queries) == 0 or (allowed_ids is not None and allowed_ids.size == 0):
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        params = self._selector_params(allowed_ids)
+        if params is not None:
+            distances, labels = self._index.search(queries, k_eff, params=params[0])
+        else:
+            distances, labels = self._search_overfetch(queries, k_eff, allowed_ids)
+        return _trim(distances, labels)
+
+    def _selector(self, allowed_ids: np.ndarray | None) -> tuple[faiss.IDSelector | None, list[object]]:
+        """An id selector for allowed minus tombstoned ids; the list keeps its parts alive
+        (FAISS selectors hold raw pointers to the selectors they combine)."""
+        keep: list[object] = []
+        selector = None
+        if allowed_ids is not None:
+            selector = faiss.IDSelectorBatch(allowed_ids)
+            keep.append(selector)
+        if self._tombstones:
+            dead = faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64))
+            alive = faiss.IDSelectorNot(dead)
+            keep += [dead, alive]
+            selector = alive if selector is None else faiss.IDSelectorAnd(selector, alive)
+            keep.append(selector)
+        return selector, keep
+
+    def _selector_params(self, allowed_ids: np.ndarray | None) -> tuple[object, list[object]] | None:
+        """SearchParameters of the right subclass carrying the selector, ``(None, [])`` when no
+        filtering is needed, or None for index types we only filter by over-fetching."""
+        selector, keep = self._selector(allowed_ids)
+        if selector is None:
+            return None, keep
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+        elif isinstance(inner, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+        elif isinstance(inner, faiss.IndexFlat):
+            params = faiss.SearchParameters(sel=selector)
+        else:
+            return None
+        return params, keep
+
+    def _search_overfetch(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search deeper and filter in NumPy until every query has k survivors or all was seen."""
+        total = int(self._index.ntotal)
+        dead = np.fromiter(self._tombstones, dtype=np.int64)
+        fetch = min(total, k + dead.size)
+        while True:
+            distances, labels = self._index.search(queries, fetch)
+            ok = (labels >= 0) & ~np.isin(labels, dead)
+            if allowed_ids is not None:
+                ok &= np.isin(labels, allowed_ids)
+            if fetch >= total or (ok.sum(axis=1) >= k).all():
+                break
+            fetch = min(total, fetch * _OVERFETCH_GROWTH)
+        distances = np.where(ok, distances, -np.inf).astype(np.float32)
+        labels = np.where(ok, labels, -1)
+        order = np.argsort(-distances, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(distances, order, 1), np.take_along_axis(labels, order, 1)
+
+    # -- serialisation --------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """FAISS ``serialize_index`` bytes framed with the tombstones (graph indexes need them)."""
+        index = self._index
+        if self._gpu_resources is not None:
+            index = faiss.index_gpu_to_cpu(index)
+        blob = faiss.serialize_index(index).tobytes()
+        tombstones = np.array(sorted(self._tombstones), dtype="<i8").tobytes()
+        return _HEADER.pack(_MAGIC, len(blob)) + blob + tombstones
+
+    @classmethod
+    def from_bytes(cls, data: bytes, spec: str) -> VectorIndex:
+        """Inverse of ``to_bytes``; ``SnapshotCorrupt`` when the bytes are torn or not ours."""
+        if len(data) < _HEADER.size:
+            raise SnapshotCorrupt("index bytes are shorter than their header")
+        magic, length = _HEADER.unpack_from(data)
+        rest = len(data) - _HEADER.size - length
+        if magic != _MAGIC or rest < 0 or rest % 8:
+            raise SnapshotCorrupt("index bytes have a bad header or length (torn write?)")
+        blob = np.frombuffer(data, dtype=np.uint8, count=length, offset=_HEADER.size)
+        try:
+            index = faiss.deserialize_index(blob.copy())
+        except RuntimeError as exc:
+            raise SnapshotCorrupt(f"FAISS could not read the index: {exc}") from exc
+        # deserialize_index already returns the concrete, owning proxy; downcasting it again would
+        # create a non-owning proxy and let the owner be freed (a segfault later).
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise SnapshotCorrupt(f"expected an IndexIDMap2, found {type(index).__name__}")
+        tombstones = np.frombuffer(data, dtype="<i8", offset=_HEADER.size + length)
+        vector_index = cls(index, spec, tombstones)
+        vector_index._place()
+        return vector_index
+
+
+def _trim(distances: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nq, k) FAISS results -> (nq, k') without the columns that are padding in every row;
+    the padding left in shorter rows is made uniform: id -1, score -inf."""
+    valid = labels >= 0
+    width = int(valid.sum(axis=1).max()) if len(labels) else 0
+    scores = np.where(valid, distances, -np.inf)[:, :width].astype(np.float32)
+    ids = np.where(valid, labels, -1)[:, :width].astype(np.int64)
+    return np.ascontiguousarray(scores), np.ascontiguousarray(ids)
