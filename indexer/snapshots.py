@@ -1,0 +1,178 @@
+"""FAISS snapshots on disk, replaced atomically (DESIGN invariant 3).
+
+Layout, per collection::
+
+    <snapshot_dir>/<collection name>/<sequence:020d>.faiss   VectorIndex.to_bytes()
+    <snapshot_dir>/<collection name>/<sequence:020d>.json    manifest, written *after* the data
+
+The manifest is the commit marker: it exists only once its data file is complete, and it carries
+the data's SHA-256, so a torn or altered data file is detected and skipped. A snapshot covers the
+change log up to ``sequence``; loading one means replaying the changes after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import InvalidArgument, SnapshotCorrupt
+from indexer.index import VectorIndex
+from indexer.records import CollectionInfo
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+KEEP = 2
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a crash at any instant leaves the old file or the new one.
+
+    Temp file in the same folder (``os.replace`` is only atomic within a filesystem), fsync the
+    file before the rename and the folder after it (so the rename itself is durable).
+    """
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def collection_folder(snapshot_dir: Path, name: str) -> Path:
+    """The folder of one collection's snapshots; the name must be a plain file name."""
+    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\0" in name:
+        raise InvalidArgument(f"collection name {name!r} cannot name a folder", field="name")
+    return Path(snapshot_dir) / name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A loaded snapshot: ``index`` covers the change log up to and including ``sequence``."""
+
+    sequence: int
+    index: VectorIndex
+    path: Path
+
+
+def _manifest(info: CollectionInfo, sequence: int, data: bytes) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "collection": info.name,
+        "collection_id": info.id,
+        "sequence": sequence,
+        "dimension": info.dimension,
+        "index_spec": info.spec.index_spec,
+        "model_revision": info.model_revision,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def write_snapshot(snapshot_dir: Path, info: CollectionInfo, sequence: int, data: bytes) -> Path:
+    """Write ``data`` (``VectorIndex.to_bytes()`` covering ``sequence``) and its manifest, then
+    keep only the newest ``KEEP`` snapshots. Returns the data file's path."""
+    folder = collection_folder(snapshot_dir, info.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    data_path = folder / f"{sequence:020d}.faiss"
+    atomic_write(data_path, data)
+    manifest = json.dumps(_manifest(info, sequence, data), indent=1).encode("utf-8")
+    atomic_write(folder / f"{sequence:020d}.json", manifest)
+    prune(folder, KEEP)
+    return data_path
+
+
+def _sequences(folder: Path, suffix: str) -> list[int]:
+    """Sequences of the ``<sequence>.<suffix>`` files in ``folder``, newest first."""
+    found = []
+    for path in folder.glob(f"*{suffix}"):
+        if path.stem.isdigit():
+            found.append(int(path.stem))
+    return sorted(found, reverse=True)
+
+
+def prune(folder: Path, keep: int = KEEP) -> None:
+    """Delete all but the newest ``keep`` snapshots (manifest first, so none is left half-there)."""
+    if not folder.is_dir():
+        return
+    manifests = _sequences(folder, ".json")
+    for sequence in manifests[keep:]:
+        (folder / f"{sequence:020d}.json").unlink(missing_ok=True)
+    if not manifests:
+        return
+    oldest_kept = manifests[:keep][-1]
+    for sequence in _sequences(folder, ".faiss"):
+        # Only older data goes: a newer one without manifest may be being written right now.
+        if sequence < oldest_kept:
+            (folder / f"{sequence:020d}.faiss").unlink(missing_ok=True)
+
+
+def _load(folder: Path, sequence: int, info: CollectionInfo) -> Snapshot:
+    """Load one snapshot; ``SnapshotCorrupt`` when it is unreadable or belongs to another space."""
+    try:
+        manifest = json.loads((folder / f"{sequence:020d}.json").read_text(encoding="utf-8"))
+        data_path = folder / f"{sequence:020d}.faiss"
+        data = data_path.read_bytes()
+    except (OSError, ValueError) as exc:
+        raise SnapshotCorrupt(f"cannot read snapshot {sequence}: {exc}") from exc
+    expected = {
+        "format": MANIFEST_FORMAT,
+        "collection_id": info.id,
+        "sequence": sequence,
+        "dimension": info.dimension,
+        "index_spec": info.spec.index_spec,
+        "model_revision": info.model_revision,
+    }
+    mismatched = {k: manifest.get(k) for k, v in expected.items() if manifest.get(k) != v}
+    if mismatched:
+        raise SnapshotCorrupt(f"snapshot {sequence} is for another index: {mismatched}")
+    if len(data) != manifest.get("bytes") or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
+        raise SnapshotCorrupt(f"snapshot {sequence}: data does not match its checksum (torn write?)")
+    index = VectorIndex.from_bytes(data, info.spec.index_spec)
+    if index.dimension != info.dimension:
+        raise SnapshotCorrupt(f"snapshot {sequence} has dimension {index.dimension}")
+    return Snapshot(sequence=sequence, index=index, path=data_path)
+
+
+def latest_sequence(snapshot_dir: Path, name: str) -> int | None:
+    """Sequence of the newest snapshot manifest of collection ``name`` (not loaded nor verified),
+    or None when there is none: for status displays."""
+    folder = collection_folder(snapshot_dir, name)
+    sequences = _sequences(folder, ".json") if folder.is_dir() else []
+    return sequences[0] if sequences else None
+
+
+def latest(snapshot_dir: Path, info: CollectionInfo) -> Snapshot | None:
+    """The newest snapshot of ``info`` that loads, or None. Bad ones are logged and skipped,
+    never raised: the caller falls back to an older one or a rebuild from SQL."""
+    folder = collection_folder(snapshot_dir, info.name)
+    if not folder.is_dir():
+        return None
+    for sequence in _sequences(folder, ".json"):
+        try:
+            return _load(folder, sequence, info)
+        except SnapshotCorrupt as exc:
+            log.warning("skipping snapshot of collection %r in %s: %s", info.name, folder, exc)
+    return None
