@@ -1,0 +1,235 @@
+"""A collection's FAISS index kept in step with the SQL change log.
+
+``SyncedIndex.open`` = newest valid snapshot + replay of the changes after it, or a rebuild from
+SQL. ``catch_up`` replays new changes; replay is idempotent (an ADD of an id already present is
+skipped, a REMOVE of an absent id does nothing), so replaying from any sequence at or before the
+index's true position converges to the same state. That is what makes "read the sequence, then
+scan the vectors, then replay" a correct rebuild while writers keep writing: chunk ids are never
+reused, so ADD and REMOVE of one id never need ordering against each other beyond ADD-then-REMOVE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from indexer.errors import InvalidArgument
+from indexer.index import VectorIndex, min_training_vectors
+from indexer.records import ChangeOp, CollectionInfo
+from indexer.snapshots import latest, write_snapshot
+from indexer.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRAIN_SAMPLE = 100_000
+DEFAULT_PAGE = 100_000
+# Rebuild from SQL once this share of the stored vectors are tombstones (HNSW/IVF removals).
+MAX_TOMBSTONE_FRACTION = 0.25
+FALLBACK_SPEC = "Flat"
+
+
+def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray:
+    """Up to ``limit`` stored vectors, float32 (n, d). The first ones by id: one partial pass
+    instead of a full extra pass for a uniform sample; retraining later fixes any drift."""
+    parts, taken = [], 0
+    for _, vectors in store.iter_vectors(collection_id, batch=min(limit, 10_000)):
+        parts.append(vectors[: limit - taken])
+        taken += len(parts[-1])
+        if taken >= limit:
+            break
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def build_from_store(
+    store: Store, info: CollectionInfo, train_sample: int = DEFAULT_TRAIN_SAMPLE
+) -> tuple[VectorIndex, int, bool]:
+    """A fresh index of every live vector: ``(index, sequence it covers, fell back to Flat)``.
+
+    The sequence is read *before* the scan, so replaying from it covers concurrent writes.
+    """
+    sequence = store.last_sequence(info.id)
+    index = VectorIndex.create(info.spec.index_spec, info.dimension)
+    fallback = False
+    if index.needs_training:
+        sample = _training_sample(store, info.id, train_sample)
+        needed = max(1, min_training_vectors(info.spec.index_spec))
+        try:
+            if len(sample) < needed:
+                raise InvalidArgument(f"{len(sample)} stored vectors, {needed} needed")
+            index.train(sample)
+        except InvalidArgument as exc:
+            log.info(
+                "collection %r: cannot train %r yet (%s); serving a %s index until enough vectors",
+                info.name,
+                info.spec.index_spec,
+                exc,
+                FALLBACK_SPEC,
+            )
+            index, fallback = VectorIndex.create(FALLBACK_SPEC, info.dimension), True
+    for ids, vectors in store.iter_vectors(info.id):
+        index.add(ids, vectors)
+    return index, sequence, fallback
+
+
+class SyncedIndex:
+    """One collection's index. Thread-safe: ``_lock`` guards the FAISS index (not safe for
+    concurrent add + search); ``_catch_up_lock`` lets one catch-up run at a time, so SQL reads
+    happen outside ``_lock`` and searches are only blocked while changes are applied."""
+
+    def __init__(
+        self,
+        store: Store,
+        info: CollectionInfo,
+        snapshot_dir: Path,
+        index: VectorIndex,
+        sequence: int,
+        *,
+        fallback: bool = False,
+        train_sample: int = DEFAULT_TRAIN_SAMPLE,
+        page: int = DEFAULT_PAGE,
+    ) -> None:
+        self._store = store
+        self._info = info
+        self._snapshot_dir = Path(snapshot_dir)
+        self._index = index
+        self._sequence = sequence
+        self._fallback = fallback
+        self._train_sample = train_sample
+        self._page = page
+        self._lock = threading.RLock()
+        self._catch_up_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        store: Store,
+        info: CollectionInfo,
+        snapshot_dir: Path,
+        *,
+        train_sample: int = DEFAULT_TRAIN_SAMPLE,
+        page: int = DEFAULT_PAGE,
+    ) -> SyncedIndex:
+        """Newest valid snapshot + replay, else a rebuild from SQL; caught up on return."""
+        snapshot = latest(snapshot_dir, info)
+        head = store.last_sequence(info.id)
+        if snapshot is not None and snapshot.sequence <= head:
+            index, sequence, fallback = snapshot.index, snapshot.sequence, False
+        else:
+            if snapshot is not None:
+                log.warning(
+                    "collection %r: snapshot at sequence %d is ahead of the database (%d); rebuilding",
+                    info.name,
+                    snapshot.sequence,
+                    head,
+                )
+            index, sequence, fallback = build_from_store(store, info, train_sample)
+        synced = cls(
+            store,
+            info,
+            snapshot_dir,
+            index,
+            sequence,
+            fallback=fallback,
+            train_sample=train_sample,
+            page=page,
+        )
+        synced.catch_up()
+        return synced
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> CollectionInfo:
+        return self._info
+
+    @property
+    def sequence(self) -> int:
+        """The last change-log sequence applied to the index."""
+        return self._sequence
+
+    @property
+    def ntotal(self) -> int:
+        with self._lock:
+            return self._index.ntotal
+
+    @property
+    def fallback(self) -> bool:
+        """True while a Flat index stands in for a spec that cannot be trained yet."""
+        return self._fallback
+
+    def ids(self) -> np.ndarray:
+        """Live ids, int64 (ntotal,) ascending: for consistency checks against SQL."""
+        with self._lock:
+            return self._index.ids()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As ``VectorIndex.search``: scores float32 (nq, k'), ids int64 (nq, k'), -1 padded."""
+        with self._lock:
+            return self._index.search(queries, k, allowed_ids)
+
+    # -- keeping up -----------------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply every change committed after ``sequence``; returns how many were applied."""
+        with self._catch_up_lock:
+            applied, self._sequence = self._replay(self._index, self._sequence, self._lock)
+            if self._needs_rebuild():
+                self._rebuild()
+            return applied
+
+    def _replay(
+        self, index: VectorIndex, sequence: int, lock: contextlib.AbstractContextManager[object]
+    ) -> tuple[int, int]:
+        """Replay changes after ``sequence`` into ``index``, page by page, holding ``lock`` only
+        while FAISS is touched. Returns ``(changes applied, new sequence)``."""
+        applied = 0
+        while True:
+            changes = self._store.changes_since(self._info.id, sequence, self._page)
+            if not changes:
+                return applied, sequence
+            adds = np.array([c.chunk_id for c in changes if c.op is ChangeOp.ADD], dtype=np.int64)
+            removes = np.array([c.chunk_id for c in changes if c.op is ChangeOp.REMOVE], dtype=np.int64)
+            # Only chunks that still exist come back: an ADD later undone by a REMOVE is a no-op.
+            ids, vectors = self._store.vectors_for(self._info.id, adds)
+            with lock:
+                fresh = ~index.contains(ids, include_removed=True)
+                index.add(ids[fresh], vectors[fresh])
+                index.remove(removes)
+            sequence = changes[-1].sequence
+            applied += len(changes)
+
+    def _needs_rebuild(self) -> bool:
+        with self._lock:
+            live, dead = self._index.ntotal, self._index.tombstones
+        if self._fallback:
+            return live >= max(1, min_training_vectors(self._info.spec.index_spec))
+        return dead > 0 and dead >= MAX_TOMBSTONE_FRACTION * (live + dead)
+
+    def _rebuild(self) -> None:
+        """Build a fresh index from SQL beside the serving one, catch it up, then swap it in."""
+        log.info("collection %r: rebuilding the index from SQL", self._info.name)
+        index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample)
+        _, sequence = self._replay(index, sequence, contextlib.nullcontext())
+        with self._lock:
+            self._index, self._fallback = index, fallback
+            # The serving index may be ahead of the new one's replay by what was committed since.
+            self._sequence = sequence
+        _, self._sequence = self._replay(self._index, self._sequence, self._lock)
+
+    def snapshot(self) -> Path | None:
+        """Write a snapshot atomically; None (and nothing written) while on the Flat fallback,
+        which is small by definition and would not match the collection's spec."""
+        with self._lock:
+            if self._fallback:
+                log.info("collection %r: no snapshot of the fallback index", self._info.name)
+                return None
+            data, sequence = self._index.to_bytes(), self._sequence
+        return write_snapshot(self._snapshot_dir, self._info, sequence, data)
