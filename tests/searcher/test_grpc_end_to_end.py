@@ -202,3 +202,31 @@ def test_an_expired_deadline_is_deadline_exceeded(client: AlbatrossClient, notes
         client.search(notes, DOCUMENTS[0].text, k=3, timeout=1e-4)
 
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_stopped_server_leaves_a_snapshot_that_a_new_server_starts_from(
+    tmp_path: Path, tiny_albert_dir: Path
+) -> None:
+    app = AppConfig(
+        store=StoreConfig(data_dir=tmp_path),
+        server=ServerConfig(host="127.0.0.1", poll_interval_s=0.05),
+        default_model=tiny_albert_dir,
+    )
+    thread = ServerThread()
+    try:
+        first = thread.run(create_server(app, port=0))
+        with AlbatrossClient(first.target, timeout=60) as albatross:
+            albatross.create_collection("kept")
+            albatross.upsert("kept", DOCUMENTS)
+            wait_until_indexed(albatross, "kept")
+        thread.run(first.stop(grace_s=1.0))
+        assert list(app.store.snapshot_dir.rglob("*")), "stop() wrote no snapshot"
+
+        second = thread.run(create_server(app, port=0))
+        with AlbatrossClient(second.target, timeout=60) as albatross:
+            stats = albatross.get_collection("kept").stats
+            assert stats.index_sequence == stats.last_sequence > 0
+            assert albatross.search("kept", DOCUMENTS[3].text, k=1)[0].external_id == "library"
+        thread.run(second.stop(grace_s=1.0))
+    finally:
+        thread.close()
