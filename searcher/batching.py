@@ -76,14 +76,7 @@ class QueryBatcher:
         Queries with the same ``lane_key`` (one per embedding space, e.g. the collection id) are
         batched together; the latest ``encoder`` given for a key embeds the next batch.
         """
-        if self._closed:
-            raise Overloaded("the searcher is shutting down")
-        if self._pending >= self._max_pending:
-            raise Overloaded(
-                f"{self._pending} queries are already waiting to be embedded "
-                f"(max_pending_queries={self._max_pending}); retry later"
-            )
-        self._pending += 1
+        self._admit(1)
         try:
             if self._max_size == 1:
                 loop = asyncio.get_running_loop()
@@ -94,6 +87,34 @@ class QueryBatcher:
             return await future
         finally:
             self._pending -= 1
+
+    async def embed_many(self, encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
+        """The queries of one request -> float32 (n, d), admitted all or none.
+
+        They already form a batch, so they skip the lanes and are embedded in slices of at most
+        ``max_size`` texts.
+        """
+        self._admit(len(texts))
+        try:
+            loop = asyncio.get_running_loop()
+            slices = [texts[i : i + self._max_size] for i in range(0, len(texts), self._max_size)]
+            parts = [
+                await loop.run_in_executor(self._executor, encoder.encode, list(part)) for part in slices
+            ]
+            return np.concatenate(parts)
+        finally:
+            self._pending -= len(texts)
+
+    def _admit(self, count: int) -> None:
+        """Count ``count`` more pending queries, or raise ``Overloaded`` if they do not fit."""
+        if self._closed:
+            raise Overloaded("the searcher is shutting down")
+        if self._pending + count > self._max_pending:
+            raise Overloaded(
+                f"{self._pending} queries are already waiting to be embedded and {count} more do "
+                f"not fit (max_pending_queries={self._max_pending}); retry later"
+            )
+        self._pending += count
 
     def _lane(self, key: Hashable, encoder: TextEncoder) -> _Lane:
         lane = self._lanes.get(key)

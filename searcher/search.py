@@ -90,10 +90,11 @@ class SearchService:
         info = await self._run(self._catalog.get, collection)
         encoder = await self._run(self._catalog.encoder_for, info)
         index = await self._indexes.get(info)
-        # Each text goes through the batcher on its own so it can share a forward pass with
-        # queries of other clients, not only with its siblings.
-        vectors = await asyncio.gather(*(self._batcher.embed(info.id, encoder, t) for t in texts))
-        queries = np.stack(vectors).astype(np.float32, copy=False)
+        if len(texts) == 1:
+            # A lone query waits briefly for concurrent ones to share its forward pass.
+            queries = (await self._batcher.embed(info.id, encoder, texts[0]))[None, :]
+        else:
+            queries = await self._batcher.embed_many(encoder, texts)
         return await self._run(self._rank, info, index, queries, k, metadata_filter)
 
     def _rank(

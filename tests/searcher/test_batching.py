@@ -202,3 +202,37 @@ def test_close_answers_queued_callers(executor: ThreadPoolExecutor) -> None:
             await batcher.embed("c", encoder, "late")
 
     run(scenario())
+
+
+def test_the_queries_of_one_request_are_embedded_together_in_bounded_slices(
+    executor: ThreadPoolExecutor,
+) -> None:
+    encoder = RecordingEncoder()
+
+    async def scenario() -> np.ndarray:
+        batcher = QueryBatcher(executor, max_size=4, max_wait_s=0.05, max_pending=100)
+        vectors = await batcher.embed_many(encoder, ["a" * n for n in range(1, 11)])
+        assert batcher.pending == 0
+        await batcher.close()
+        return vectors
+
+    vectors = run(scenario())
+
+    assert [len(batch) for batch in encoder.batches] == [4, 4, 2]
+    assert vectors.shape == (10, 2)
+    assert vectors[:, 0].tolist() == [float(n) for n in range(1, 11)]
+
+
+def test_the_queries_of_one_request_are_admitted_all_or_none(executor: ThreadPoolExecutor) -> None:
+    encoder = RecordingEncoder()
+
+    async def scenario() -> None:
+        batcher = QueryBatcher(executor, max_size=4, max_wait_s=0.05, max_pending=3)
+        with pytest.raises(Overloaded, match="4 more do not fit"):
+            await batcher.embed_many(encoder, ["a", "b", "c", "d"])
+        assert batcher.pending == 0
+        await batcher.close()
+
+    run(scenario())
+
+    assert encoder.batches == []
