@@ -1,0 +1,296 @@
+"""The encoder: tokenizer + ALBERT/BERT-family model + pooling, loaded once and shared.
+
+``Encoder.load`` resolves the model locally (never the network), picks device and dtype, and
+checks that the collection's spec fits the model. ``encode`` turns texts into ``float32 (n, d)``
+vectors in length-sorted batches bounded by a token budget; ``chunk`` cuts a document into
+token windows with character offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from indexer.checkpoints import model_revision, resolve_model, tokenizer_hash
+from indexer.chunking import chunk_text, validate_window
+from indexer.config import DeviceConfig, EncoderConfig
+from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
+from indexer.pooling import output_dimension, pool
+from indexer.records import Chunk, CollectionSpec
+from indexer.whitening import Whitening
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+# A real vocabulary is far larger; the transformers 5 trap (a tokenizer built without its
+# spiece.model) leaves only the special tokens.
+_MIN_VOCABULARY = 16
+
+
+@dataclass(frozen=True)
+class _Placement:
+    device: torch.device
+    dtype: torch.dtype
+
+
+class Encoder:
+    """One model in one embedding space. Build with ``Encoder.load``; safe to share read-only."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        model: PreTrainedModel,
+        spec: CollectionSpec,
+        config: EncoderConfig,
+        placement: _Placement,
+        folder: Path,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._model = model
+        self._spec = spec
+        self._config = config
+        self._placement = placement
+        self._folder = folder
+        self._model_revision = model_revision(folder)
+        self._tokenizer_hash = tokenizer_hash(folder)
+        self._dimension = output_dimension(model.config.hidden_size, spec.pooling)
+        # Only ask for every layer's states when the spec pools something other than the last.
+        self._all_layers = tuple(spec.layers) != (-1,)
+
+    @classmethod
+    def load(cls, model_ref: str, spec: CollectionSpec, config: EncoderConfig) -> Encoder:
+        """Load tokenizer and model from a local folder or the local hub cache.
+
+        Raises ``ModelNotFound`` when the model is not on this machine and
+        ``InvalidCollectionSpec`` when the spec does not fit the model.
+        """
+        folder = resolve_model(model_ref, config.hf_cache_dir)
+        placement = _placement(config.device)
+        tokenizer = _load_tokenizer(folder)
+        model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=placement.dtype)
+        model.to(placement.device).eval()
+        _check_spec(spec, model, tokenizer)
+        log.info("loaded %s on %s as %s", folder, placement.device, placement.dtype)
+        return cls(tokenizer, model, spec, config, placement, folder)
+
+    @property
+    def dimension(self) -> int:
+        """Length of the pooled vectors ``encode`` returns (before any whitening)."""
+        return self._dimension
+
+    @property
+    def model_revision(self) -> str:
+        return self._model_revision
+
+    @property
+    def tokenizer_hash(self) -> str:
+        return self._tokenizer_hash
+
+    @property
+    def max_length(self) -> int:
+        """Most tokens one forward pass sees, special tokens included."""
+        return self._spec.max_length
+
+    @property
+    def device(self) -> torch.device:
+        return self._placement.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._placement.dtype
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The fast tokenizer (shared; do not change its settings)."""
+        return self._tokenizer
+
+    @property
+    def folder(self) -> Path:
+        return self._folder
+
+    @property
+    def max_window(self) -> int:
+        """Largest chunk window in tokens: ``max_length`` less the special tokens added."""
+        return self._spec.max_length - self._tokenizer.num_special_tokens_to_add(pair=False)
+
+    def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
+        """Token windows of ``text`` with character offsets; ``[]`` for a text without tokens."""
+        validate_window(window, overlap)
+        if window > self.max_window:
+            raise InvalidCollectionSpec(
+                f"window {window} leaves no room for special tokens within max_length "
+                f"{self.max_length}: use at most {self.max_window}",
+                field="window",
+            )
+        encoded = self._tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return chunk_text(text, encoded["offset_mapping"], window, overlap)
+
+    def encode(self, texts: Sequence[str], whitening: Whitening | None = None) -> np.ndarray:
+        """Vectors of ``texts`` in input order: float32 (n, d), or (n, k) with a whitening.
+
+        Texts longer than ``max_length`` tokens are truncated; cut documents with ``chunk``
+        first. The whitening is applied to the pooled vectors, then rows are L2-normalised when
+        the spec says so.
+        """
+        vectors = self.pooled(texts)
+        if whitening is not None:
+            vectors = whitening.apply(vectors)
+        if self._spec.normalize:
+            vectors = _l2_normalise(vectors)
+        return vectors
+
+    def pooled(self, texts: Sequence[str]) -> np.ndarray:
+        """Pooled vectors before whitening and normalisation: float32 (n, d), input order.
+
+        This is the sample ``fit_whitening`` expects: ``encode(..., whitening)`` applies the
+        whitening to exactly these vectors.
+        """
+        if isinstance(texts, str):
+            raise InvalidArgument("encode takes a sequence of texts, not one string", field="texts")
+        ids = self._tokenize(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        pooled = np.empty((len(ids), self._dimension), dtype=np.float32)
+        for batch in _batches([len(ids[i]) for i in order], self._config):
+            members = [order[i] for i in batch]
+            pooled[members] = self._forward([ids[i] for i in members])
+        return pooled
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        encoded = self._tokenizer(
+            list(texts), add_special_tokens=True, truncation=True, max_length=self.max_length
+        )
+        return encoded["input_ids"]
+
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        """One padded batch -> pooled float32 (batch, d)."""
+        input_ids, attention_mask = _pad(ids, self._tokenizer.pad_token_id, self.device)
+        with torch.inference_mode():
+            output = self._model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                output_hidden_states=self._all_layers,
+            )
+            states = output.hidden_states if self._all_layers else (output.last_hidden_state,)
+            vectors = pool(states, attention_mask, self._spec.pooling, tuple(self._spec.layers))
+        return vectors.float().cpu().numpy()
+
+
+def _placement(device_config: DeviceConfig) -> _Placement:
+    """Device and dtype from config: ``auto`` = CUDA if present, bf16/fp16 there, fp32 on CPU."""
+    if device_config.threads is not None:
+        if device_config.threads < 1:
+            raise InvalidArgument("threads must be >= 1", field="threads")
+        torch.set_num_threads(device_config.threads)
+    name = device_config.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidArgument(f"unknown device {name!r}", field="device") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument(f"device {name!r} asked for but CUDA is not available", field="device")
+    return _Placement(device=device, dtype=_dtype(device_config.dtype, device))
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type != "cuda":
+            # On CPUs without native bf16, bf16 measured about 5x slower than fp32 (DESIGN.md).
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if name not in _DTYPES:
+        raise InvalidArgument(
+            f"unknown dtype {name!r}; choose auto or one of {', '.join(_DTYPES)}", field="dtype"
+        )
+    return _DTYPES[name]
+
+
+def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"cannot load a tokenizer from {folder}: {exc}") from exc
+    if not tokenizer.is_fast:
+        raise ModelNotFound(f"{folder}: character offsets need a fast tokenizer, got {type(tokenizer)}")
+    if len(tokenizer) < _MIN_VOCABULARY:
+        raise ModelNotFound(
+            f"{folder}: the tokenizer has only {len(tokenizer)} tokens, so its vocabulary file "
+            "(spiece.model, vocab.txt or tokenizer.json) was not read"
+        )
+    return tokenizer
+
+
+def _check_spec(spec: CollectionSpec, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The spec must fit this model: position table, layer indices, a padding token."""
+    positions = model.config.max_position_embeddings
+    if not 2 < spec.max_length <= positions:
+        raise InvalidCollectionSpec(
+            f"max_length {spec.max_length} must be in 3..{positions} for this model",
+            field="max_length",
+        )
+    states = model.config.num_hidden_layers + 1
+    for layer in spec.layers:
+        if not -states <= layer < states:
+            raise InvalidCollectionSpec(
+                f"layer {layer} does not exist: the model has {states} hidden states "
+                f"(valid indices {-states}..{states - 1})",
+                field="layers",
+            )
+    if not spec.layers:
+        raise InvalidCollectionSpec("layers must name at least one layer", field="layers")
+    if tokenizer.pad_token_id is None:
+        raise ModelNotFound("the tokenizer defines no padding token, so batches cannot be padded")
+
+
+def _batches(lengths: Sequence[int], config: EncoderConfig) -> list[range]:
+    """Consecutive index ranges over length-descending ``lengths`` within the batch budget.
+
+    A batch costs ``size * longest`` padded tokens; it stays within ``config.batch_tokens`` and
+    ``config.max_batch`` (a single text longer than the budget still gets a batch of its own).
+    """
+    if config.batch_tokens < 1 or config.max_batch < 1:
+        raise InvalidArgument("batch_tokens and max_batch must be >= 1", field="batch_tokens")
+    batches: list[range] = []
+    start = 0
+    while start < len(lengths):
+        longest = lengths[start]
+        size = max(1, min(config.max_batch, config.batch_tokens // max(longest, 1)))
+        stop = min(start + size, len(lengths))
+        batches.append(range(start, stop))
+        start = stop
+    return batches
+
+
+def _pad(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token ids: input_ids and attention_mask, both int64 (batch, longest)."""
+    longest = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for row, tokens in enumerate(ids):
+        input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        attention_mask[row, : len(tokens)] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def _l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Unit rows; an all-zero row stays zero rather than becoming NaN."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
