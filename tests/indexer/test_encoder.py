@@ -1,0 +1,264 @@
+"""Encoder: unit vectors in input order, batch-independent, chunking through the real tokenizer,
+and every seed family (ALBERT v2 sizes, BERT cased and Chinese) loading through ``Encoder.load``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AlbertTokenizer, AutoModel, AutoTokenizer
+
+from indexer.config import DeviceConfig, EncoderConfig
+from indexer.encoder import Encoder
+from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
+from indexer.records import CollectionSpec, PoolingMode
+from indexer.whitening import fit_whitening
+
+try:  # tests/ may or may not be a package: see tests/conftest.py
+    from tests.fixtures.tiny_models import PUBLISHED, sample_lines, shrunk_fields
+except ModuleNotFoundError:
+    from fixtures.tiny_models import PUBLISHED, sample_lines, shrunk_fields
+
+# A small budget so that a handful of texts already spans several batches.
+SMALL_BATCHES = EncoderConfig(batch_tokens=64, max_batch=3)
+TEXTS = [
+    "The kettle clicked off just as the rain started against the kitchen window.",
+    "Fresh bread.",
+    "The museum has a new exhibition about ancient maps and sea charts, and the queue for it "
+    "stretched out of the door and down the street past the bakery.",
+    "Swallows return to the barn every spring.",
+    "Our cat refuses to eat anything except one brand of food.",
+    "Yes.",
+    "The storm knocked out the power for most of the evening.",
+]
+
+
+def spec(**fields) -> CollectionSpec:
+    return CollectionSpec(model="tiny-albert", **fields)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_albert_dir: Path) -> Encoder:
+    return Encoder.load(str(tiny_albert_dir), spec(max_length=64, window=32, overlap=8), SMALL_BATCHES)
+
+
+def test_vectors_are_unit_float32_rows_in_input_order(encoder):
+    vectors = encoder.encode(TEXTS)
+    assert vectors.shape == (len(TEXTS), encoder.dimension) == (7, 32)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    reversed_vectors = encoder.encode(TEXTS[::-1])
+    np.testing.assert_allclose(reversed_vectors[::-1], vectors, atol=1e-5)
+
+
+def test_encoding_is_deterministic_across_calls_and_loads(encoder, tiny_albert_dir):
+    again = Encoder.load(str(tiny_albert_dir), spec(max_length=64), EncoderConfig())
+    np.testing.assert_array_equal(encoder.encode(TEXTS), encoder.encode(TEXTS))
+    np.testing.assert_allclose(again.encode(TEXTS), encoder.encode(TEXTS), atol=1e-5)
+
+
+def test_a_text_alone_equals_the_same_text_in_a_mixed_batch(encoder):
+    mixed = encoder.encode(TEXTS)
+    for index, text in enumerate(TEXTS):
+        np.testing.assert_allclose(encoder.encode([text])[0], mixed[index], atol=1e-5)
+
+
+def test_batches_respect_the_token_budget_and_the_batch_cap(encoder, monkeypatch):
+    seen: list[list[int]] = []
+    forward = Encoder._forward
+
+    def recording(self, ids):
+        seen.append([len(row) for row in ids])
+        return forward(self, ids)
+
+    monkeypatch.setattr(Encoder, "_forward", recording)
+    encoder.encode(TEXTS)
+    assert sum(len(batch) for batch in seen) == len(TEXTS) and len(seen) > 1
+    for lengths in seen:
+        assert len(lengths) <= SMALL_BATCHES.max_batch
+        assert len(lengths) == 1 or len(lengths) * max(lengths) <= SMALL_BATCHES.batch_tokens
+    flat = [length for batch in seen for length in batch]
+    assert flat == sorted(flat, reverse=True), "batches are formed from length-sorted texts"
+
+
+def test_vectors_equal_mean_pooling_by_hand(tiny_albert_dir):
+    raw = Encoder.load(str(tiny_albert_dir), spec(normalize=False), EncoderConfig())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_albert_dir, local_files_only=True)
+    model = AutoModel.from_pretrained(tiny_albert_dir, local_files_only=True).eval()
+    with torch.inference_mode():
+        states = model(**tokenizer(TEXTS[0], return_tensors="pt")).last_hidden_state
+    np.testing.assert_allclose(raw.encode(TEXTS[:1])[0], states[0].mean(dim=0).numpy(), atol=1e-5)
+
+
+def test_layers_and_pooling_modes_shape_the_vectors(tiny_albert_dir):
+    both = Encoder.load(
+        str(tiny_albert_dir), spec(pooling=PoolingMode.MEAN_MAX, layers=(0, -1)), EncoderConfig()
+    )
+    vectors = both.encode(TEXTS)
+    assert both.dimension == 64 and vectors.shape == (7, 64)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+
+
+def test_whitening_is_applied_to_pooled_vectors_before_normalisation(encoder):
+    whitening = fit_whitening(encoder.pooled(sample_lines()[:40]), dim=8)
+    vectors = encoder.encode(TEXTS, whitening=whitening)
+    assert vectors.shape == (7, 8)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    expected = whitening.apply(encoder.pooled(TEXTS))
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+
+
+def test_pooled_vectors_are_what_encode_normalises(encoder):
+    pooled = encoder.pooled(TEXTS)
+    assert not np.allclose(np.linalg.norm(pooled, axis=1), 1.0)
+    unit = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+    np.testing.assert_allclose(encoder.encode(TEXTS), unit, atol=1e-6)
+
+
+def test_empty_input_and_a_bare_string(encoder):
+    assert encoder.encode([]).shape == (0, encoder.dimension)
+    with pytest.raises(InvalidArgument):
+        encoder.encode("not a list")
+
+
+def test_a_long_text_yields_several_overlapping_chunks(encoder):
+    text = " ".join(sample_lines()[:12])
+    chunks = encoder.chunk(text, window=32, overlap=8)
+    assert len(chunks) > 2
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+    assert all(c.text == text[c.start : c.end] for c in chunks)
+    assert chunks[0].start == 0 and chunks[-1].end == len(text)
+    assert all(b.start < a.end for a, b in zip(chunks, chunks[1:], strict=False)), "overlap"
+    vectors = encoder.encode([c.text for c in chunks])
+    assert vectors.shape == (len(chunks), encoder.dimension)
+
+
+def test_short_and_empty_texts_chunk_to_one_and_none(encoder):
+    (chunk,) = encoder.chunk("  Fresh bread.  ", window=32, overlap=8)
+    assert chunk.text == "Fresh bread."
+    assert encoder.chunk("   ", window=32, overlap=8) == []
+
+
+def test_the_window_must_leave_room_for_special_tokens(encoder):
+    assert encoder.max_window == encoder.max_length - 2
+    encoder.chunk("Fresh bread.", window=62, overlap=8)
+    with pytest.raises(InvalidCollectionSpec, match="special tokens"):
+        encoder.chunk("Fresh bread.", window=63, overlap=8)
+    with pytest.raises(InvalidCollectionSpec):
+        encoder.chunk("Fresh bread.", window=8, overlap=8)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"max_length": 4096}, "max_length"), ({"layers": (3,)}, "layers"), ({"layers": ()}, "layers")],
+)
+def test_a_spec_that_does_not_fit_the_model_is_rejected(tiny_albert_dir, fields, field):
+    with pytest.raises(InvalidCollectionSpec) as caught:
+        Encoder.load(str(tiny_albert_dir), spec(**fields), EncoderConfig())
+    assert caught.value.field == field
+
+
+def test_cpu_defaults_to_float32_and_explicit_dtype_is_honoured(encoder, tiny_albert_dir):
+    assert (encoder.device.type, encoder.dtype) == ("cpu", torch.float32)
+    config = EncoderConfig(device=DeviceConfig(device="cpu", dtype="bf16"))
+    half = Encoder.load(str(tiny_albert_dir), spec(), config)
+    assert half.dtype == torch.bfloat16
+    vectors = half.encode(TEXTS[:2])
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_unknown_devices_and_dtypes_are_rejected(tiny_albert_dir):
+    for device in (DeviceConfig(dtype="int3"), DeviceConfig(device="quantum")):
+        with pytest.raises(InvalidArgument):
+            Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig(device=device))
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgument, match="CUDA"):
+            Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig(device=DeviceConfig("cuda")))
+
+
+def _model_files(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(source / name, target / name)
+    return target
+
+
+def test_a_tokenizer_saved_with_save_pretrained_still_tokenizes_real_text(tiny_albert_dir, tmp_path):
+    """transformers 5 writes tokenizer.json without spiece.model; the folder must still work."""
+    original = AutoTokenizer.from_pretrained(tiny_albert_dir, local_files_only=True)
+    saved = _model_files(tiny_albert_dir, tmp_path / "saved")
+    original.save_pretrained(saved)
+    reloaded = Encoder.load(str(saved), spec(), EncoderConfig())
+    text = sample_lines()[0]
+    ids = reloaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == original(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 5 and original.unk_token_id not in ids
+
+
+def test_a_tokenizer_that_ignored_its_vocabulary_is_refused(tiny_albert_dir, tmp_path):
+    """``AlbertTokenizer(vocab_file=...)`` silently keeps a 5-token vocabulary: refuse it."""
+    broken = AlbertTokenizer(vocab_file=str(tiny_albert_dir / "spiece.model"))
+    assert len(broken) < 16
+    folder = _model_files(tiny_albert_dir, tmp_path / "broken")
+    broken.save_pretrained(folder)
+    with pytest.raises(ModelNotFound, match="vocabulary"):
+        Encoder.load(str(folder), spec(), EncoderConfig())
+
+
+def test_sample_text_tokenizes_without_unknown_pieces(encoder):
+    tokenizer = encoder.tokenizer
+    for line in sample_lines()[:50]:
+        assert tokenizer.unk_token_id not in tokenizer(line)["input_ids"], line
+
+
+@pytest.fixture(scope="module")
+def family_dir(tmp_path_factory, build_tiny_checkpoint):
+    root = tmp_path_factory.mktemp("families")
+    return lambda family: build_tiny_checkpoint(family, root / family)
+
+
+_HEAVY = {"albert-xlarge-v2", "albert-xxlarge-v2"}  # 1-3 s each to build on two busy cores
+
+
+@pytest.mark.parametrize(
+    "family",
+    [pytest.param(f, marks=pytest.mark.slow) if f in _HEAVY else f for f in PUBLISHED],
+)
+def test_each_seed_family_loads_and_yields_unit_vectors_of_its_hidden_size(family, family_dir):
+    """Published shapes, except (see ``shrunk_fields``): num_hidden_layers 1 and the tiny
+    tokenizer's vocab_size everywhere, for speed; albert-xxlarge-v2 also intermediate_size 4096
+    instead of 16384 (a full layer is ~200M parameters). Hidden size, heads, embedding size,
+    positions, activation and token types are the published ones.
+    """
+    folder = family_dir(family)
+    written = json.loads((folder / "config.json").read_text())
+    shrunk = shrunk_fields(family)
+    for name, value in PUBLISHED[family].items():
+        if name not in shrunk:
+            assert written[name] == value, name
+    encoder = Encoder.load(str(folder), CollectionSpec(model=family, max_length=512), EncoderConfig())
+    text = "我们去公园散步" if family.endswith("chinese") else sample_lines()[3]
+    vectors = encoder.encode([text, "Short one.", sample_lines()[10]])
+    assert encoder.dimension == PUBLISHED[family]["hidden_size"]
+    assert vectors.shape == (3, encoder.dimension)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    ids = encoder.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert encoder.tokenizer.unk_token_id not in ids
+
+
+def test_chinese_text_tokenizes_per_character(family_dir):
+    encoder = Encoder.load(str(family_dir("bert-base-chinese")), spec(), EncoderConfig())
+    text = "我们喜欢读书"
+    tokenizer = encoder.tokenizer
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == list(text)
+    assert tokenizer.unk_token_id not in ids
+    chunks = encoder.chunk(text, window=4, overlap=1)
+    assert [c.text for c in chunks] == ["我们喜欢", "欢读书"]
