@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -115,6 +116,15 @@ def test_the_exact_text_of_a_document_finds_it_first(client: AlbatrossClient, no
         assert (hits[0].start, hits[0].end) == (0, len(document.text))
         assert hits[0].metadata == document.metadata
         assert len({hit.external_id for hit in hits}) == len(hits) == 3
+
+
+def test_concurrent_searches_each_get_their_own_answer(client: AlbatrossClient, notes: str) -> None:
+    # Concurrent queries share forward passes in the micro-batcher; answers must not get mixed up.
+    queries = [DOCUMENTS[i % len(DOCUMENTS)] for i in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        firsts = list(pool.map(lambda d: client.search(notes, d.text, k=1)[0].external_id, queries))
+
+    assert firsts == [d.external_id for d in queries]
 
 
 def test_search_batch_answers_each_query_in_order(client: AlbatrossClient, notes: str) -> None:
