@@ -1,8 +1,8 @@
 """Query micro-batching: concurrent query texts for one encoder are embedded in one forward pass.
 
 One ALBERT forward over 32 short queries costs little more than over one, so under load the
-searcher waits at most ``max_wait_s`` for company before embedding. Each encoder has one lane: a
-queue drained by one task that runs ``encoder.encode`` in a thread executor (never on the event
+searcher waits at most ``max_wait_s`` for company before embedding. Each embedding space (the
+caller's lane key, e.g. the collection id) has one lane: a queue drained by one task that runs ``encoder.encode`` in a thread executor (never on the event
 loop) one batch at a time; queries arriving while a batch is being embedded form the next batch.
 
 Admission is bounded: at most ``max_pending`` queries may wait or be in flight across all lanes;
@@ -154,7 +154,7 @@ class QueryBatcher:
             texts = [query.text for query in batch]
             try:
                 vectors = await loop.run_in_executor(self._executor, lane.encoder.encode, texts)
-            except Exception as error:  # noqa: BLE001 - delivered to every caller of the batch
+            except Exception as error:  # delivered to every caller of the batch
                 for query in batch:
                     if not query.future.done():
                         query.future.set_exception(error)

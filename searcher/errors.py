@@ -89,7 +89,7 @@ def maps_errors(method: F) -> F:
                     yield response
             except grpc.aio.AbortError:
                 raise
-            except Exception as error:  # noqa: BLE001 - the one place that catches everything
+            except Exception as error:  # the one place that catches everything
                 await _abort(context, error, name)
 
         return stream  # type: ignore[return-value]
@@ -100,7 +100,7 @@ def maps_errors(method: F) -> F:
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as error:  # noqa: BLE001 - the one place that catches everything
+        except Exception as error:  # the one place that catches everything
             await _abort(context, error, name)
 
     return unary  # type: ignore[return-value]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 
 from indexer.errors import Overloaded
 from searcher.batching import QueryBatcher
+
+T = TypeVar("T")
 
 
 class RecordingEncoder:
@@ -39,7 +42,7 @@ def executor() -> ThreadPoolExecutor:
         yield pool
 
 
-def run(coro):  # noqa: ANN001, ANN201 - test helper
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 

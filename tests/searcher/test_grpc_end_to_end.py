@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -21,6 +22,8 @@ from indexer.config import AppConfig, ServerConfig, StoreConfig
 from indexer.records import Condition, Document, MetadataFilter
 from searcher.client import AlbatrossClient
 from searcher.server import SERVICE_NAMES, RunningServer, create_server
+
+T = TypeVar("T")
 
 DOCUMENTS = [
     Document("kettle", "The kettle clicked off just as the rain started.", metadata={"room": "kitchen"}),
@@ -38,7 +41,7 @@ class ServerThread:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
-    def run(self, coroutine, timeout: float = 120):  # noqa: ANN001, ANN201 - any coroutine
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def close(self) -> None:
