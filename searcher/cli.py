@@ -89,12 +89,24 @@ def app_config(args: argparse.Namespace) -> AppConfig:
     return replace(config, store=store, encoder=encoder, server=server)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from searcher import commands
+def configure_logging(*, verbose: bool) -> None:
+    """Our own messages at INFO (DEBUG with -v); libraries' chatter only from WARNING up."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for name in ("albatross", "indexer", "searcher"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    from transformers.utils import logging as transformers_logging
 
-    parser = argparse.ArgumentParser(prog="albatross", description=__doc__.splitlines()[0])
+    transformers_logging.disable_progress_bar()  # one "Loading weights" bar per model is noise here
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from searcher import commands, serving_commands
+
+    parser = argparse.ArgumentParser(prog="albatross", description="Albatross semantic search.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for register in commands.REGISTRY:
+    for register in (*commands.REGISTRY, *serving_commands.REGISTRY):
         register(sub)
     return parser
 
@@ -102,11 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(verbose=getattr(args, "verbose", False))
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

@@ -1,0 +1,273 @@
+"""Subcommands that serve or talk to a server: ``serve``, ``search`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+from tqdm import tqdm
+
+from indexer.config import AppConfig
+from indexer.errors import CollectionNotFound, InvalidFilter
+from indexer.records import Condition, MetadataFilter, Range
+from indexer.samples import SAMPLE_CORPUS
+from indexer.workspace import Workspace
+from searcher.cli import (
+    EXIT_INTERNAL,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_PRECONDITION,
+    EXIT_UNAVAILABLE,
+    add_store_options,
+    app_config,
+)
+from searcher.results import Hit
+
+Subparsers = Any
+DEFAULT_TARGET = "127.0.0.1:50051"
+BATCH_QUERIES = 64
+
+EXIT_FOR_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_INVALID,
+    grpc.StatusCode.ALREADY_EXISTS: EXIT_INVALID,
+    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION: EXIT_PRECONDITION,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+}
+
+
+@contextmanager
+def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
+    """Turn a failed call into one line on stderr and an exit code (stored in the yielded list)."""
+    outcome = [EXIT_OK]
+    try:
+        yield outcome
+    except grpc.RpcError as error:
+        code = error.code()  # type: ignore[attr-defined]
+        hint = f" (is `albatross serve` running at {target}?)" if code == grpc.StatusCode.UNAVAILABLE else ""
+        print(f"albatross {command}: {code.name}: {error.details()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
+        outcome[0] = EXIT_FOR_STATUS.get(code, EXIT_INTERNAL)
+
+
+# --- filters on the command line --------------------------------------------------------------
+
+
+def parse_filter(raw: str | None) -> MetadataFilter | None:
+    """``{"category": "animal", "year": {"gte": 2000}, "lang": {"in": ["en", "fr"]}}`` -> filter."""
+    if not raw:
+        return None
+    try:
+        spec = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidFilter(f"--filter is not JSON ({exc.msg})", field="filter") from exc
+    if not isinstance(spec, dict):
+        raise InvalidFilter("--filter must be a JSON object of field conditions", field="filter")
+    return MetadataFilter(tuple(_condition(field, value) for field, value in spec.items()))
+
+
+def _condition(field: str, value: object) -> Condition:
+    if not isinstance(value, dict):
+        return Condition(field=field, equals=value)  # type: ignore[arg-type]
+    if set(value) == {"in"}:
+        values = value["in"]
+        if not isinstance(values, list):
+            raise InvalidFilter(f"filter on {field!r}: 'in' takes a list", field=f"filter.{field}")
+        return Condition(field=field, one_of=tuple(values))
+    unknown = set(value) - {"gt", "gte", "lt", "lte"}
+    if unknown:
+        raise InvalidFilter(
+            f"filter on {field!r}: unknown operator(s) {sorted(unknown)}; use in, gt, gte, lt, lte",
+            field=f"filter.{field}",
+        )
+    return Condition(field=field, range=Range(**value))
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def register_serve(sub: Subparsers) -> None:
+    parser = sub.add_parser("serve", help="run the gRPC searcher (health checking and reflection included)")
+    parser.add_argument("--port", type=int, help="port to bind (default 50051; 0 picks a free one)")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    add_store_options(parser)
+    parser.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from searcher.server import serve
+
+    asyncio.run(serve(app_config(args)))
+    return EXIT_OK
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+def register_search(sub: Subparsers) -> None:
+    parser = sub.add_parser("search", help="search a collection over gRPC (one query, or a file of queries)")
+    parser.add_argument("query", nargs="?", help="the query text (omit with --queries)")
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--k", type=int, default=10, help="documents to return (1..1000)")
+    parser.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"year": {"gte": 2000}}\'')
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="host:port of `albatross serve`")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds")
+    parser.add_argument("--queries", type=Path, help="JSONL of queries (_id, text): batch mode")
+    parser.add_argument("--run-out", type=Path, help="batch mode: write a TREC run file here")
+    parser.add_argument("--tag", default="albatross", help="run tag of the TREC file")
+    parser.set_defaults(run=run_search)
+
+
+def hit_to_json(hit: Hit) -> dict[str, object]:
+    return {
+        "id": hit.external_id,
+        "score": round(hit.score, 6),
+        "title": hit.title,
+        "text": hit.text,
+        "start": hit.start,
+        "end": hit.end,
+        "metadata": dict(hit.metadata),
+    }
+
+
+def print_hits(hits: Sequence[Hit], out: TextIO = sys.stdout, width: int = 100) -> None:
+    for rank, hit in enumerate(hits, start=1):
+        snippet = " ".join(hit.text.split())
+        snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"
+        title = f" {hit.title}:" if hit.title else ""
+        print(f"{rank:>3}. {hit.score:.4f}  [{hit.external_id}]{title} {snippet}", file=out)
+
+
+def trec_lines(query_id: str, hits: Sequence[Hit], tag: str) -> Iterator[str]:
+    """``qid Q0 docid rank score tag``: the run format trec_eval and BEIR tools read."""
+    for rank, hit in enumerate(hits, start=1):
+        yield f"{query_id} Q0 {hit.external_id} {rank} {hit.score:.6f} {tag}"
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from searcher.client import AlbatrossClient
+
+    metadata_filter = parse_filter(args.filter)
+    with (
+        reporting_rpc_errors("search", args.target) as outcome,
+        AlbatrossClient(args.target, timeout=args.timeout) as client,
+    ):
+        if args.queries is not None:
+            search_file(client, args, metadata_filter)
+        elif args.query:
+            hits = client.search(args.collection, args.query, args.k, metadata_filter)
+            if args.json:
+                print(json.dumps([hit_to_json(hit) for hit in hits], indent=2, ensure_ascii=False))
+            else:
+                print_hits(hits)
+        else:
+            print("albatross search: give a query, or --queries FILE", file=sys.stderr)
+            return EXIT_INVALID
+    return outcome[0]
+
+
+def search_file(client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None) -> None:
+    from searcher.beir import read_queries
+
+    queries = read_queries(args.queries)
+    out = args.run_out.open("w", encoding="utf-8") if args.run_out else sys.stdout
+    try:
+        with tqdm(total=len(queries), unit="queries", file=sys.stderr) as bar:
+            for start in range(0, len(queries), BATCH_QUERIES):
+                batch = queries[start : start + BATCH_QUERIES]
+                results = client.search_batch(
+                    args.collection, [q.text for q in batch], args.k, metadata_filter
+                )
+                for query, hits in zip(batch, results, strict=True):
+                    for line in trec_lines(query.query_id, hits, args.tag):
+                        print(line, file=out)
+                bar.update(len(batch))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+            print(f"wrote {args.run_out}", file=sys.stderr)
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+DEMO_COLLECTION = "demo"
+DEMO_QUERIES = (
+    "a drink made from fermented grapes",
+    "a vehicle with two wheels that you pedal",
+    "the organ that lets you breathe",
+    "a loyal animal kept as a pet that barks",
+    "a metal that rusts",
+    "a sweet red fruit",
+)
+
+
+def register_demo(sub: Subparsers) -> None:
+    parser = sub.add_parser("demo", help="ingest the sample corpus, serve it, and search it (the main job)")
+    parser.add_argument("--k", type=int, default=3)
+    add_store_options(parser)
+    parser.set_defaults(run=run_demo)
+
+
+def ingest_sample(config: AppConfig) -> None:
+    workspace = Workspace.open(config)
+    try:
+        try:
+            workspace.catalog.get(DEMO_COLLECTION)
+        except CollectionNotFound:
+            from indexer.records import CollectionSpec
+
+            workspace.catalog.create(DEMO_COLLECTION, CollectionSpec(model="default"))
+        from indexer.readers import count_records, read_path
+
+        path = str(SAMPLE_CORPUS)
+        with tqdm(
+            total=count_records(path), unit="docs", desc="ingest sample corpus", file=sys.stderr
+        ) as bar:
+            summary = workspace.ingestor.ingest(DEMO_COLLECTION, read_path(path), on_progress=bar.update)
+        print(
+            f"collection {DEMO_COLLECTION!r}: {summary.written} written, {summary.unchanged} unchanged "
+            f"({summary.docs_per_second:.0f} docs/s)",
+            file=sys.stderr,
+        )
+    finally:
+        workspace.close()
+
+
+def ask_demo_queries(target: str, k: int) -> None:
+    from searcher.client import AlbatrossClient
+
+    with AlbatrossClient(target) as client:
+        for query in DEMO_QUERIES:
+            print(f"\n> {query}")
+            print_hits(client.search(DEMO_COLLECTION, query, k))
+
+
+async def serve_and_ask(config: AppConfig, k: int) -> None:
+    from searcher.server import create_server
+
+    server = await create_server(config, port=0)
+    try:
+        print(f"searcher listening on {server.target}", file=sys.stderr)
+        await asyncio.get_running_loop().run_in_executor(None, ask_demo_queries, server.target, k)
+    finally:
+        await server.stop()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    config = app_config(args)
+    ingest_sample(config)
+    asyncio.run(serve_and_ask(config, args.k))
+    return EXIT_OK
+
+
+REGISTRY: list[Callable[[Subparsers], None]] = [register_serve, register_search, register_demo]
