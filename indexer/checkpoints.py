@@ -106,6 +106,8 @@ def _cached_snapshot(repo_id: str, hf_cache_dir: Path) -> Path | None:
 
 
 def _not_found_message(model_ref: str, hf_cache_dir: Path | None) -> str:
+    if not _HUB_ID.match(model_ref):
+        return f"model folder {model_ref!r} does not exist. " + _fetch_hint(model_ref)
     where = f"the Hugging Face cache {hf_cache_dir}" if hf_cache_dir else "no Hugging Face cache"
     return (
         f"model {model_ref!r} is not on this machine: it is not a folder and is not in {where}. "
@@ -114,7 +116,7 @@ def _not_found_message(model_ref: str, hf_cache_dir: Path | None) -> str:
 
 
 def _fetch_hint(model_ref: str) -> str:
-    hub_id = model_ref if _HUB_ID.match(model_ref) else "albert-base-v2"
+    hub_id = model_ref if _HUB_ID.match(model_ref) else "MODEL_ID"
     return (
         f"On a machine with network access run `huggingface-cli download {hub_id}` and copy its "
         "Hugging Face cache folder here (set HF_HOME to it), or save a folder with "

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from indexer.checkpoints import model_revision, resolve_model, tokenizer_hash
 from indexer.chunking import chunk_text, validate_window
@@ -79,10 +86,14 @@ class Encoder:
         """
         folder = resolve_model(model_ref, config.hf_cache_dir)
         placement = _placement(config.device)
+        # The spec is checked against config.json before any weights are read.
+        model_config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        _check_spec(spec, model_config)
         tokenizer = _load_tokenizer(folder)
-        model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=placement.dtype)
+        model = AutoModel.from_pretrained(
+            folder, config=model_config, local_files_only=True, dtype=placement.dtype
+        )
         model.to(placement.device).eval()
-        _check_spec(spec, model, tokenizer)
         log.info("loaded %s on %s as %s", folder, placement.device, placement.dtype)
         return cls(tokenizer, model, spec, config, placement, folder)
 
@@ -194,6 +205,7 @@ class Encoder:
 
 def _placement(device_config: DeviceConfig) -> _Placement:
     """Device and dtype from config: ``auto`` = CUDA if present, bf16/fp16 there, fp32 on CPU."""
+    # torch's thread count is process-wide: the encoder sets it only when configured.
     if device_config.threads is not None:
         if device_config.threads < 1:
             raise InvalidArgument("threads must be >= 1", field="threads")
@@ -235,18 +247,22 @@ def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
             f"{folder}: the tokenizer has only {len(tokenizer)} tokens, so its vocabulary file "
             "(spiece.model, vocab.txt or tokenizer.json) was not read"
         )
+    if tokenizer.pad_token_id is None:
+        raise ModelNotFound(f"{folder}: the tokenizer defines no padding token to pad batches with")
     return tokenizer
 
 
-def _check_spec(spec: CollectionSpec, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-    """The spec must fit this model: position table, layer indices, a padding token."""
-    positions = model.config.max_position_embeddings
+def _check_spec(spec: CollectionSpec, model_config: PretrainedConfig) -> None:
+    """The spec must fit this model: its position table and its layer indices."""
+    positions = model_config.max_position_embeddings
     if not 2 < spec.max_length <= positions:
         raise InvalidCollectionSpec(
             f"max_length {spec.max_length} must be in 3..{positions} for this model",
             field="max_length",
         )
-    states = model.config.num_hidden_layers + 1
+    if not spec.layers:
+        raise InvalidCollectionSpec("layers must name at least one layer", field="layers")
+    states = model_config.num_hidden_layers + 1
     for layer in spec.layers:
         if not -states <= layer < states:
             raise InvalidCollectionSpec(
@@ -254,10 +270,6 @@ def _check_spec(spec: CollectionSpec, model: PreTrainedModel, tokenizer: PreTrai
                 f"(valid indices {-states}..{states - 1})",
                 field="layers",
             )
-    if not spec.layers:
-        raise InvalidCollectionSpec("layers must name at least one layer", field="layers")
-    if tokenizer.pad_token_id is None:
-        raise ModelNotFound("the tokenizer defines no padding token, so batches cannot be padded")
 
 
 def _batches(lengths: Sequence[int], config: EncoderConfig) -> list[range]:

@@ -66,6 +66,12 @@ def test_a_missing_hub_id_says_how_to_fetch_it(tmp_path):
     assert str(tmp_path) in message
 
 
+def test_a_missing_folder_is_named_with_a_generic_fetch_hint(tmp_path):
+    with pytest.raises(ModelNotFound, match="does not exist") as caught:
+        resolve_model(str(tmp_path / "nowhere"), tmp_path)
+    assert "huggingface-cli download MODEL_ID" in str(caught.value)
+
+
 def test_without_a_cache_only_folders_resolve(tiny_albert_dir):
     with pytest.raises(ModelNotFound, match="no Hugging Face cache"):
         resolve_model("org/name", None)
