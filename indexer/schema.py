@@ -49,6 +49,8 @@ class CollectionRow(Base):
     """One collection = one embedding space; ``last_sequence`` is the head of its change log."""
 
     __tablename__ = "collections"
+    # Never reuse a dropped collection's id: snapshots and live indexes are keyed by it.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)

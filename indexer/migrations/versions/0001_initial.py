@@ -43,6 +43,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_collections"),
         sa.UniqueConstraint("name", name="uq_collections_name"),
+        # A recreated collection must not inherit a dropped one's id (snapshots are keyed by it).
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "documents",
