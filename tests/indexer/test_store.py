@@ -1,0 +1,266 @@
+"""The SQL store, run against SQLite and a real PostgreSQL server (the ``store`` fixture)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.config import StoreConfig
+from indexer.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    InvalidArgument,
+    InvalidCollectionSpec,
+    InvalidDocument,
+    StoreBusy,
+)
+from indexer.records import ChangeOp, CollectionSpec
+from indexer.store import Store
+from tests.conftest_db import DIMENSION, encoded, make_collection, unit_vectors
+
+
+def test_collection_round_trip(store: Store) -> None:
+    spec = CollectionSpec(model="m", layers=(-1, -2), index_spec="HNSW32", vector_dtype="float16")
+    info = store.create_collection("news", spec, dimension=16, model_revision="r", tokenizer_hash="t")
+    assert store.get_collection("news") == info
+    assert info.spec == spec and info.dimension == 16
+    assert [c.name for c in store.list_collections()] == ["news"]
+    with pytest.raises(CollectionExists):
+        store.create_collection("news", spec, dimension=16, model_revision="r", tokenizer_hash="t")
+    store.drop_collection("news")
+    with pytest.raises(CollectionNotFound):
+        store.get_collection("news")
+    assert store.list_collections() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "dimension", "dtype", "error"),
+    [
+        ("../etc", 8, "float32", InvalidArgument),
+        ("", 8, "float32", InvalidArgument),
+        ("ok", 0, "float32", InvalidCollectionSpec),
+        ("ok", 8, "int8", InvalidCollectionSpec),
+    ],
+)
+def test_bad_collections_are_refused(
+    store: Store, name: str, dimension: int, dtype: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        make_collection(store, name, dimension=dimension, vector_dtype=dtype)
+
+
+def test_whitening_blob_round_trip(store: Store) -> None:
+    make_collection(store)
+    assert store.whitening("docs") is None
+    store.set_whitening("docs", b"\x00\x01whitening")
+    assert store.whitening("docs") == b"\x00\x01whitening"
+
+
+def test_documents_chunks_and_vectors_round_trip(store: Store) -> None:
+    info = make_collection(store)
+    doc = encoded("a", "some text", chunks=3, metadata={"lang": "en", "n": 2})
+    result = store.write_documents(info.id, [doc])
+    assert result.written == ("a",) and result.skipped == () and result.last_sequence == 3
+
+    (stored,) = store.get_documents(info.id, ["a", "missing"])
+    assert (stored.text, stored.title, stored.chunk_count) == ("some text", "title a", 3)
+    assert dict(stored.metadata) == {"lang": "en", "n": 2}
+    assert stored.content_hash == doc.content_hash
+    assert store.content_hashes(info.id, ["a", "b"]) == {"a": doc.content_hash}
+
+    ids, vectors = store.vectors_for(info.id, [c.chunk_id for c in store.changes_since(info.id, 0)])
+    assert ids.dtype == np.int64 and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, doc.vectors)  # float32 is stored bit for bit
+    chunks = store.chunks_by_id(ids)
+    assert [chunks[int(i)].text for i in ids] == [c.text for c in doc.chunks]
+    assert chunks[int(ids[0])].external_id == "a"
+    assert store.stats(info.id).documents == 1 and store.stats(info.id).chunks == 3
+
+
+def test_float16_collections_store_half_precision(store: Store) -> None:
+    info = make_collection(store, vector_dtype="float16")
+    doc = encoded("a", chunks=4)
+    store.write_documents(info.id, [doc])
+    _, vectors = next(store.iter_vectors(info.id))
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, doc.vectors, atol=1e-3)  # float16: ~3 decimal digits
+
+
+def test_upsert_replaces_chunks_and_logs_remove_then_add(store: Store) -> None:
+    info = make_collection(store)
+    store.write_documents(info.id, [encoded("a", "v1", chunks=2)])
+    old_ids = [c.chunk_id for c in store.changes_since(info.id, 0)]
+
+    result = store.write_documents(info.id, [encoded("a", "v2", chunks=3)])
+
+    changes = store.changes_since(info.id, 2)
+    assert [c.op for c in changes] == [ChangeOp.REMOVE] * 2 + [ChangeOp.ADD] * 3
+    assert [c.chunk_id for c in changes[:2]] == old_ids
+    new_ids = [c.chunk_id for c in changes[2:]]
+    assert min(new_ids) > max(old_ids)  # FAISS ids are never reused
+    assert result.last_sequence == 7 == store.last_sequence(info.id)
+    live, _ = store.vectors_for(info.id, old_ids + new_ids)
+    assert live.tolist() == new_ids
+    assert store.get_documents(info.id, ["a"])[0].text == "v2"
+
+
+def test_unchanged_documents_are_skipped(store: Store) -> None:
+    info = make_collection(store)
+    store.write_documents(info.id, [encoded("a"), encoded("b")])
+    result = store.write_documents(info.id, [encoded("a"), encoded("b", "changed")])
+    assert result.skipped == ("a",) and result.written == ("b",)
+    assert [c.op for c in store.changes_since(info.id, 4)] == [ChangeOp.REMOVE] * 2 + [ChangeOp.ADD] * 2
+
+
+def test_delete_logs_a_remove_per_chunk(store: Store) -> None:
+    info = make_collection(store)
+    store.write_documents(info.id, [encoded("a", chunks=2), encoded("b", chunks=1)])
+    result = store.delete_documents(info.id, ["a", "nope"])
+    assert result.deleted == ("a",) and result.missing == ("nope",) and result.last_sequence == 5
+    removed = store.changes_since(info.id, 3)
+    assert [c.op for c in removed] == [ChangeOp.REMOVE] * 2
+    assert store.get_documents(info.id, ["a"]) == []
+    assert store.stats(info.id).chunks == 1
+    # a document written again after deletion gets new chunk ids
+    store.write_documents(info.id, [encoded("a", chunks=2)])
+    assert min(c.chunk_id for c in store.changes_since(info.id, 5)) > max(c.chunk_id for c in removed)
+
+
+def test_sequences_are_gap_free_and_paged(store: Store) -> None:
+    info = make_collection(store)
+    other = make_collection(store, "other")
+    for round_ in range(4):
+        store.write_documents(info.id, [encoded(f"d{i}", f"r{round_}", chunks=1 + i % 3) for i in range(5)])
+        store.write_documents(other.id, [encoded("x", f"r{round_}")])
+    store.delete_documents(info.id, ["d0", "d3"])
+    changes = store.changes_since(info.id, 0)
+    assert [c.sequence for c in changes] == list(range(1, len(changes) + 1))
+    assert store.last_sequence(info.id) == len(changes)
+    assert store.last_sequence(other.id) == 2 + 3 * 4  # each collection counts on its own
+    paged = store.changes_since(info.id, 10, limit=7)
+    assert [c.sequence for c in paged] == list(range(11, 18))
+
+
+def test_concurrent_writers_keep_the_log_gap_free(store: Store) -> None:
+    info = make_collection(store)
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for round_ in range(4):
+                store.write_documents(info.id, [encoded(f"w{worker}", f"round {round_}", chunks=2)])
+        except BaseException as exc:  # surfaced below; a thread cannot fail the test itself
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    changes = store.changes_since(info.id, 0)
+    assert [c.sequence for c in changes] == list(range(1, 4 * (2 + 3 * 4) + 1))
+    assert store.stats(info.id).chunks == 8
+
+
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        (np.zeros((2, DIMENSION + 1), np.float32), "shape"),
+        (np.zeros((3, DIMENSION), np.float32), "shape"),
+        (np.zeros((2, DIMENSION), np.float64), "float32"),
+        (np.zeros(DIMENSION * 2, np.float32), "2-D"),
+        (np.full((2, DIMENSION), np.nan, np.float32), "NaN"),
+    ],
+)
+def test_bad_vectors_name_the_record_and_field(store: Store, vectors: np.ndarray, message: str) -> None:
+    info = make_collection(store)
+    good = encoded("good")
+    with pytest.raises(InvalidDocument, match=message) as raised:
+        store.write_documents(info.id, [good, encoded("bad-doc", chunks=2, vectors=vectors)])
+    assert raised.value.record == "bad-doc" and raised.value.field == "vectors"
+    assert store.last_sequence(info.id) == 0 and store.stats(info.id).documents == 0  # all or nothing
+
+
+def test_duplicate_ids_in_one_write_are_refused(store: Store) -> None:
+    info = make_collection(store)
+    with pytest.raises(InvalidDocument) as raised:
+        store.write_documents(info.id, [encoded("a"), encoded("a", "again")])
+    assert raised.value.field == "external_id"
+
+
+def test_unknown_collection_id(store: Store) -> None:
+    with pytest.raises(CollectionNotFound):
+        store.write_documents(999, [encoded("a")])
+    with pytest.raises(CollectionNotFound):
+        store.stats(999)
+
+
+def test_iter_vectors_pages_through_every_live_chunk(store: Store) -> None:
+    info = make_collection(store)
+    rng = np.random.default_rng(7)
+    docs = [encoded(f"d{i}", chunks=3, rng=rng) for i in range(7)]
+    store.write_documents(info.id, docs)
+    store.delete_documents(info.id, ["d2"])
+    pages = list(store.iter_vectors(info.id, batch=4))
+    assert [len(ids) for ids, _ in pages] == [4, 4, 4, 4, 2]
+    ids = np.concatenate([p[0] for p in pages])
+    assert np.all(np.diff(ids) > 0)
+    expected = np.concatenate([d.vectors for i, d in enumerate(docs) if i != 2])
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in pages]), expected)
+
+
+def test_drop_collection_removes_everything(store: Store) -> None:
+    info = make_collection(store)
+    store.write_documents(info.id, [encoded("a")])
+    store.drop_collection("docs")
+    again = make_collection(store)
+    assert again.id != info.id
+    assert store.stats(again.id).documents == 0 and store.changes_since(info.id, 0) == []
+    assert store.chunks_by_id(list(range(1, 10))) == {}
+
+
+def test_reopening_keeps_data_and_settings(tmp_path: Path) -> None:
+    config = StoreConfig(data_dir=tmp_path / "data")
+    first = Store.open(config)
+    info = make_collection(first)
+    first.write_documents(info.id, [encoded("a")])
+    first.close()
+    second = Store.open(config)  # upgrade head again: a no-op
+    assert second.stats(info.id).chunks == 2
+    second.close()
+    connection = sqlite3.connect(tmp_path / "data" / "albatross.sqlite3")
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+
+
+def test_sqlite_lock_past_the_busy_timeout_is_store_busy(tmp_path: Path) -> None:
+    store = Store.open(StoreConfig(data_dir=tmp_path / "data", busy_timeout_s=0.05))
+    info = make_collection(store)
+    path = tmp_path / "data" / "albatross.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holding the writer lock
+    try:
+        with pytest.raises(StoreBusy, match="another process is writing") as raised:
+            store.write_documents(info.id, [encoded("a")])
+        assert str(path) in str(raised.value)
+        # readers are not blocked by a writer in WAL mode
+        assert store.stats(info.id).documents == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.write_documents(info.id, [encoded("a")])
+    store.close()
+
+
+def test_vectors_for_skips_chunks_of_other_collections(store: Store) -> None:
+    first = make_collection(store, "first")
+    second = make_collection(store, "second")
+    store.write_documents(first.id, [encoded("a", vectors=unit_vectors(np.random.default_rng(1), 2))])
+    ids = [c.chunk_id for c in store.changes_since(first.id, 0)]
+    assert store.vectors_for(second.id, ids)[0].size == 0
+    assert store.vectors_for(second.id, ids)[1].shape == (0, DIMENSION)
