@@ -9,6 +9,7 @@ token windows with character offsets.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,10 @@ class Encoder:
         folder: Path,
     ) -> None:
         self._tokenizer = tokenizer
+        # transformers reconfigures truncation on the shared Rust tokenizer at every call, which
+        # concurrent callers (the server's executor threads) can trip over ("Already borrowed",
+        # huggingface/tokenizers#537); tokenizing is cheap next to the forward pass.
+        self._tokenizer_lock = threading.Lock()
         self._model = model
         self._spec = spec
         self._config = config
@@ -146,9 +151,10 @@ class Encoder:
                 f"{self.max_length}: use at most {self.max_window}",
                 field="window",
             )
-        encoded = self._tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(
+                text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
         return chunk_text(text, encoded["offset_mapping"], window, overlap)
 
     def encode(self, texts: Sequence[str], whitening: Whitening | None = None) -> np.ndarray:
@@ -184,9 +190,10 @@ class Encoder:
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
             return []
-        encoded = self._tokenizer(
-            list(texts), add_special_tokens=True, truncation=True, max_length=self.max_length
-        )
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(
+                list(texts), add_special_tokens=True, truncation=True, max_length=self.max_length
+            )
         return encoded["input_ids"]
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:

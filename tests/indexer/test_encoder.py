@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,21 @@ def test_batches_respect_the_token_budget_and_the_batch_cap(encoder, monkeypatch
         assert len(lengths) == 1 or len(lengths) * max(lengths) <= SMALL_BATCHES.batch_tokens
     flat = [length for batch in seen for length in batch]
     assert flat == sorted(flat, reverse=True), "batches are formed from length-sorted texts"
+
+
+def test_concurrent_chunking_and_encoding_from_threads_agree_with_serial_calls(encoder):
+    """The server calls one shared encoder from executor threads."""
+    text = " ".join(sample_lines()[:6])
+    serial = (encoder.chunk(text, 32, 8), encoder.encode(TEXTS))
+
+    def both(_: int):
+        return encoder.chunk(text, 32, 8), encoder.encode(TEXTS)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(both, range(8)))
+    for chunks, vectors in results:
+        assert chunks == serial[0]
+        np.testing.assert_allclose(vectors, serial[1], atol=1e-5)
 
 
 def test_vectors_equal_mean_pooling_by_hand(tiny_albert_dir):
@@ -262,3 +278,14 @@ def test_chinese_text_tokenizes_per_character(family_dir):
     assert tokenizer.unk_token_id not in ids
     chunks = encoder.chunk(text, window=4, overlap=1)
     assert [c.text for c in chunks] == ["我们喜欢", "欢读书"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_auto_picks_cuda_in_half_precision_and_agrees_with_the_cpu(tiny_albert_dir):
+    gpu = Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig())
+    cpu = Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig(device=DeviceConfig("cpu")))
+    assert gpu.device.type == "cuda" and gpu.dtype in (torch.bfloat16, torch.float16)
+    vectors = gpu.encode(TEXTS)
+    assert vectors.dtype == np.float32
+    # bf16 keeps about 3 significant digits: cosine to the fp32 vectors, not elementwise equality.
+    assert np.min(np.sum(vectors * cpu.encode(TEXTS), axis=1)) > 0.99
