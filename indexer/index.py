@@ -73,6 +73,22 @@ def _removes_by_shifting(index: faiss.Index) -> bool:
     return isinstance(faiss.downcast_index(index), faiss.IndexFlatCodes)
 
 
+def _accepts_selector(index: faiss.Index) -> bool:
+    """Index types whose search takes an id selector (in their own SearchParameters type)."""
+    return isinstance(faiss.downcast_index(index), faiss.IndexHNSW | faiss.IndexIVF | faiss.IndexFlat)
+
+
+def _search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
+    """Parameters of the subclass ``index`` insists on, carrying its current search settings:
+    a bare SearchParametersHNSW would silently reset efSearch to its default, IVF's nprobe too."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexHNSW):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+    if isinstance(inner, faiss.IndexIVF):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+    return faiss.SearchParameters(sel=selector)
+
+
 def _check_ids(ids: np.ndarray, name: str = "ids") -> np.ndarray:
     if not isinstance(ids, np.ndarray) or ids.ndim != 1 or ids.dtype != np.int64:
         raise InvalidArgument(f"{name} must be an int64 array of shape (n,)", field=name)
@@ -252,45 +268,32 @@ class VectorIndex:
         k_eff = min(k, max(self.ntotal, 0))
         if k_eff == 0 or len(queries) == 0 or (allowed_ids is not None and allowed_ids.size == 0):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        params = self._selector_params(allowed_ids)
-        if params is not None:
-            distances, labels = self._index.search(queries, k_eff, params=params[0])
+        if allowed_ids is None and not self._tombstones:
+            distances, labels = self._index.search(queries, k_eff)
+        elif _accepts_selector(self._index.index):
+            distances, labels = self._search_selected(queries, k_eff, allowed_ids)
         else:
             distances, labels = self._search_overfetch(queries, k_eff, allowed_ids)
         return _trim(distances, labels)
 
-    def _selector(self, allowed_ids: np.ndarray | None) -> tuple[faiss.IDSelector | None, list[object]]:
-        """An id selector for allowed minus tombstoned ids; the list keeps its parts alive
-        (FAISS selectors hold raw pointers to the selectors they combine)."""
-        keep: list[object] = []
-        selector = None
+    def _search_selected(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search with an id selector: allowed ids (if given) that are not tombstones.
+
+        ``keep`` holds every selector until the search returns: FAISS's combined selectors hold
+        raw pointers to their parts, and Python would otherwise free them early.
+        """
+        keep: list[faiss.IDSelector] = []
         if allowed_ids is not None:
-            selector = faiss.IDSelectorBatch(allowed_ids)
-            keep.append(selector)
+            keep.append(faiss.IDSelectorBatch(allowed_ids))
         if self._tombstones:
             dead = faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64))
-            alive = faiss.IDSelectorNot(dead)
-            keep += [dead, alive]
-            selector = alive if selector is None else faiss.IDSelectorAnd(selector, alive)
-            keep.append(selector)
-        return selector, keep
-
-    def _selector_params(self, allowed_ids: np.ndarray | None) -> tuple[object, list[object]] | None:
-        """SearchParameters of the right subclass carrying the selector, ``(None, [])`` when no
-        filtering is needed, or None for index types we only filter by over-fetching."""
-        selector, keep = self._selector(allowed_ids)
-        if selector is None:
-            return None, keep
-        inner = faiss.downcast_index(self._index.index)
-        if isinstance(inner, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
-        elif isinstance(inner, faiss.IndexIVF):
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
-        elif isinstance(inner, faiss.IndexFlat):
-            params = faiss.SearchParameters(sel=selector)
-        else:
-            return None
-        return params, keep
+            keep += [dead, faiss.IDSelectorNot(dead)]
+        if allowed_ids is not None and self._tombstones:
+            keep.append(faiss.IDSelectorAnd(keep[0], keep[-1]))
+        params = _search_parameters(self._index.index, keep[-1])
+        return self._index.search(queries, k, params=params)
 
     def _search_overfetch(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None
