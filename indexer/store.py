@@ -404,22 +404,19 @@ class Store:
         document order). ``vectors`` of each doc: float32 (len(chunks), dimension), finite.
         """
         metadata = [_validate_document(doc) for doc in docs]
-        _check_unique([doc.document.external_id for doc in docs])
+        external_ids = [doc.document.external_id for doc in docs]
+        _check_unique(external_ids)
         with self._session(write=True) as session:
             collection = self._lock_collection(session, collection_id)
             blobs = [_vector_rows(doc, collection.dimension, collection.vector_dtype) for doc in docs]
-            existing = self._existing(session, collection_id, [d.document.external_id for d in docs])
+            existing = self._existing(session, collection_id, external_ids)
             changed = [
                 i
                 for i, doc in enumerate(docs)
-                if existing.get(doc.document.external_id, (0, ""))[1] != doc.content_hash
+                if external_ids[i] not in existing or existing[external_ids[i]][1] != doc.content_hash
             ]
+            replaced = [existing[external_ids[i]][0] for i in changed if external_ids[i] in existing]
             log = _ChangeLog(collection_id, collection.last_sequence)
-            replaced = [
-                existing[docs[i].document.external_id][0]
-                for i in changed
-                if docs[i].document.external_id in existing
-            ]
             log.append(ChangeOp.REMOVE, self._delete_chunks(session, replaced))
             final_sequence = log.sequence + sum(len(docs[i].chunks) for i in changed)
             document_ids = self._upsert_rows(
@@ -428,9 +425,12 @@ class Store:
             log.append(ChangeOp.ADD, self._insert_chunks(session, docs, blobs, changed, document_ids))
             log.flush(session)
             collection.last_sequence = log.sequence
-        written = tuple(docs[i].document.external_id for i in changed)
-        skipped = tuple(d.document.external_id for i, d in enumerate(docs) if i not in set(changed))
-        return WriteResult(written=written, skipped=skipped, last_sequence=log.sequence)
+        written = set(changed)
+        return WriteResult(
+            written=tuple(external_ids[i] for i in changed),
+            skipped=tuple(e for i, e in enumerate(external_ids) if i not in written),
+            last_sequence=log.sequence,
+        )
 
     @staticmethod
     def _existing(

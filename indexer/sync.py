@@ -198,7 +198,10 @@ class SyncedIndex:
             adds = np.array([c.chunk_id for c in changes if c.op is ChangeOp.ADD], dtype=np.int64)
             removes = np.array([c.chunk_id for c in changes if c.op is ChangeOp.REMOVE], dtype=np.int64)
             # Only chunks that still exist come back: an ADD later undone by a REMOVE is a no-op.
-            ids, vectors = self._store.vectors_for(self._info.id, adds)
+            if adds.size:
+                ids, vectors = self._store.vectors_for(self._info.id, adds)
+            else:
+                ids, vectors = adds, np.zeros((0, self._info.dimension), np.float32)
             with lock:
                 fresh = ~index.contains(ids, include_removed=True)
                 index.add(ids[fresh], vectors[fresh])
