@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from indexer.checkpoints import model_revision, resolve_model, tokenizer_hash
-from indexer.chunking import chunk_text, validate_window
+from indexer.chunking import chunk_text, token_windows, validate_window
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.pooling import output_dimension, pool
@@ -144,13 +144,7 @@ class Encoder:
 
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         """Token windows of ``text`` with character offsets; ``[]`` for a text without tokens."""
-        validate_window(window, overlap)
-        if window > self.max_window:
-            raise InvalidCollectionSpec(
-                f"window {window} leaves no room for special tokens within max_length "
-                f"{self.max_length}: use at most {self.max_window}",
-                field="window",
-            )
+        self._check_window(window, overlap)
         with self._tokenizer_lock:
             encoded = self._tokenizer(
                 text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
@@ -161,15 +155,10 @@ class Encoder:
         """Vectors of ``texts`` in input order: float32 (n, d), or (n, k) with a whitening.
 
         Texts longer than ``max_length`` tokens are truncated; cut documents with ``chunk``
-        first. The whitening is applied to the pooled vectors, then rows are L2-normalised when
-        the spec says so.
+        (or use ``chunk_and_encode``) first. The whitening is applied to the pooled vectors,
+        then rows are L2-normalised when the spec says so.
         """
-        vectors = self.pooled(texts)
-        if whitening is not None:
-            vectors = whitening.apply(vectors)
-        if self._spec.normalize:
-            vectors = _l2_normalise(vectors)
-        return vectors
+        return self._finish(self.pooled(texts), whitening)
 
     def pooled(self, texts: Sequence[str]) -> np.ndarray:
         """Pooled vectors before whitening and normalisation: float32 (n, d), input order.
@@ -177,9 +166,67 @@ class Encoder:
         This is the sample ``fit_whitening`` expects: ``encode(..., whitening)`` applies the
         whitening to exactly these vectors.
         """
-        if isinstance(texts, str):
-            raise InvalidArgument("encode takes a sequence of texts, not one string", field="texts")
-        ids = self._tokenize(texts)
+        return self._pooled_ids(self._tokenize(_as_texts(texts)))
+
+    def chunk_and_encode(
+        self,
+        texts: Sequence[str],
+        window: int,
+        overlap: int,
+        whitening: Whitening | None = None,
+    ) -> list[tuple[list[Chunk], np.ndarray]]:
+        """For each text, its chunks and their vectors: float32 (len(chunks), d) each.
+
+        Each window is embedded from its own token ids, so nothing is tokenized twice. Feeding
+        ``chunk.text`` to ``encode`` instead re-tokenizes a slice that may start or end inside
+        a word, which can add a token or two (SentencePiece) that ``max_length`` then cuts.
+        All windows of all texts share length-sorted batches.
+        """
+        self._check_window(window, overlap)
+        texts = _as_texts(texts)
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(
+                list(texts),
+                add_special_tokens=True,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+                verbose=False,
+            )
+        chunked: list[list[Chunk]] = []
+        window_ids: list[list[int]] = []
+        for index, text in enumerate(texts):
+            prefix, body, suffix = _split_specials(
+                encoded["input_ids"][index], encoded["special_tokens_mask"][index]
+            )
+            offsets = encoded["offset_mapping"][index][len(prefix) : len(prefix) + len(body)]
+            chunked.append(chunk_text(text, offsets, window, overlap))
+            for first, last in token_windows(len(body), window, overlap):
+                window_ids.append(prefix + body[first:last] + suffix)
+        vectors = self._finish(self._pooled_ids(window_ids), whitening)
+        bounds = np.cumsum([0] + [len(chunks) for chunks in chunked])
+        return [
+            (chunks, vectors[bounds[i] : bounds[i + 1]]) for i, chunks in enumerate(chunked)
+        ]
+
+    def _check_window(self, window: int, overlap: int) -> None:
+        validate_window(window, overlap)
+        if window > self.max_window:
+            raise InvalidCollectionSpec(
+                f"window {window} leaves no room for special tokens within max_length "
+                f"{self.max_length}: use at most {self.max_window}",
+                field="window",
+            )
+
+    def _finish(self, vectors: np.ndarray, whitening: Whitening | None) -> np.ndarray:
+        """Pooled (n, d) -> whitened (n, k) when given -> unit rows when the spec normalises."""
+        if whitening is not None:
+            vectors = whitening.apply(vectors)
+        if self._spec.normalize:
+            vectors = _l2_normalise(vectors)
+        return vectors
+
+    def _pooled_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Token ids (special tokens included) -> pooled float32 (n, d) in input order."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         pooled = np.empty((len(ids), self._dimension), dtype=np.float32)
         for batch in _batches([len(ids[i]) for i in order], self._config):
@@ -208,6 +255,24 @@ class Encoder:
             states = output.hidden_states if self._all_layers else (output.last_hidden_state,)
             vectors = pool(states, attention_mask, self._spec.pooling, tuple(self._spec.layers))
         return vectors.float().cpu().numpy()
+
+
+def _as_texts(texts: Sequence[str]) -> Sequence[str]:
+    if isinstance(texts, str):
+        raise InvalidArgument("expected a sequence of texts, not one string", field="texts")
+    return texts
+
+
+def _split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """Split one sequence's ids into (leading specials, text tokens, trailing specials).
+
+    A single-sequence template (ALBERT/BERT: ``[CLS] text [SEP]``) puts special tokens only
+    around the text, so every window is embedded as ``prefix + window + suffix``.
+    """
+    body = [i for i, flag in enumerate(special) if not flag]
+    if not body:
+        return ids, [], []
+    return ids[: body[0]], ids[body[0] : body[-1] + 1], ids[body[-1] + 1 :]
 
 
 def _placement(device_config: DeviceConfig) -> _Placement:

@@ -155,6 +155,44 @@ def test_a_long_text_yields_several_overlapping_chunks(encoder):
     assert vectors.shape == (len(chunks), encoder.dimension)
 
 
+def test_chunk_and_encode_embeds_each_window_from_its_own_token_ids(encoder, monkeypatch):
+    texts = [" ".join(sample_lines()[:8]), "Stop! Go.", "   ", "Fresh bread."]
+    seen: list[list[int]] = []
+    forward = Encoder._forward
+
+    def recording(self, ids):
+        seen.extend(ids)
+        return forward(self, ids)
+
+    monkeypatch.setattr(Encoder, "_forward", recording)
+    results = encoder.chunk_and_encode(texts, window=encoder.max_window, overlap=8)
+    tokenizer = encoder.tokenizer
+    expected_windows = []
+    for text, (chunks, vectors) in zip(texts, results, strict=True):
+        assert chunks == encoder.chunk(text, encoder.max_window, 8)
+        assert vectors.shape == (len(chunks), encoder.dimension)
+        body = tokenizer(text, add_special_tokens=False)["input_ids"]
+        for first in range(0, max(len(body) - 8, 1), encoder.max_window - 8):
+            window = body[first : first + encoder.max_window]
+            if window:
+                expected_windows.append(
+                    [tokenizer.cls_token_id, *window, tokenizer.sep_token_id]
+                )
+    assert sorted(seen) == sorted(expected_windows)
+    assert max(len(ids) for ids in seen) <= encoder.max_length
+    assert [len(chunks) for chunks, _ in results][1:] == [1, 0, 1]
+    # A text that is one chunk gets the very vector ``encode`` gives it.
+    np.testing.assert_allclose(results[3][1], encoder.encode(texts[3:]), atol=1e-6)
+
+
+def test_re_tokenizing_chunk_text_can_outgrow_the_window_which_chunk_and_encode_avoids(encoder):
+    """Why ``chunk_and_encode`` exists: SentencePiece slices starting inside a word gain a "▁"."""
+    text = " ".join(sample_lines()[:40])
+    chunks = encoder.chunk(text, encoder.max_window, 8)
+    lengths = [len(encoder.tokenizer(c.text, add_special_tokens=False)["input_ids"]) for c in chunks]
+    assert max(lengths) > encoder.max_window
+
+
 def test_short_and_empty_texts_chunk_to_one_and_none(encoder):
     (chunk,) = encoder.chunk("  Fresh bread.  ", window=32, overlap=8)
     assert chunk.text == "Fresh bread."
