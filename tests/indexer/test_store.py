@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
 
 from indexer.config import StoreConfig
 from indexer.errors import (
@@ -19,8 +22,9 @@ from indexer.errors import (
     StoreBusy,
 )
 from indexer.records import ChangeOp, CollectionSpec
+from indexer.schema import Base
 from indexer.store import Store
-from tests.conftest_db import DIMENSION, encoded, make_collection, unit_vectors
+from tests.conftest_db import DIMENSION, encoded, make_collection, store_config, unit_vectors
 
 
 def test_collection_round_trip(store: Store) -> None:
@@ -264,3 +268,16 @@ def test_vectors_for_skips_chunks_of_other_collections(store: Store) -> None:
     ids = [c.chunk_id for c in store.changes_since(first.id, 0)]
     assert store.vectors_for(second.id, ids)[0].size == 0
     assert store.vectors_for(second.id, ids)[1].shape == (0, DIMENSION)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_the_migration_builds_exactly_the_models(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    config = store_config(request, tmp_path, backend)
+    Store.open(config).close()
+    engine = create_engine(config.url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
