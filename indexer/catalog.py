@@ -140,8 +140,12 @@ class Catalog:
         return info.spec.whitening and self._whitening_of(info) is None
 
     def fit_whitening(self, info: CollectionInfo, sample_texts: Sequence[str]) -> None:
-        """Fit the collection's whitening on raw vectors of ``sample_texts`` and store it."""
-        raw = self._encoders.load(info.spec).encode(sample_texts)
+        """Fit the collection's whitening on raw vectors of ``sample_texts`` and store it.
+
+        Fitted on the pooled vectors before normalisation, because that is where ``encode``
+        applies it.
+        """
+        raw = self._encoders.load(info.spec).pooled(sample_texts)
         whitening = fit_whitening(raw)
         self._store.set_whitening(info.name, whitening.to_bytes())
         with self._lock:
