@@ -98,6 +98,8 @@ class SyncedIndex:
         self._index = index
         self._sequence = sequence
         self._fallback = fallback
+        # While on the fallback: how many vectors to wait for before trying to train again.
+        self._train_after = max(1, min_training_vectors(info.spec.index_spec))
         self._train_sample = train_sample
         self._page = page
         self._lock = threading.RLock()
@@ -213,7 +215,7 @@ class SyncedIndex:
         with self._lock:
             live, dead = self._index.ntotal, self._index.tombstones
         if self._fallback:
-            return live >= max(1, min_training_vectors(self._info.spec.index_spec))
+            return live >= self._train_after
         return dead > 0 and dead >= MAX_TOMBSTONE_FRACTION * (live + dead)
 
     def _rebuild(self) -> None:
@@ -221,10 +223,12 @@ class SyncedIndex:
         log.info("collection %r: rebuilding the index from SQL", self._info.name)
         index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample)
         _, sequence = self._replay(index, sequence, contextlib.nullcontext())
+        if fallback:
+            # Training failed again: wait for twice as many vectors instead of retrying each time.
+            self._train_after = 2 * max(index.ntotal, self._train_after)
         with self._lock:
-            self._index, self._fallback = index, fallback
-            # The serving index may be ahead of the new one's replay by what was committed since.
-            self._sequence = sequence
+            self._index, self._fallback, self._sequence = index, fallback, sequence
+        # Then whatever was committed while the new index was being built.
         _, self._sequence = self._replay(self._index, self._sequence, self._lock)
 
     def snapshot(self) -> Path | None:
