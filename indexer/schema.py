@@ -7,9 +7,11 @@ here needs a new revision there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -27,11 +29,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
+
 # SQLite only gives AUTOINCREMENT (ids never reused) to a column declared exactly INTEGER PRIMARY KEY;
 # its INTEGER is 64-bit anyway. PostgreSQL gets a BIGINT identity, whose sequence never goes back.
 ChunkId = BigInteger().with_variant(Integer(), "sqlite")
 # JSONB on PostgreSQL so that filters can use jsonb_typeof and, later, a GIN index.
 MetadataJSON = JSON().with_variant(JSONB(), "postgresql")
+
+# How ``chunks.vector`` is stored, per ``collections.vector_dtype``; always float32 in memory.
+VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -115,3 +122,50 @@ class ChangeRow(Base):
     sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     op: Mapped[str] = mapped_column(String(8))
     chunk_id: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- rows <-> records --------------------------------------------------------------------------
+
+
+def _spec_of(row: CollectionRow) -> CollectionSpec:
+    return CollectionSpec(
+        model=row.model,
+        pooling=PoolingMode(row.pooling),
+        layers=tuple(row.layers),
+        max_length=row.max_length,
+        window=row.window,
+        overlap=row.overlap,
+        normalize=row.normalize,
+        index_spec=row.index_spec,
+        vector_dtype=row.vector_dtype,
+        whitening=row.use_whitening,
+    )
+
+
+def collection_info(row: CollectionRow) -> CollectionInfo:
+    """The record of a collection row."""
+    return CollectionInfo(
+        id=row.id,
+        name=row.name,
+        spec=_spec_of(row),
+        dimension=row.dimension,
+        model_revision=row.model_revision,
+        tokenizer_hash=row.tokenizer_hash,
+    )
+
+
+def encode_vectors(vectors: np.ndarray, dtype: str) -> list[bytes]:
+    """float32 (n, d) -> one ``chunks.vector`` blob per row in ``dtype``; ValueError when a
+    value does not fit (float16 overflows past 65504)."""
+    stored = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPES[dtype])
+    if not np.isfinite(stored).all():
+        raise ValueError(f"vectors overflow {dtype}")
+    return [row.tobytes() for row in stored]
+
+
+def decode_vectors(blobs: Sequence[bytes], dimension: int, dtype: str) -> np.ndarray:
+    """Stored vector blobs -> float32 (len(blobs), dimension)."""
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    flat = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPES[dtype])
+    return flat.reshape(len(blobs), dimension).astype(np.float32)

@@ -16,13 +16,10 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -37,6 +34,7 @@ from indexer.errors import (
     StoreBusy,
 )
 from indexer.filters import compile_filter
+from indexer.migrations import upgrade_to_head
 from indexer.records import (
     Change,
     ChangeOp,
@@ -51,16 +49,21 @@ from indexer.records import (
     StoredDocument,
     WriteResult,
 )
-from indexer.schema import ChangeRow, ChunkRow, CollectionRow, DocumentRow
+from indexer.schema import (
+    VECTOR_DTYPES,
+    ChangeRow,
+    ChunkRow,
+    CollectionRow,
+    DocumentRow,
+    collection_info,
+    decode_vectors,
+    encode_vectors,
+)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
 _IN_BATCH = 5_000
 _WRITE_OPTION = "albatross_write"
-# Arbitrary constant: the advisory lock that serialises concurrent migrators on PostgreSQL.
-_PG_MIGRATION_LOCK = 0x414C42415452
 
 
 T = TypeVar("T")
@@ -106,32 +109,6 @@ def _is_locked(exc: OperationalError) -> bool:
     return "database is locked" in message or "database table is locked" in message
 
 
-def _spec_of(row: CollectionRow) -> CollectionSpec:
-    return CollectionSpec(
-        model=row.model,
-        pooling=PoolingMode(row.pooling),
-        layers=tuple(row.layers),
-        max_length=row.max_length,
-        window=row.window,
-        overlap=row.overlap,
-        normalize=row.normalize,
-        index_spec=row.index_spec,
-        vector_dtype=row.vector_dtype,
-        whitening=row.use_whitening,
-    )
-
-
-def _info_of(row: CollectionRow) -> CollectionInfo:
-    return CollectionInfo(
-        id=row.id,
-        name=row.name,
-        spec=_spec_of(row),
-        dimension=row.dimension,
-        model_revision=row.model_revision,
-        tokenizer_hash=row.tokenizer_hash,
-    )
-
-
 def _validate_new_collection(name: str, spec: CollectionSpec, dimension: int) -> None:
     if not isinstance(name, str) or not COLLECTION_NAME.match(name):
         raise InvalidArgument(f"collection name {name!r} must match {COLLECTION_NAME.pattern}", field="name")
@@ -164,12 +141,12 @@ def _vector_rows(doc: EncodedDocument, dimension: int, dtype: str) -> list[bytes
             record=record,
             field="vectors",
         )
-    stored = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPES[dtype])
-    if not (np.isfinite(vectors).all() and np.isfinite(stored).all()):
-        raise InvalidDocument(
-            f"vectors contain NaN or infinite values (stored as {dtype})", record=record, field="vectors"
-        )
-    return [row.tobytes() for row in stored]
+    if not np.isfinite(vectors).all():
+        raise InvalidDocument("vectors contain NaN or infinite values", record=record, field="vectors")
+    try:
+        return encode_vectors(vectors, dtype)
+    except ValueError as exc:  # finite in float32, out of range in float16
+        raise InvalidDocument(str(exc), record=record, field="vectors") from exc
 
 
 def _validate_document(doc: EncodedDocument) -> dict[str, Any]:
@@ -200,14 +177,6 @@ def _check_unique(external_ids: Sequence[str]) -> None:
                 field="external_id",
             )
         seen.add(external_id)
-
-
-def _decode(blobs: Sequence[bytes], dimension: int, dtype: str) -> np.ndarray:
-    """Stored vector blobs -> float32 (len(blobs), dimension)."""
-    if not blobs:
-        return np.zeros((0, dimension), dtype=np.float32)
-    flat = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPES[dtype])
-    return flat.reshape(len(blobs), dimension).astype(np.float32)
 
 
 class _ChangeLog:
@@ -248,7 +217,9 @@ class Store:
         """Create the data folder, connect, and bring the schema to the newest revision."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = cls(_create_engine(config), config)
-        store._migrate()
+        with store._busy_as_store_busy(), store._engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: True})
+            upgrade_to_head(connection)
         return store
 
     def close(self) -> None:
@@ -259,20 +230,6 @@ class Store:
         return self._engine.dialect.name
 
     # -- plumbing -------------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        alembic_config = Config()
-        alembic_config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._busy_as_store_busy(), self._engine.connect() as connection:
-            connection.execution_options(**{_WRITE_OPTION: True})
-            with connection.begin():
-                if connection.dialect.name == "postgresql":
-                    # Two processes opening a fresh database at once would race on CREATE TABLE.
-                    connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
-                    )
-                alembic_config.attributes["connection"] = connection
-                command.upgrade(alembic_config, "head")
 
     @contextmanager
     def _busy_as_store_busy(self) -> Iterator[None]:
@@ -349,18 +306,18 @@ class Store:
                     raise CollectionExists(name)
                 session.add(row)
                 session.flush()
-                return _info_of(row)
+                return collection_info(row)
         except IntegrityError as exc:  # a concurrent creator won the race on the unique name
             raise CollectionExists(name) from exc
 
     def get_collection(self, name: str) -> CollectionInfo:
         with self._session() as session:
-            return _info_of(self._collection_by_name(session, name))
+            return collection_info(self._collection_by_name(session, name))
 
     def list_collections(self) -> list[CollectionInfo]:
         with self._session() as session:
             rows = session.execute(select(CollectionRow).order_by(CollectionRow.name)).scalars()
-            return [_info_of(row) for row in rows]
+            return [collection_info(row) for row in rows]
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection with its documents, chunks and change log."""
@@ -610,7 +567,7 @@ class Store:
                     blobs.append(blob)
             dimension, dtype = collection.dimension, collection.vector_dtype
         order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
-        vectors = _decode(blobs, dimension, dtype)
+        vectors = decode_vectors(blobs, dimension, dtype)
         return np.asarray(ids, dtype=np.int64)[order], vectors[order]
 
     def iter_vectors(
@@ -638,7 +595,7 @@ class Store:
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, _decode([r[1] for r in rows], dimension, dtype)
+            yield ids, decode_vectors([r[1] for r in rows], dimension, dtype)
             after = int(ids[-1])
 
     def stats(self, collection_id: int) -> CollectionStats:

@@ -190,6 +190,15 @@ def test_bad_vectors_name_the_record_and_field(store: Store, vectors: np.ndarray
     assert store.last_sequence(info.id) == 0 and store.stats(info.id).documents == 0  # all or nothing
 
 
+def test_values_beyond_float16_are_refused_not_stored_as_inf(store: Store) -> None:
+    info = make_collection(store, vector_dtype="float16")
+    with pytest.raises(InvalidDocument, match="overflow float16") as raised:
+        store.write_documents(
+            info.id, [encoded("big", chunks=1, vectors=np.full((1, DIMENSION), 1e6, np.float32))]
+        )
+    assert raised.value.field == "vectors"
+
+
 def test_duplicate_ids_in_one_write_are_refused(store: Store) -> None:
     info = make_collection(store)
     with pytest.raises(InvalidDocument) as raised:
