@@ -157,7 +157,8 @@ def collection_info(row: CollectionRow) -> CollectionInfo:
 def encode_vectors(vectors: np.ndarray, dtype: str) -> list[bytes]:
     """float32 (n, d) -> one ``chunks.vector`` blob per row in ``dtype``; ValueError when a
     value does not fit (float16 overflows past 65504)."""
-    stored = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPES[dtype])
+    with np.errstate(over="ignore"):  # overflow is reported below, as a domain error
+        stored = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPES[dtype])
     if not np.isfinite(stored).all():
         raise ValueError(f"vectors overflow {dtype}")
     return [row.tobytes() for row in stored]
