@@ -217,9 +217,13 @@ class Store:
         """Create the data folder, connect, and bring the schema to the newest revision."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
         store = cls(_create_engine(config), config)
-        with store._busy_as_store_busy(), store._engine.connect() as connection:
-            connection.execution_options(**{_WRITE_OPTION: True})
-            upgrade_to_head(connection)
+        try:
+            with store._busy_as_store_busy(), store._engine.connect() as connection:
+                connection.execution_options(**{_WRITE_OPTION: True})
+                upgrade_to_head(connection)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def close(self) -> None:
