@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-# Whether tests/ is a package decides what pytest's prepend import mode puts on sys.path
-# (the repository root or tests/ itself); the fixtures load either way.
-try:
-    from tests.fixtures import tiny_models
-except ModuleNotFoundError:
-    from fixtures import tiny_models  # type: ignore[no-redef]
+from tests.fixtures import tiny_models
+
+# PostgreSQL and store fixtures live beside this file, one concern per module.
+pytest_plugins = ["tests.conftest_db"]
 
 
 @pytest.fixture(scope="session")
