@@ -22,7 +22,7 @@ from indexer.sync import SyncedIndex
 from indexer.workspace import Workspace
 from searcher.beir import BeirDataset
 from searcher.bm25 import BM25
-from searcher.metrics import mean_metrics
+from searcher.retrieval_metrics import mean_metrics
 from searcher.results import OVERFETCH_FACTOR, fold_chunk_hits
 
 DEPTH = 100  # Recall@100 needs 100 documents per query
