@@ -1,0 +1,110 @@
+"""Command line: ``python -m indexer.training build --out FOLDER [--resume] [--max-minutes N]``.
+
+Stages run in order and each is skipped when its output already exists in the cache dir::
+
+    corpus.jsonl -> tokenizer/spiece.model -> teacher.npy -> checkpoints/ -> FOLDER
+
+The cache dir defaults to ``~/.cache/albatross/train`` (outside git: it holds ~100 MB of
+teacher vectors and checkpoints).  ``--resume`` continues distillation from the newest
+checkpoint there; without it an existing checkpoint is taken as finished and only exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+log = logging.getLogger("indexer.training")
+
+DEFAULT_CACHE = Path.home() / ".cache" / "albatross" / "train"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse the ``build`` command line."""
+    parser = argparse.ArgumentParser(prog="python -m indexer.training")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build the default encoder from scratch (or resume)")
+    build.add_argument("--out", type=Path, required=True, help="model folder to export")
+    build.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--vocab-size", type=int, default=16_000)
+    build.add_argument("--steps", type=int, default=20_000, help="total optimiser steps")
+    build.add_argument("--max-minutes", type=float, default=None,
+                       help="stop distilling after this many minutes (a checkpoint is saved)")
+    build.add_argument("--resume", action="store_true",
+                       help="continue distilling from the newest checkpoint")
+    build.add_argument("--init", choices=("warm", "random"), default="warm")
+    build.add_argument("--threads", type=int, default=2)
+    build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
+                       default=None, help="stop after this stage (for pilots)")
+    return parser.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> None:
+    """Run every stage whose output is missing, then export ``args.out``."""
+    import torch
+
+    from indexer.training import corpus, teacher, vocab
+
+    torch.set_num_threads(args.threads)
+    cache: Path = args.cache_dir
+    cache.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+
+    corpus_path = cache / "corpus.jsonl"
+    if not corpus_path.exists():
+        log.info("stage corpus: reading WordNet, GCIDE, /usr/share/doc, docstrings")
+        site = [Path(sysconfig.get_paths()["purelib"])]
+        corpus.build_corpus(corpus_path, args.seed, site)
+    pool = corpus.load_corpus(corpus_path)
+    texts = corpus.select(pool, corpus.TRAIN_QUOTAS)
+    log.info("corpus: %d texts in the pool, %d selected %s", len(pool), len(texts),
+             corpus.source_counts(texts))
+    if args.stop_after == "corpus":
+        return
+
+    tok_dir = cache / "tokenizer"
+    if not (tok_dir / "spiece.model").exists():
+        log.info("stage vocab: training %d-piece unigram model", args.vocab_size)
+        vocab.train_vocab((t.text for t in pool), tok_dir, args.vocab_size, args.seed)
+    if args.stop_after == "vocab":
+        return
+
+    vectors_path = cache / "teacher.npy"
+    if not vectors_path.exists():
+        log.info("stage teacher: embedding %d texts with the teacher", len(texts))
+        teacher.cache_vectors([t.text for t in texts], vectors_path, cache / "teacher-parts")
+    if args.stop_after == "teacher":
+        return
+
+    from indexer.training import distill, export
+
+    config = distill.DistillConfig(total_steps=args.steps, seed=args.seed,
+                                   max_minutes=args.max_minutes, init=args.init)
+    ckpt_dir = cache / "checkpoints"
+    if args.resume or distill.latest_checkpoint(ckpt_dir) is None:
+        log.info("stage distill: %s", config)
+        distill.run(texts, vectors_path, tok_dir, ckpt_dir, config, cache / "train.log")
+    if args.stop_after == "distill":
+        return
+    log.info("stage export -> %s", args.out)
+    export.export_checkpoint(distill.latest_checkpoint(ckpt_dir), tok_dir, args.out,
+                             texts=texts, log_path=cache / "train.log",
+                             eval_path=cache / "eval.jsonl")
+    log.info("done in %.1f min", (time.monotonic() - began) / 60)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m indexer.training``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "build":
+        build(args)
+
+
+if __name__ == "__main__":
+    main()

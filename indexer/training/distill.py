@@ -1,0 +1,311 @@
+"""Distil the teacher's sentence vectors into the ALBERT student, resumably.
+
+Loss per batch (student vectors ``s``, cached teacher vectors ``t``, both (b, 384) and unit):
+
+- ``1 - cos(s_i, t_i)`` averaged: point-wise agreement;
+- ``KL(softmax(t t^T / tau) || softmax(s s^T / tau))`` over each row without its diagonal: the
+  in-batch neighbour ranking, which is what retrieval actually consumes.
+
+Batches are length-bucketed under a token budget (padding is wasted CPU), and the training
+state (model, optimiser, step, epoch, position in the epoch, elapsed time) is checkpointed every
+few minutes with an atomic rename, so a killed run resumes where it stopped.  SIGTERM and
+SIGINT make the loop checkpoint and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import torch
+from transformers import AlbertModel, AlbertTokenizer
+
+from indexer.training.corpus import Text
+from indexer.training.teacher import mean_pool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Hyper-parameters of one distillation run (the defaults built the shipped model)."""
+
+    total_steps: int = 20_000
+    seed: int = 0
+    max_minutes: float | None = None
+    init: str = "warm"  # "warm" (from the teacher) or "random"
+    teacher_layer: int = 0
+    lr: float = 4e-4
+    warmup_steps: int = 300
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    tokens_per_batch: int = 3072
+    max_batch: int = 128
+    max_length: int = 128
+    relational_weight: float = 1.0
+    temperature: float = 0.05
+    heldout: int = 1000
+    eval_every: int = 250
+    checkpoint_every_s: float = 300.0
+    keep_checkpoints: int = 2
+
+
+def length_batches(lengths: np.ndarray, indices: np.ndarray, config: DistillConfig,
+                   rng: random.Random) -> list[np.ndarray]:
+    """Split ``indices`` into shuffled batches of similar length under the token budget.
+
+    lengths: (n,) token counts of the whole corpus; indices: the rows to batch.  Pools of a few
+    thousand random rows are sorted by length and cut so that ``batch * longest <= budget``.
+    """
+    order = np.array(indices)
+    rng.shuffle(order)
+    batches: list[np.ndarray] = []
+    pool = 50 * config.max_batch
+    for p in range(0, len(order), pool):
+        chunk = order[p:p + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        start = 0
+        while start < len(chunk):
+            end = start + 1
+            while (end < len(chunk) and end - start < config.max_batch
+                   and (end - start + 1) * lengths[chunk[end]] <= config.tokens_per_batch):
+                end += 1
+            if end - start >= 2:  # a single row has no in-batch neighbours
+                batches.append(chunk[start:end])
+            start = end
+    rng.shuffle(batches)
+    return batches
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor,
+                 config: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Point-wise and relational loss.  student, teacher: (b, d) unit vectors.
+
+    Returns (cosine loss, relational KL), both scalars.
+    """
+    cos_loss = 1.0 - (student * teacher).sum(dim=-1).mean()
+    eye = torch.eye(len(student), dtype=torch.bool)
+    s_sim = (student @ student.T / config.temperature).masked_fill(eye, -1e4)
+    t_sim = (teacher @ teacher.T / config.temperature).masked_fill(eye, -1e4)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(s_sim, dim=-1),
+                                    torch.log_softmax(t_sim, dim=-1),
+                                    log_target=True, reduction="batchmean")
+    return cos_loss, kl
+
+
+def encode_batch(model: AlbertModel, ids: list[list[int]]) -> torch.Tensor:
+    """Mean-pooled unit vectors (b, d) for already tokenised rows (padded here with id 0)."""
+    longest = max(len(r) for r in ids)
+    input_ids = torch.zeros((len(ids), longest), dtype=torch.long)
+    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for i, row in enumerate(ids):
+        input_ids[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    return mean_pool(hidden, mask)
+
+
+def lr_factor(step: int, config: DistillConfig) -> float:
+    """Linear warm-up then cosine decay to ``min_lr_ratio`` at ``total_steps``."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps)
+                   / max(1, config.total_steps - config.warmup_steps))
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """Newest ``step-*.pt`` in ``folder``, or None."""
+    found = sorted(folder.glob("step-*.pt")) if folder.exists() else []
+    return found[-1] if found else None
+
+
+def save_checkpoint(folder: Path, state: dict, keep: int) -> Path:
+    """Write ``state`` to ``folder/step-NNNNNNN.pt`` atomically and prune older ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{state['step']:07d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    for old in sorted(folder.glob("step-*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+@torch.no_grad()
+def heldout_cosine(model: AlbertModel, ids: list[list[int]], vectors: np.ndarray) -> float:
+    """Mean cosine between student and teacher on held-out rows (ids aligned with vectors)."""
+    model.eval()
+    order = np.argsort([len(r) for r in ids])
+    total = 0.0
+    for b in range(0, len(order), 64):
+        idx = order[b:b + 64]
+        s = encode_batch(model, [ids[i] for i in idx])
+        total += float((s * torch.from_numpy(vectors[idx]).float()).sum())
+    model.train()
+    return total / len(ids)
+
+
+def build_student(tok_dir: Path, config: DistillConfig) -> AlbertModel:
+    """The student at step 0: warm-started from the teacher or random (seeded)."""
+    from indexer.training import vocab, warmstart
+
+    torch.manual_seed(config.seed)
+    pieces = vocab.piece_strings(tok_dir)
+    student = warmstart.new_student(warmstart.student_config(len(pieces)))
+    if config.init == "warm":
+        from indexer.training.teacher import load_teacher
+
+        t_tok, teacher = load_teacher()
+        warmstart.warm_start(student, pieces, t_tok, teacher, config.teacher_layer)
+    return student
+
+
+def tokenize(tok_dir: Path, texts: list[Text], max_length: int) -> list[list[int]]:
+    """Student token ids (with [CLS]/[SEP]) of every text, truncated to ``max_length``."""
+    tokenizer = AlbertTokenizer.from_pretrained(tok_dir)
+    return tokenizer([t.text for t in texts], truncation=True,
+                     max_length=max_length)["input_ids"]
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT so the loop can checkpoint before exiting."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum: int, frame: object) -> None:
+        self.raised = True
+
+
+def epoch_batches(lengths: np.ndarray, train_rows: np.ndarray, config: DistillConfig,
+                  epoch: int, position: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(position, batch) pairs of ``epoch`` from ``position`` on; same seed -> same batches."""
+    batches = length_batches(lengths, train_rows, config,
+                             random.Random(config.seed * 1000 + epoch))
+    for i in range(position, len(batches)):
+        yield i, batches[i]
+
+
+def restore(model: AlbertModel, optimizer: torch.optim.Optimizer, ckpt_dir: Path) -> dict:
+    """Load the newest checkpoint into model/optimizer; return its progress counters."""
+    state = {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0}
+    path = latest_checkpoint(ckpt_dir)
+    if path is not None:
+        saved = torch.load(path, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = {k: saved[k] for k in state}
+        log.info("resumed from %s at step %d", path.name, state["step"])
+    return state
+
+
+def train_step(model: AlbertModel, optimizer: torch.optim.Optimizer, ids: list[list[int]],
+               teacher: torch.Tensor, step: int, config: DistillConfig) -> tuple[float, float]:
+    """One AdamW step on one batch; teacher: (b, d) targets.  Returns (cos loss, KL)."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * lr_factor(step, config)
+    cos_loss, kl = distill_loss(encode_batch(model, ids), teacher, config)
+    optimizer.zero_grad(set_to_none=True)
+    (cos_loss + config.relational_weight * kl).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(cos_loss.detach()), float(kl.detach())
+
+
+def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
+        config: DistillConfig, log_path: Path) -> Path:
+    """Distil until ``total_steps`` or ``max_minutes``; resume from the newest checkpoint.
+
+    The last ``heldout`` texts of the (already shuffled) corpus are never trained on; their mean
+    cosine to the teacher is logged every ``eval_every`` steps.  Returns the last checkpoint.
+    """
+    vectors = np.load(vectors_path)
+    ids = tokenize(tok_dir, texts, config.max_length)
+    lengths = np.array([len(r) for r in ids])
+    train_rows = np.arange(len(texts) - config.heldout)
+    held_ids, held_vectors = ids[-config.heldout:], vectors[-config.heldout:]
+
+    model = build_student(tok_dir, config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    state = restore(model, optimizer, ckpt_dir)
+    model.train()
+    stop = _StopFlag()
+    began, last_ckpt = time.monotonic(), time.monotonic()
+    elapsed0 = state["elapsed_s"]
+
+    def snapshot() -> Path:
+        state["elapsed_s"] = elapsed0 + time.monotonic() - began
+        return save_checkpoint(ckpt_dir, {**state, "model": model.state_dict(),
+                                          "optimizer": optimizer.state_dict(),
+                                          "config": asdict(config)}, config.keep_checkpoints)
+
+    with open(log_path, "a", encoding="utf-8") as logf:
+        record = _Recorder(logf)
+        record.text(f"# run start {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+                    f"config={asdict(config)}")
+        if state["step"] == 0:
+            record.text(f"step 0 heldout_cos {heldout_cosine(model, held_ids, held_vectors):.4f}")
+        while not stop.raised:
+            for position, batch in epoch_batches(lengths, train_rows, config, state["epoch"],
+                                                 state["position"]):
+                losses = train_step(model, optimizer, [ids[i] for i in batch],
+                                    torch.from_numpy(vectors[batch]).float(), state["step"],
+                                    config)
+                state["step"] += 1
+                state["position"] = position + 1
+                record.step(state["step"], losses, len(batch), optimizer.param_groups[0]["lr"])
+                if state["step"] % config.eval_every == 0:
+                    record.text(f"step {state['step']} heldout_cos "
+                                f"{heldout_cosine(model, held_ids, held_vectors):.4f}")
+                if time.monotonic() - last_ckpt > config.checkpoint_every_s:
+                    snapshot()
+                    last_ckpt = time.monotonic()
+                out_of_time = (config.max_minutes is not None
+                               and time.monotonic() - began > 60 * config.max_minutes)
+                if stop.raised or out_of_time or state["step"] >= config.total_steps:
+                    stop.raised = True
+                    break
+            else:
+                state["epoch"] += 1
+                state["position"] = 0
+        path = snapshot()
+        cos = heldout_cosine(model, held_ids, held_vectors)
+        record.text(f"step {state['step']} final heldout_cos {cos:.4f} checkpoint {path.name}")
+    return path
+
+
+class _Recorder:
+    """Writes averaged losses and steps/s every ``every`` steps to the log file and logger."""
+
+    def __init__(self, file: TextIO, every: int = 50) -> None:
+        self.file, self.every = file, every
+        self.window: list[tuple[float, float, int]] = []
+        self.since = time.monotonic()
+
+    def text(self, line: str) -> None:
+        self.file.write(line + "\n")
+        self.file.flush()
+        log.info(line)
+
+    def step(self, step: int, losses: tuple[float, float], batch: int, lr: float) -> None:
+        self.window.append((*losses, batch))
+        if step % self.every:
+            return
+        cos, kl, size = (float(np.mean(x)) for x in zip(*self.window, strict=True))
+        rate = len(self.window) / (time.monotonic() - self.since)
+        self.text(f"step {step} cos_loss {cos:.4f} kl {kl:.4f} batch {size:.0f} "
+                  f"lr {lr:.2e} steps/s {rate:.3f}")
+        self.window, self.since = [], time.monotonic()

@@ -1,0 +1,169 @@
+"""Small retrieval evaluator for progress checks and the model card (never used for training).
+
+Reads a BEIR-layout folder (``corpus.jsonl`` with ``_id``/``title``/``text``, ``queries.jsonl``,
+``qrels/test.tsv`` without header, graded 0-3), embeds ``title + " " + text`` of every passage and
+every judged query, ranks passages by exact cosine and reports:
+
+- nDCG@10 with graded gains (``rel``), log2 discount, ideal DCG from the query's qrels;
+- Recall@100, where a passage counts as relevant when its grade is >= 1.
+
+Usage::
+
+    python -m indexer.training.quick_eval --data /work/shared/data/msmarco-5k \
+        --model indexer/models/albatross-albert-small      # or --model teacher
+    python -m indexer.training.quick_eval --data ... --checkpoint CKPT --tokenizer TOKDIR \
+        --record ~/.cache/albatross/train/eval.jsonl --label "student step 2000"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from indexer.training.teacher import mean_pool
+
+log = logging.getLogger(__name__)
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BeirSet:
+    """Passages, queries and graded judgements of one BEIR folder."""
+
+    doc_ids: list[str]
+    doc_texts: list[str]
+    query_ids: list[str]
+    query_texts: list[str]
+    qrels: dict[str, dict[str, int]]
+
+
+def load_beir(folder: Path, split: str = "test") -> BeirSet:
+    """Read a BEIR folder; only queries that have judgements are kept."""
+    qrels: dict[str, dict[str, int]] = {}
+    for line in (folder / "qrels" / f"{split}.tsv").read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2].strip().isdigit():
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    docs = _read_jsonl(folder / "corpus.jsonl")
+    queries = _read_jsonl(folder / "queries.jsonl")
+    queries = [q for q in queries if q["_id"] in qrels]
+    return BeirSet([d["_id"] for d in docs],
+                   [f"{d.get('title', '')} {d['text']}".strip() for d in docs],
+                   [q["_id"] for q in queries], [q["text"] for q in queries], qrels)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def ndcg_at_k(ranked: list[str], judged: dict[str, int], k: int = 10) -> float:
+    """Graded nDCG@k: gain = grade, discount 1/log2(rank + 1), ideal from ``judged``."""
+    dcg = sum(judged.get(d, 0) / math.log2(r + 2) for r, d in enumerate(ranked[:k]))
+    ideal = sorted(judged.values(), reverse=True)[:k]
+    idcg = sum(g / math.log2(r + 2) for r, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def recall_at_k(ranked: list[str], judged: dict[str, int], k: int = 100,
+                min_grade: int = 1) -> float:
+    """Share of passages graded >= ``min_grade`` that appear in the top ``k``."""
+    relevant = {d for d, g in judged.items() if g >= min_grade}
+    return len(relevant & set(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def evaluate(data: BeirSet, embed: Embedder, k: int = 100) -> dict[str, float]:
+    """Mean nDCG@10 and Recall@100 of exact cosine search with ``embed``.
+
+    ``embed`` maps n strings to float32 (n, d) unit vectors.
+    """
+    docs = embed(data.doc_texts)
+    queries = embed(data.query_texts)
+    top = np.argsort(-(queries @ docs.T), axis=1)[:, :k]
+    ndcg, recall = [], []
+    for qi, qid in enumerate(data.query_ids):
+        ranked = [data.doc_ids[j] for j in top[qi]]
+        ndcg.append(ndcg_at_k(ranked, data.qrels[qid]))
+        recall.append(recall_at_k(ranked, data.qrels[qid], k))
+    return {"ndcg@10": float(np.mean(ndcg)), "recall@100": float(np.mean(recall)),
+            "queries": len(data.query_ids), "passages": len(data.doc_ids)}
+
+
+def hf_embedder(tokenizer: object, model: torch.nn.Module, max_length: int = 256,
+                batch_size: int = 32) -> Embedder:
+    """Mean-pool + L2 embedder over any Hugging Face encoder, batched in length order."""
+    model.eval()
+
+    @torch.inference_mode()
+    def embed(texts: list[str]) -> np.ndarray:
+        order = np.argsort([len(t) for t in texts])
+        out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+        for b in range(0, len(texts), batch_size):
+            idx = order[b:b + batch_size]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                            max_length=max_length, return_tensors="pt")
+            hidden = model(input_ids=enc["input_ids"],
+                           attention_mask=enc["attention_mask"]).last_hidden_state
+            out[idx] = mean_pool(hidden, enc["attention_mask"]).numpy()
+        return out
+
+    return embed
+
+
+def load_embedder(model: str | None, checkpoint: Path | None, tokenizer_dir: Path | None,
+                  max_length: int) -> Embedder:
+    """Embedder for ``teacher``, an exported model folder, or a raw distillation checkpoint."""
+    from transformers import AlbertModel, AlbertTokenizer
+
+    if model == "teacher":
+        from indexer.training.teacher import load_teacher
+
+        return hf_embedder(*load_teacher(), max_length=max_length)
+    if checkpoint is not None:
+        from indexer.training.warmstart import new_student, student_config
+
+        tok = AlbertTokenizer.from_pretrained(tokenizer_dir)
+        state = torch.load(checkpoint, weights_only=False, map_location="cpu")["model"]
+        student = new_student(student_config(state["embeddings.word_embeddings.weight"].shape[0]))
+        student.load_state_dict(state)
+        return hf_embedder(tok, student, max_length=max_length)
+    return hf_embedder(AlbertTokenizer.from_pretrained(model),
+                       AlbertModel.from_pretrained(model, add_pooling_layer=False),
+                       max_length=max_length)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the metrics of one encoder on one BEIR folder as JSON."""
+    logging.basicConfig(level=logging.INFO)
+    parser = argparse.ArgumentParser(prog="python -m indexer.training.quick_eval")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", help="model folder, or 'teacher'")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--tokenizer", type=Path, help="tokenizer folder for --checkpoint")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--record", type=Path,
+                        help="append the result as a JSON line here (the model card reads it)")
+    parser.add_argument("--label", default=None, help="name of this result in --record")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    embed = load_embedder(args.model, args.checkpoint, args.tokenizer, args.max_length)
+    result = {"label": args.label or str(args.model or args.checkpoint),
+              **evaluate(load_beir(args.data), embed)}
+    print(json.dumps(result))
+    if args.record:
+        with open(args.record, "a", encoding="utf-8") as f:
+            f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

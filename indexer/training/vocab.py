@@ -1,0 +1,85 @@
+"""SentencePiece unigram vocabulary trained on the distillation corpus.
+
+Laid out like ALBERT's ``spiece.model``: ``<pad>``=0, ``<unk>``=1, ``[CLS]``=2, ``[SEP]``=3,
+``[MASK]``=4, then the learned pieces.  Text is lowercased and accent-stripped before training
+because the Albert tokenizer does exactly that before it calls SentencePiece
+(``do_lower_case=True``, ``keep_accents=False``); training on anything else would leave pieces
+that can never match.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import string
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+
+log = logging.getLogger(__name__)
+
+SPECIAL_PIECES = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
+
+#: What ``AlbertTokenizer.from_pretrained`` needs beside ``spiece.model``.
+TOKENIZER_CONFIG = {
+    "tokenizer_class": "AlbertTokenizer",
+    "do_lower_case": True,
+    "remove_space": True,
+    "keep_accents": False,
+    "bos_token": "[CLS]",
+    "eos_token": "[SEP]",
+    "unk_token": "<unk>",
+    "sep_token": "[SEP]",
+    "pad_token": "<pad>",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+    "model_max_length": 512,
+}
+
+
+def normalise(text: str) -> str:
+    """Lowercase and strip accents, as the Albert tokenizer does before SentencePiece."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def train_vocab(texts: Iterable[str], folder: Path, vocab_size: int = 16_000,
+                seed: int = 0) -> Path:
+    """Train ``folder/spiece.model`` and write ``tokenizer_config.json`` beside it.
+
+    Returns the folder, loadable with ``AlbertTokenizer.from_pretrained(folder)``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = folder / "spiece"
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=(normalise(t) for t in texts),
+        model_prefix=str(prefix),
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=0.9995,
+        # Rare-but-ordinary ASCII ("!", "~", digits) must never become <unk>.
+        required_chars=string.ascii_lowercase + string.digits + string.punctuation,
+        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+        pad_piece="<pad>", unk_piece="<unk>",
+        control_symbols=list(SPECIAL_PIECES[2:]),
+        normalization_rule_name="nmt_nfkc",
+        num_threads=2,
+        minloglevel=2,
+    )
+    (folder / "spiece.vocab").unlink(missing_ok=True)
+    write_tokenizer_config(folder)
+    log.info("trained %d-piece unigram vocabulary in %s", vocab_size, folder)
+    return folder
+
+
+def write_tokenizer_config(folder: Path) -> None:
+    """Write the ``tokenizer_config.json`` that makes ``folder`` an Albert tokenizer folder."""
+    (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
+
+
+def piece_strings(folder: Path) -> list[str]:
+    """All pieces of ``folder/spiece.model`` in id order (``▁`` marks a word start)."""
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model"))
+    return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]

@@ -1,0 +1,123 @@
+"""Student architecture and its warm start from the teacher's weights.
+
+The student is a published ``AlbertModel``: factorised embeddings (``embedding_size`` 128
+projected to ``hidden_size``) and one transformer layer shared by all ``num_hidden_layers``.
+
+Warm start (a random start was far slower to approach the teacher in the pilot; see the
+model card):
+
+1. every SentencePiece piece is embedded with the teacher's input word embeddings (the mean of
+   the WordPiece sub-tokens of its surface string): ``E`` (V, 384);
+2. a truncated SVD ``E ~= (U_r S_r) Vh_r`` gives the factorised pair: word embeddings
+   ``U_r S_r`` (V, r) and the projection ``Vh_r^T`` (384, r).  Positions and the token type are
+   projected through the same basis;
+3. the shared layer is copied from one teacher layer (same shapes, same GELU).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import AlbertConfig, AlbertModel, PreTrainedModel, PreTrainedTokenizerBase
+
+#: Albert special pieces -> the teacher's equivalents.
+SPECIAL_MAP = {"<pad>": "[PAD]", "<unk>": "[UNK]", "[CLS]": "[CLS]", "[SEP]": "[SEP]",
+               "[MASK]": "[MASK]"}
+
+#: Teacher BertLayer parameter -> student AlbertLayer parameter (same shapes).
+LAYER_MAP = {
+    "attention.self.query": "attention.query",
+    "attention.self.key": "attention.key",
+    "attention.self.value": "attention.value",
+    "attention.output.dense": "attention.dense",
+    "attention.output.LayerNorm": "attention.LayerNorm",
+    "intermediate.dense": "ffn",
+    "output.dense": "ffn_output",
+    "output.LayerNorm": "full_layer_layer_norm",
+}
+
+
+def student_config(vocab_size: int, hidden_size: int = 384, num_layers: int = 6,
+                   embedding_size: int = 128, heads: int = 12,
+                   intermediate_size: int = 1536) -> AlbertConfig:
+    """AlbertConfig of the default encoder: shared layer, factorised embeddings, GELU."""
+    return AlbertConfig(
+        vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size,
+        num_hidden_layers=num_layers, num_hidden_groups=1, num_attention_heads=heads,
+        intermediate_size=intermediate_size, inner_group_num=1, hidden_act="gelu",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12,
+        pad_token_id=0, bos_token_id=2, eos_token_id=3,
+    )
+
+
+def new_student(config: AlbertConfig) -> AlbertModel:
+    """A randomly initialised AlbertModel without the (unused) pooler head."""
+    return AlbertModel(config, add_pooling_layer=False)
+
+
+def piece_embeddings(pieces: list[str], tokenizer: PreTrainedTokenizerBase,
+                     word_embeddings: torch.Tensor) -> torch.Tensor:
+    """Teacher input embedding of each SentencePiece piece.
+
+    pieces: V strings (``▁`` marks a word start); word_embeddings: (V_teacher, d).
+    Returns (V, d) float32.  A piece that continues a word uses the teacher's ``##`` form when it
+    exists, because that is the sub-token the teacher saw in the same position.
+    """
+    vocab = tokenizer.get_vocab()
+    fallback = word_embeddings.mean(dim=0)
+    rows = []
+    for piece in pieces:
+        if piece in SPECIAL_MAP:
+            ids = [vocab[SPECIAL_MAP[piece]]]
+        elif not piece.startswith("▁") and f"##{piece}" in vocab:
+            ids = [vocab[f"##{piece}"]]
+        else:
+            ids = tokenizer(piece.lstrip("▁"), add_special_tokens=False)["input_ids"]
+        rows.append(word_embeddings[ids].mean(dim=0) if ids else fallback)
+    return torch.stack(rows).float()
+
+
+def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best rank-``rank`` factorisation ``matrix ~= factors @ basis``.
+
+    matrix: (n, d).  Returns factors (n, rank) = U_r S_r and basis (rank, d) = Vh_r with
+    orthonormal rows.
+    """
+    u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+    return (u[:, :rank] * s[:rank]).float(), vh[:rank].float()
+
+
+@torch.no_grad()
+def warm_start(student: AlbertModel, pieces: list[str], teacher_tokenizer: PreTrainedTokenizerBase,
+               teacher: PreTrainedModel, layer: int = 0) -> None:
+    """Overwrite ``student``'s embeddings and shared layer from ``teacher`` (in place)."""
+    t_emb = teacher.embeddings
+    s_emb = student.embeddings
+    rank = student.config.embedding_size
+    factors, basis = truncated_svd(
+        piece_embeddings(pieces, teacher_tokenizer, t_emb.word_embeddings.weight), rank)
+    s_emb.word_embeddings.weight.copy_(factors)
+    n_pos = s_emb.position_embeddings.weight.shape[0]
+    s_emb.position_embeddings.weight.copy_(t_emb.position_embeddings.weight[:n_pos] @ basis.T)
+    s_emb.token_type_embeddings.weight.copy_(t_emb.token_type_embeddings.weight @ basis.T)
+    s_emb.LayerNorm.weight.fill_(1.0)
+    s_emb.LayerNorm.bias.zero_()
+    # The teacher normalises in 384 dims, the student in 128 before projecting: for a vector in
+    # the basis' span the two differ by sqrt(384/128) in scale, then the teacher's affine applies.
+    mapping = student.encoder.embedding_hidden_mapping_in
+    scale = math.sqrt(basis.shape[1] / rank)
+    mapping.weight.copy_(t_emb.LayerNorm.weight[:, None] * basis.T * scale)
+    mapping.bias.copy_(t_emb.LayerNorm.bias)
+    copy_layer(student, teacher, layer)
+
+
+@torch.no_grad()
+def copy_layer(student: AlbertModel, teacher: PreTrainedModel, layer: int) -> None:
+    """Copy teacher ``encoder.layer[layer]`` into the student's single shared AlbertLayer."""
+    source = dict(teacher.encoder.layer[layer].named_parameters())
+    target = dict(student.encoder.albert_layer_groups[0].albert_layers[0].named_parameters())
+    for t_name, s_name in LAYER_MAP.items():
+        for kind in ("weight", "bias"):
+            target[f"{s_name}.{kind}"].copy_(source[f"{t_name}.{kind}"])

@@ -1,0 +1,73 @@
+"""Warm-start shapes and a tiny exported folder that loads like the real one."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AlbertModel, AlbertTokenizer, BertConfig, BertModel
+
+from indexer.training.export import export_model
+from indexer.training.vocab import train_vocab
+from indexer.training.warmstart import copy_layer, new_student, student_config, truncated_svd
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A harbour is a sheltered place where ships may anchor safely.",
+    "Search engines rank passages by the similarity of their vectors to a query.",
+    "Dictionaries give definitions, quotations and the history of words.",
+    "What is a lighthouse and why was it built on the rocks?",
+    "Quiet rivers flow slowly through green valleys towards the sea.",
+] * 40
+
+
+def tiny_student(vocab_size: int) -> AlbertModel:
+    return new_student(student_config(vocab_size, hidden_size=32, num_layers=2,
+                                      embedding_size=8, heads=2, intermediate_size=64))
+
+
+def test_truncated_svd_factorises_to_the_requested_rank() -> None:
+    matrix = torch.randn(50, 24, generator=torch.Generator().manual_seed(0))
+    factors, basis = truncated_svd(matrix, 8)
+    assert factors.shape == (50, 8) and basis.shape == (8, 24)
+    torch.testing.assert_close(basis @ basis.T, torch.eye(8), atol=1e-5, rtol=0)
+    full_factors, full_basis = truncated_svd(matrix, 24)
+    torch.testing.assert_close(full_factors @ full_basis, matrix, atol=1e-4, rtol=0)
+
+
+def test_a_teacher_layer_maps_one_to_one_onto_the_shared_albert_layer() -> None:
+    torch.manual_seed(0)
+    teacher = BertModel(BertConfig(vocab_size=30, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=64))
+    student = tiny_student(30)
+    copy_layer(student, teacher, layer=1)
+    shared = student.encoder.albert_layer_groups[0].albert_layers[0]
+    source = teacher.encoder.layer[1]
+    assert torch.equal(shared.ffn.weight, source.intermediate.dense.weight)
+    assert torch.equal(shared.attention.query.bias, source.attention.self.query.bias)
+    assert torch.equal(shared.full_layer_layer_norm.weight, source.output.LayerNorm.weight)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    tok_dir = train_vocab(SENTENCES, root / "tok", vocab_size=120)
+    torch.manual_seed(0)
+    return export_model(tiny_student(120), tok_dir, root / "model", card="# tiny\n")
+
+
+def test_exported_folder_loads_and_tokenizes_real_text(exported: Path) -> None:
+    tokenizer = AlbertTokenizer.from_pretrained(exported)
+    ids = tokenizer("The quick brown fox")["input_ids"]
+    assert ids[0] == tokenizer.cls_token_id == 2 and ids[-1] == tokenizer.sep_token_id == 3
+    words = ids[1:-1]
+    assert tokenizer.unk_token_id not in words and len(set(words)) >= 3
+    model = AlbertModel.from_pretrained(exported, add_pooling_layer=False)
+    out = model(**tokenizer(["The quick brown fox"], return_tensors="pt")).last_hidden_state
+    assert out.shape == (1, len(ids), 32)
+
+
+def test_exported_folder_says_how_vectors_are_made(exported: Path) -> None:
+    names = {p.name for p in exported.iterdir()}
+    assert {"config.json", "model.safetensors", "spiece.model", "tokenizer_config.json",
+            "albatross_pooling.json", "README.md"} <= names
+    assert '"pooling": "mean"' in (exported / "albatross_pooling.json").read_text()
