@@ -78,6 +78,10 @@ class ServerConfig:
     max_pending_queries: int = 1024
     poll_interval_s: float = 0.5
     snapshot_every_changes: int = 50_000
+    # This searcher holds shard ``shard_index`` of ``shard_count`` of every collection
+    # (``indexer.sharding``); a router (``albatross serve --router``) merges the shards' answers.
+    shard_count: int = 1
+    shard_index: int = 0
     max_message_bytes: int = 64 * 1024 * 1024
 
 
@@ -132,5 +136,10 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> AppConf
         hf_cache_dir=_hf_hub_cache(env),
     )
     server = replace(base.server, port=_env_int(env, "ALBATROSS_PORT", base.server.port))
+    server = replace(
+        server,
+        shard_count=_env_int(env, "ALBATROSS_SHARD_COUNT", base.server.shard_count),
+        shard_index=_env_int(env, "ALBATROSS_SHARD_INDEX", base.server.shard_index),
+    )
     model = Path(env.get("ALBATROSS_MODEL", str(base.default_model)))
     return replace(base, store=store, encoder=encoder, server=server, default_model=model)

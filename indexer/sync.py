@@ -20,6 +20,7 @@ import numpy as np
 from indexer.errors import InvalidArgument
 from indexer.index import VectorIndex, min_training_vectors
 from indexer.records import ChangeOp, CollectionInfo
+from indexer.sharding import ChunkFilter
 from indexer.snapshots import latest, write_snapshot
 from indexer.store import Store
 
@@ -45,11 +46,16 @@ def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray
 
 
 def build_from_store(
-    store: Store, info: CollectionInfo, train_sample: int = DEFAULT_TRAIN_SAMPLE
+    store: Store,
+    info: CollectionInfo,
+    train_sample: int = DEFAULT_TRAIN_SAMPLE,
+    keep: ChunkFilter | None = None,
 ) -> tuple[VectorIndex, int, bool]:
-    """A fresh index of every live vector: ``(index, sequence it covers, fell back to Flat)``.
+    """A fresh index of every live vector (that ``keep`` accepts, when given): ``(index, sequence
+    it covers, fell back to Flat)``.
 
-    The sequence is read *before* the scan, so replaying from it covers concurrent writes.
+    The sequence is read *before* the scan, so replaying from it covers concurrent writes. IVF/PQ
+    training uses the unfiltered sample, so every shard of a collection trains alike.
     """
     sequence = store.last_sequence(info.id)
     index = VectorIndex.create(info.spec.index_spec, info.dimension)
@@ -71,12 +77,15 @@ def build_from_store(
             )
             index, fallback = VectorIndex.create(FALLBACK_SPEC, info.dimension), True
     for ids, vectors in store.iter_vectors(info.id):
+        if keep is not None:
+            mask = keep(ids)
+            ids, vectors = ids[mask], vectors[mask]
         index.add(ids, vectors)
     return index, sequence, fallback
 
 
 class SyncedIndex:
-    """One collection's index. Thread-safe: ``_lock`` guards the FAISS index (not safe for
+    """One collection's index, or the shard of it whose chunk ids ``keep`` accepts. Thread-safe: ``_lock`` guards the FAISS index (not safe for
     concurrent add + search); ``_catch_up_lock`` lets one catch-up run at a time, so SQL reads
     happen outside ``_lock`` and searches are only blocked while changes are applied."""
 
@@ -91,6 +100,7 @@ class SyncedIndex:
         fallback: bool = False,
         train_sample: int = DEFAULT_TRAIN_SAMPLE,
         page: int = DEFAULT_PAGE,
+        keep: ChunkFilter | None = None,
     ) -> None:
         self._store = store
         self._info = info
@@ -102,6 +112,7 @@ class SyncedIndex:
         self._train_after = max(1, min_training_vectors(info.spec.index_spec))
         self._train_sample = train_sample
         self._page = page
+        self._keep = keep
         self._lock = threading.RLock()
         self._catch_up_lock = threading.Lock()
 
@@ -114,6 +125,7 @@ class SyncedIndex:
         *,
         train_sample: int = DEFAULT_TRAIN_SAMPLE,
         page: int = DEFAULT_PAGE,
+        keep: ChunkFilter | None = None,
     ) -> SyncedIndex:
         """Newest valid snapshot + replay, else a rebuild from SQL; caught up on return."""
         snapshot = latest(snapshot_dir, info)
@@ -128,7 +140,7 @@ class SyncedIndex:
                     snapshot.sequence,
                     head,
                 )
-            index, sequence, fallback = build_from_store(store, info, train_sample)
+            index, sequence, fallback = build_from_store(store, info, train_sample, keep)
         synced = cls(
             store,
             info,
@@ -138,6 +150,7 @@ class SyncedIndex:
             fallback=fallback,
             train_sample=train_sample,
             page=page,
+            keep=keep,
         )
         synced.catch_up()
         return synced
@@ -198,6 +211,8 @@ class SyncedIndex:
             if not changes:
                 return applied, sequence
             adds = np.array([c.chunk_id for c in changes if c.op is ChangeOp.ADD], dtype=np.int64)
+            if self._keep is not None:
+                adds = adds[self._keep(adds)]  # another shard's chunks: not even fetched
             removes = np.array([c.chunk_id for c in changes if c.op is ChangeOp.REMOVE], dtype=np.int64)
             # Only chunks that still exist come back: an ADD later undone by a REMOVE is a no-op.
             if adds.size:
@@ -221,7 +236,7 @@ class SyncedIndex:
     def _rebuild(self) -> None:
         """Build a fresh index from SQL beside the serving one, catch it up, then swap it in."""
         log.info("collection %r: rebuilding the index from SQL", self._info.name)
-        index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample)
+        index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample, self._keep)
         _, sequence = self._replay(index, sequence, contextlib.nullcontext())
         if fallback:
             # Training failed again: wait for twice as many vectors instead of retrying each time.

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from indexer.config import AppConfig
 from indexer.errors import InvalidArgument
 from indexer.records import CollectionInfo
+from indexer.sharding import ShardSpec
 from indexer.store import Store
 from indexer.workspace import Workspace
 from protos.albatross.v1 import albatross_pb2 as pb
@@ -77,11 +78,16 @@ class RunningServer:
         await self.server.wait_for_termination()
 
 
-def _index_opener(store: Store, snapshot_dir: Path) -> Callable[[CollectionInfo], LiveIndex]:
+def _index_opener(
+    store: Store, snapshot_dir: Path, shard: ShardSpec
+) -> Callable[[CollectionInfo], LiveIndex]:
+    """Opens the index of a collection, or of this server's shard of it (with its own snapshots)."""
     from indexer.sync import SyncedIndex
 
+    folder = snapshot_dir if shard.whole else snapshot_dir / shard.name
+
     def open_index(info: CollectionInfo) -> LiveIndex:
-        return SyncedIndex.open(store, info, snapshot_dir)
+        return SyncedIndex.open(store, info, folder, keep=shard.chunk_filter())
 
     return open_index
 
@@ -90,11 +96,12 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     """Build and start the server on ``app.server.host`` and ``port`` (default ``app.server.port``)."""
     config = app.server
     bind_port = config.port if port is None else port
+    shard = ShardSpec(config.shard_count, config.shard_index)  # invalid: fails before anything opens
     executor = ThreadPoolExecutor(max_workers=EXECUTOR_WORKERS, thread_name_prefix="albatross")
     workspace = Workspace.open(app)
     indexes = LiveIndexes(
         workspace.store,
-        _index_opener(workspace.store, app.store.snapshot_dir),
+        _index_opener(workspace.store, app.store.snapshot_dir, shard),
         executor,
         poll_interval_s=config.poll_interval_s,
         snapshot_every_changes=config.snapshot_every_changes,

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,7 +16,7 @@ import grpc
 from tqdm import tqdm
 
 from indexer.config import AppConfig
-from indexer.errors import CollectionNotFound, InvalidFilter
+from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
 from indexer.records import Condition, MetadataFilter, Range
 from indexer.samples import SAMPLE_CORPUS
 from indexer.workspace import Workspace
@@ -99,14 +100,39 @@ def register_serve(sub: Subparsers) -> None:
     parser = sub.add_parser("serve", help="run the gRPC searcher (health checking and reflection included)")
     parser.add_argument("--port", type=int, help="port to bind (default 50051; 0 picks a free one)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    scale = parser.add_argument_group("beyond one machine")
+    scale.add_argument("--shard", help="serve only shard I of N of every collection, as I/N (e.g. 0/3)")
+    scale.add_argument("--router", action="store_true", help="route searches to --shards and merge them")
+    scale.add_argument("--shards", help="router: the shard servers, host:port,host:port,... in shard order")
     add_store_options(parser)
     parser.set_defaults(run=run_serve)
 
 
+def parse_shard(raw: str) -> tuple[int, int]:
+    """``I/N`` -> ``(shard_index, shard_count)``."""
+    index, _, count = raw.partition("/")
+    if not (index.strip().isdigit() and count.strip().isdigit()):
+        raise InvalidArgument(f"--shard {raw!r} must be I/N, e.g. 0/3", field="shard")
+    return int(index), int(count)
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    config = app_config(args)
+    if args.router:
+        from searcher.router import parse_shards, serve_router
+
+        if not args.shards:
+            raise InvalidArgument("--router needs --shards host:port,...", field="shards")
+        asyncio.run(serve_router(config.server, parse_shards(args.shards)))
+        return EXIT_OK
+    if args.shards:
+        raise InvalidArgument("--shards is for --router", field="shards")
+    if args.shard:
+        index, count = parse_shard(args.shard)
+        config = replace(config, server=replace(config.server, shard_index=index, shard_count=count))
     from searcher.server import serve
 
-    asyncio.run(serve(app_config(args)))
+    asyncio.run(serve(config))
     return EXIT_OK
 
 

@@ -1,5 +1,6 @@
-"""A real server on 127.0.0.1 port 0: real store (SQLite in a temporary folder), real index, a tiny
-random ALBERT, spoken to through the synchronous client."""
+"""A real server on 127.0.0.1 port 0: real store (SQLite in a temporary folder, and a real
+PostgreSQL server), real index, a tiny random ALBERT, spoken to through the synchronous client.
+Every test here runs once per backend."""
 
 from __future__ import annotations
 
@@ -50,10 +51,13 @@ class ServerThread:
         self.loop.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path
+) -> Iterator[RunningServer]:
+    db_url = request.getfixturevalue("postgres_server").new_database() if request.param == "postgresql" else None
     app = AppConfig(
-        store=StoreConfig(data_dir=tmp_path_factory.mktemp("albatross-data")),
+        store=StoreConfig(data_dir=tmp_path_factory.mktemp("albatross-data"), db_url=db_url),
         server=ServerConfig(host="127.0.0.1", port=50051, poll_interval_s=0.05, batch_max_wait_ms=1.0),
         default_model=tiny_albert_dir,
     )

@@ -1,0 +1,196 @@
+"""The ``albatross`` command as a user runs it: real processes, a real server, one SQLite store.
+
+The CLI processes and the in-process server share one data directory, so this also shows a
+searcher picking up what a separate ``albatross ingest`` process wrote, without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from indexer.config import AppConfig, ServerConfig, StoreConfig
+from searcher.client import AlbatrossClient
+from searcher.server import RunningServer, create_server
+from tests.searcher.test_grpc_end_to_end import ServerThread, wait_until_indexed
+
+DOCS = [
+    {
+        "_id": "owl",
+        "title": "Owls",
+        "text": "Owls hunt small rodents silently at night.",
+        "metadata": {"year": 2001},
+    },
+    {"_id": "tea", "title": "Tea", "text": "Green tea is steeped in water that is not quite boiling."},
+    {
+        "_id": "bus",
+        "text": "The night bus runs every forty minutes after midnight.",
+        "metadata": {"year": 2019},
+    },
+    {"_id": "sail", "text": "A sloop has one mast and a fore-and-aft rig."},
+    {"_id": "fern", "text": "Ferns reproduce by spores rather than seeds."},
+]
+
+
+def albatross(
+    data_dir: Path, model: Path, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ALBATROSS_MODEL": str(model)}
+    return subprocess.run(
+        [sys.executable, "-m", "searcher.cli", *args, "--data-dir", str(data_dir)],
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def stats(data_dir: Path, model: Path, collection: str) -> dict[str, object]:
+    result = albatross(data_dir, model, "stats", "--collection", collection, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("input") / "corpus.jsonl"
+    lines = (
+        [json.dumps(doc) for doc in DOCS[:3]]
+        + ['{"_id": "broken", "title": "no text"}']
+        + [json.dumps(doc) for doc in DOCS[3:]]
+    )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_ingest_reports_the_bad_record_keeps_the_good_ones_and_exits_1(
+    tmp_path: Path, tiny_albert_dir: Path, corpus: Path
+) -> None:
+    result = albatross(tmp_path, tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress")
+    assert result.returncode == 1
+    assert f"{corpus}:4" in result.stderr and "missing field 'text'" in result.stderr
+    assert "5 written" in result.stderr and "1 rejected" in result.stderr
+    report = stats(tmp_path, tiny_albert_dir, "c")
+    assert report["documents"] == 5
+    assert report["index_vectors"] == report["chunks"] == 5
+    assert report["index_sequence"] == report["last_sequence"] == 5
+
+    again = albatross(tmp_path, tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress")
+    assert "0 written, 5 unchanged" in again.stderr  # same content: nothing re-embedded
+    assert stats(tmp_path, tiny_albert_dir, "c")["last_sequence"] == 5
+
+
+def test_delete_and_stats_agree(tmp_path: Path, tiny_albert_dir: Path, corpus: Path) -> None:
+    albatross(tmp_path, tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress")
+    result = albatross(tmp_path, tiny_albert_dir, "delete", "--collection", "c", "owl", "tea", "nope")
+    assert result.returncode == 0, result.stderr
+    assert "deleted 2, not found 1" in result.stdout and "not found: nope" in result.stderr
+    report = stats(tmp_path, tiny_albert_dir, "c")
+    assert (report["documents"], report["chunks"], report["index_vectors"]) == (3, 3, 3)
+    assert report["last_sequence"] == 7  # 5 adds, then one remove per deleted chunk
+
+
+def test_unknown_collection_and_bad_flags_are_clear(tmp_path: Path, tiny_albert_dir: Path) -> None:
+    missing = albatross(tmp_path, tiny_albert_dir, "stats", "--collection", "nope")
+    assert missing.returncode == 3 and "collection 'nope' does not exist" in missing.stderr
+    bad = albatross(
+        tmp_path, tiny_albert_dir, "collections", "create", "x", "--window", "10", "--overlap", "10"
+    )
+    assert bad.returncode == 2 and "overlap" in bad.stderr
+
+
+@pytest.fixture
+def served(tmp_path: Path, tiny_albert_dir: Path) -> Iterator[tuple[RunningServer, Path]]:
+    app = AppConfig(
+        store=StoreConfig(data_dir=tmp_path),
+        server=ServerConfig(host="127.0.0.1", poll_interval_s=0.05),
+        default_model=tiny_albert_dir,
+    )
+    thread = ServerThread()
+    running = thread.run(create_server(app, port=0))
+    try:
+        yield running, tmp_path
+    finally:
+        thread.run(running.stop(grace_s=1.0))
+        thread.close()
+
+
+def test_a_running_searcher_finds_what_a_separate_ingest_process_wrote(
+    served: tuple[RunningServer, Path], tiny_albert_dir: Path, corpus: Path
+) -> None:
+    server, data_dir = served
+    result = albatross(data_dir, tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress")
+    assert result.returncode == 1, result.stderr
+    with AlbatrossClient(server.target, timeout=60) as client:
+        deadline = time.monotonic() + 30
+        while "c" not in {c.name for c in client.list_collections()}:
+            assert time.monotonic() < deadline, "the server never saw the new collection"
+            time.sleep(0.05)
+        wait_until_indexed(client, "c")
+        assert client.search("c", DOCS[3]["text"], k=1)[0].external_id == "sail"
+
+    search = albatross(
+        data_dir,
+        tiny_albert_dir,
+        "search",
+        DOCS[4]["text"],
+        "--collection",
+        "c",
+        "--json",
+        "--target",
+        server.target,
+    )
+    assert search.returncode == 0, search.stderr
+    assert json.loads(search.stdout)[0]["id"] == "fern"
+
+    queries = data_dir / "queries.jsonl"
+    queries.write_text(
+        "\n".join(json.dumps({"_id": f"q{i}", "text": d["text"]}) for i, d in enumerate(DOCS)) + "\n"
+    )
+    run_file = data_dir / "run.trec"
+    batch = albatross(
+        data_dir,
+        tiny_albert_dir,
+        "search",
+        "--collection",
+        "c",
+        "--queries",
+        str(queries),
+        "--k",
+        "3",
+        "--run-out",
+        str(run_file),
+        "--target",
+        server.target,
+    )
+    assert batch.returncode == 0, batch.stderr
+    rows = [line.split() for line in run_file.read_text().splitlines()]
+    assert len(rows) == 15 and all(len(row) == 6 and row[1] == "Q0" for row in rows)
+    firsts = {row[0]: row[2] for row in rows if row[3] == "1"}
+    assert firsts == {f"q{i}": doc["_id"] for i, doc in enumerate(DOCS)}
+
+
+def test_search_against_no_server_says_so(tmp_path: Path, tiny_albert_dir: Path) -> None:
+    result = albatross(
+        tmp_path,
+        tiny_albert_dir,
+        "search",
+        "x",
+        "--collection",
+        "c",
+        "--target",
+        "127.0.0.1:1",
+        "--timeout",
+        "2",
+    )
+    assert result.returncode == 5
+    assert "is `albatross serve` running at 127.0.0.1:1?" in result.stderr

@@ -1,0 +1,237 @@
+"""Shards + router: three shard servers behind a router answer exactly what one unsharded searcher
+over the same PostgreSQL store answers. Merging and the shard hash are also specified on their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.errors import InvalidArgument
+from indexer.records import Condition, MetadataFilter
+from indexer.sharding import ShardSpec, shard_of
+from protos.albatross.v1 import albatross_pb2 as pb
+from searcher.client import AlbatrossClient
+from searcher.results import Hit
+from searcher.router import RunningRouter, create_router, merge_top_k, parse_shards
+from searcher.server import RunningServer, create_server
+from tests.distributed.corpus import MULTI_CHUNK_SPEC, documents, queries
+from tests.postgres import PostgresServer
+from tests.searcher.test_grpc_end_to_end import ServerThread, wait_until_indexed
+
+SHARDS = 3
+COLLECTION = "sharded"
+
+# --- the pure pieces ----------------------------------------------------------------------------
+
+
+def _hit(external_id: str, score: float) -> pb.Hit:
+    return pb.Hit(id=external_id, score=score)
+
+
+def test_merge_keeps_the_best_k_by_score() -> None:
+    merged = merge_top_k([[_hit("a", 0.9), _hit("c", 0.5)], [_hit("b", 0.7), _hit("d", 0.1)]], k=3)
+
+    assert [h.id for h in merged] == ["a", "b", "c"]
+
+
+def test_merge_breaks_score_ties_by_document_id() -> None:
+    merged = merge_top_k([[_hit("zeta", 0.5)], [_hit("alpha", 0.5)], [_hit("mid", 0.5)]], k=3)
+
+    assert [h.id for h in merged] == ["alpha", "mid", "zeta"]
+
+
+def test_a_document_on_several_shards_appears_once_with_its_best_score() -> None:
+    answers = [[_hit("a", 0.4), _hit("b", 0.3)], [_hit("a", 0.8)], [_hit("b", 0.35), _hit("a", 0.6)]]
+
+    merged = merge_top_k(answers, k=10)
+
+    assert [(h.id, round(h.score, 6)) for h in merged] == [("a", 0.8), ("b", 0.35)]
+    assert [h.id for h in answers[0]] == ["a", "b"]  # inputs untouched
+
+
+def test_merge_of_nothing_is_nothing() -> None:
+    assert merge_top_k([[], []], k=5) == []
+
+
+def test_merge_works_on_domain_hits_too() -> None:
+    class Named(Hit):
+        @property
+        def id(self) -> str:
+            return self.external_id
+
+    hits = [[Named("x", 0.2, "", "", 0, 1)], [Named("y", 0.9, "", "", 0, 1)]]
+
+    assert [h.external_id for h in merge_top_k(hits, k=1)] == ["y"]
+
+
+def test_every_chunk_belongs_to_exactly_one_shard_and_shards_are_balanced() -> None:
+    ids = np.arange(1, 30_001, dtype=np.int64)
+
+    held = np.stack([ShardSpec(SHARDS, i).keeps(ids) for i in range(SHARDS)])
+
+    assert (held.sum(axis=0) == 1).all()
+    assert np.allclose(held.sum(axis=1) / len(ids), 1 / SHARDS, atol=0.02)
+    assert (shard_of(ids, 1) == 0).all()
+    # Consecutive ids (one document's chunks) do not all fall on one shard.
+    assert len(set(shard_of(ids[:8], SHARDS).tolist())) > 1
+
+
+@pytest.mark.parametrize(("count", "index"), [(0, 0), (3, 3), (3, -1)])
+def test_an_impossible_shard_is_an_invalid_argument(count: int, index: int) -> None:
+    with pytest.raises(InvalidArgument):
+        ShardSpec(count, index)
+
+
+def test_shard_targets_are_parsed_in_order_and_checked() -> None:
+    assert parse_shards("a:1, b:2,c:3") == ["a:1", "b:2", "c:3"]
+    for bad in ("", "a", "a:x", "a:1,a:1"):
+        with pytest.raises(InvalidArgument):
+            parse_shards(bad)
+
+
+# --- three shards and a router against one unsharded searcher ------------------------------------
+
+
+@dataclass
+class Cluster:
+    single: RunningServer
+    shards: list[RunningServer]
+    router: RunningRouter
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path
+) -> Iterator[Cluster]:
+    app = AppConfig(
+        store=StoreConfig(data_dir=tmp_path_factory.mktemp("shards"), db_url=postgres_server.new_database()),
+        server=ServerConfig(host="127.0.0.1", poll_interval_s=0.1, batch_max_wait_ms=1.0),
+        default_model=tiny_albert_dir,
+    )
+    thread = ServerThread()
+    started: list[RunningServer] = []
+    router = None
+    try:
+        single = thread.run(create_server(app, port=0))
+        started.append(single)
+        with AlbatrossClient(single.target, timeout=60) as client:
+            client.create_collection(COLLECTION, MULTI_CHUNK_SPEC)
+            client.upsert(COLLECTION, documents())
+        for index in range(SHARDS):
+            shard_app = replace(app, server=replace(app.server, shard_count=SHARDS, shard_index=index))
+            started.append(thread.run(create_server(shard_app, port=0)))
+        router = thread.run(create_router(app.server, [s.target for s in started[1:]], port=0))
+        yield Cluster(single, started[1:], router)
+    finally:
+        if router is not None:
+            thread.run(router.stop(grace_s=1.0))
+        for server in started:
+            thread.run(server.stop(grace_s=1.0))
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def clients(cluster: Cluster) -> Iterator[tuple[AlbatrossClient, AlbatrossClient]]:
+    with (
+        AlbatrossClient(cluster.single.target, timeout=60) as single,
+        AlbatrossClient(cluster.router.target, timeout=60) as routed,
+    ):
+        wait_until_indexed(single, COLLECTION)
+        wait_until_indexed(routed, COLLECTION)
+        yield single, routed
+
+
+def _same_answer(expected: list[Hit], got: list[Hit]) -> None:
+    assert [h.external_id for h in got] == [h.external_id for h in expected]
+    np.testing.assert_allclose([h.score for h in got], [h.score for h in expected], atol=1e-5)
+    assert [(h.text, h.start, h.end) for h in got] == [(h.text, h.start, h.end) for h in expected]
+
+
+def test_each_shard_holds_a_part_and_together_they_hold_everything(
+    cluster: Cluster, clients: tuple[AlbatrossClient, AlbatrossClient]
+) -> None:
+    single, routed = clients
+    stats = single.get_collection(COLLECTION).stats
+    held = []
+    for shard in cluster.shards:
+        with AlbatrossClient(shard.target, timeout=60) as client:
+            held.append(client.get_collection(COLLECTION).stats.index_vectors)
+
+    assert sum(held) == stats.chunks == routed.get_collection(COLLECTION).stats.index_vectors
+    assert all(0 < part < stats.chunks for part in held)
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_the_router_answers_exactly_what_one_searcher_answers(
+    clients: tuple[AlbatrossClient, AlbatrossClient], k: int
+) -> None:
+    single, routed = clients
+    for query in queries(documents()):
+        _same_answer(single.search(COLLECTION, query, k), routed.search(COLLECTION, query, k))
+
+
+def test_search_batch_and_filters_go_through_the_router_too(
+    clients: tuple[AlbatrossClient, AlbatrossClient],
+) -> None:
+    single, routed = clients
+    odd = MetadataFilter((Condition(field="parity", equals=1),))
+    texts = queries(documents(), count=12)
+
+    expected = single.search_batch(COLLECTION, texts, 7, odd)
+    got = routed.search_batch(COLLECTION, texts, 7, odd)
+
+    assert len(got) == len(expected) == len(texts)
+    for want, have in zip(expected, got, strict=True):
+        _same_answer(want, have)
+        assert all(hit.metadata["parity"] == 1 for hit in have)
+
+
+def test_documents_and_collections_are_read_through_the_router(
+    clients: tuple[AlbatrossClient, AlbatrossClient],
+) -> None:
+    single, routed = clients
+
+    assert [c.name for c in routed.list_collections()] == [c.name for c in single.list_collections()]
+    assert routed.get_documents(COLLECTION, ["doc-004"]) == single.get_documents(COLLECTION, ["doc-004"])
+
+
+def test_router_errors_keep_the_shards_status_code(clients: tuple[AlbatrossClient, AlbatrossClient]) -> None:
+    _, routed = clients
+    with pytest.raises(grpc.RpcError) as missing:
+        routed.search("no-such-collection", "anything", 3)
+    with pytest.raises(grpc.RpcError) as late:
+        routed.search(COLLECTION, "anything", 3, timeout=1e-4)
+    with pytest.raises(grpc.RpcError) as bad_k:
+        routed.search(COLLECTION, "anything", 0)
+
+    assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "shard" in missing.value.details() and "no-such-collection" in missing.value.details()
+    assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert bad_k.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_router_overhead_against_one_searcher(clients: tuple[AlbatrossClient, AlbatrossClient]) -> None:
+    """Median latency through the router (3 shards) over one searcher, same queries, same run."""
+    single, routed = clients
+    texts = queries(documents(), count=30)
+
+    def median_ms(client: AlbatrossClient) -> float:
+        timings = []
+        for text in texts:
+            started = time.perf_counter()
+            client.search(COLLECTION, text, 10)
+            timings.append(time.perf_counter() - started)
+        return 1000 * float(np.median(timings))
+
+    median_ms(single), median_ms(routed)  # warm both paths
+    single_ms, routed_ms = median_ms(single), median_ms(routed)
+    print(f"\nrouter overhead: single {single_ms:.2f} ms, router {routed_ms:.2f} ms, x{routed_ms / single_ms:.2f}")
+    assert routed_ms > 0 and single_ms > 0
