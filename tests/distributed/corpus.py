@@ -36,6 +36,11 @@ def queries(docs: list[Document], count: int = 40) -> list[str]:
 def write_jsonl(path: Path, docs: list[Document]) -> Path:
     with path.open("w", encoding="utf-8") as out:
         for doc in docs:
-            row = {"_id": doc.external_id, "title": doc.title, "text": doc.text, "metadata": dict(doc.metadata)}
+            row = {
+                "_id": doc.external_id,
+                "title": doc.title,
+                "text": doc.text,
+                "metadata": dict(doc.metadata),
+            }
             out.write(json.dumps(row) + "\n")
     return path

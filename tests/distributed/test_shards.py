@@ -233,5 +233,7 @@ def test_router_overhead_against_one_searcher(clients: tuple[AlbatrossClient, Al
 
     median_ms(single), median_ms(routed)  # warm both paths
     single_ms, routed_ms = median_ms(single), median_ms(routed)
-    print(f"\nrouter overhead: single {single_ms:.2f} ms, router {routed_ms:.2f} ms, x{routed_ms / single_ms:.2f}")
+    print(
+        f"\nrouter overhead: single {single_ms:.2f} ms, router {routed_ms:.2f} ms, x{routed_ms / single_ms:.2f}"
+    )
     assert routed_ms > 0 and single_ms > 0
