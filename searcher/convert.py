@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from google.protobuf import json_format, struct_pb2
 
-from indexer.errors import InvalidArgument, InvalidFilter
+from indexer.errors import InvalidArgument, InvalidDocument, InvalidFilter
 from indexer.records import (
     CollectionInfo,
     CollectionSpec,
@@ -36,6 +36,9 @@ from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.results import Hit
 
 MAX_K = 1000
+# The encoder reads at most max_length tokens of a query, but tokenizes all of it first: a 10 MB
+# query held a server thread (and the shared tokenizer) for about 50 s before this limit.
+MAX_QUERY_CHARS = 65_536
 # Doubles beyond 2**53 are not exact integers any more; leave them as floats.
 _EXACT_INT_LIMIT = 2**53
 
@@ -80,8 +83,14 @@ def validate_k(k: int, field: str = "k") -> int:
 
 
 def require_text(value: str, field: str) -> str:
+    """A query text: not blank, and at most ``MAX_QUERY_CHARS`` characters."""
     if not value.strip():
         raise InvalidArgument(f"{field} must not be empty", field=field)
+    if len(value) > MAX_QUERY_CHARS:
+        raise InvalidArgument(
+            f"{field} has {len(value)} characters, more than the limit of {MAX_QUERY_CHARS}",
+            field=field,
+        )
     return value
 
 
@@ -178,13 +187,15 @@ def stats_to_pb(stats: CollectionStats, index_sequence: int, index_vectors: int)
 def document_from_pb(message: pb.Document, position: int) -> Document:
     """Validate one streamed document; ``InvalidDocument`` names its position, id and the field."""
     record = f"documents[{position}]" + (f" (id {message.id!r})" if message.id else "")
-    return validate_document(
-        message.id,
-        message.text,
-        message.title,
-        struct_to_dict(message.metadata),
-        record=record,
-    )
+    try:
+        metadata = struct_to_dict(message.metadata)
+    except ValueError as exc:  # NaN or infinity: no JSON form (json_format refuses them)
+        raise InvalidDocument(
+            "field 'metadata' holds NaN or an infinite number, which JSON cannot represent",
+            record=record,
+            field="metadata",
+        ) from exc
+    return validate_document(message.id, message.text, message.title, metadata, record=record)
 
 
 def rejected_to_pb(external_id: str, error: str) -> pb.DocumentResult:
