@@ -102,6 +102,9 @@ def read_jsonl(stream: IO[bytes], name: str, limits: DocumentLimits) -> Iterator
         except json.JSONDecodeError as exc:
             yield Rejection(record, f"{record}: not JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            yield Rejection(record, f"{record}: JSON nested too deeply")
+            continue
         if not isinstance(row, dict):
             yield Rejection(record, f"{record}: expected a JSON object, got {type(row).__name__}")
             continue
@@ -111,7 +114,16 @@ def read_jsonl(stream: IO[bytes], name: str, limits: DocumentLimits) -> Iterator
             yield _reject(record, exc)
 
 
+def _allow_fields_up_to(limits: DocumentLimits) -> None:
+    """csv refuses fields over 131072 characters by default, far below ``max_text_chars``: raise
+    the (process-wide) limit so a long text gets validation's message naming the field."""
+    longest = max(limits.max_text_chars, limits.max_title_chars, limits.max_metadata_bytes) + 1
+    if csv.field_size_limit() < longest:
+        csv.field_size_limit(longest)
+
+
 def read_csv(file: Path, limits: DocumentLimits) -> Iterator[ReadItem]:
+    _allow_fields_up_to(limits)
     with file.open("rb") as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8", errors="strict", newline="")
         reader = csv.DictReader(text)
@@ -125,6 +137,11 @@ def read_csv(file: Path, limits: DocumentLimits) -> Iterator[ReadItem]:
                 # The decoder cannot resynchronise inside a CSV stream: report and stop this file.
                 yield Rejection(f"{file}:{line_number + 1}", f"{file}: not valid UTF-8 ({exc.reason})")
                 return
+            except csv.Error as exc:
+                # One malformed row (a field over the limit, say): the reader goes on at the next line.
+                line_number = reader.line_num
+                yield Rejection(f"{file}:{line_number}", f"{file}:{line_number}: not valid CSV ({exc})")
+                continue
             line_number = reader.line_num
             record = f"{file}:{line_number}"
             if None in row:
@@ -142,7 +159,7 @@ def _csv_row(row: Mapping[str, str]) -> dict[str, Any]:
     raw = out.get("metadata")
     if isinstance(raw, str) and raw.strip():
         # Not JSON: left as a string, and validation names the field.
-        with contextlib.suppress(json.JSONDecodeError):
+        with contextlib.suppress(json.JSONDecodeError, RecursionError):
             out["metadata"] = json.loads(raw)
     elif raw is not None:
         out["metadata"] = None
@@ -150,17 +167,23 @@ def _csv_row(row: Mapping[str, str]) -> dict[str, Any]:
 
 
 def read_parquet(file: Path, limits: DocumentLimits, batch_rows: int = 4096) -> Iterator[ReadItem]:
-    import pyarrow.parquet as pq  # imported here: only Parquet inputs pay for pyarrow
+    import pyarrow as pa  # imported here: only Parquet inputs pay for pyarrow
+    import pyarrow.parquet as pq
 
     row_number = 0
-    for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_rows):
-        for row in batch.to_pylist():
-            row_number += 1
-            record = f"{file}:row {row_number}"
-            try:
-                yield document_from_mapping(row, record, limits)
-            except InvalidDocument as exc:
-                yield _reject(record, exc)
+    try:
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_rows):
+            for row in batch.to_pylist():
+                row_number += 1
+                record = f"{file}:row {row_number}"
+                try:
+                    yield document_from_mapping(row, record, limits)
+                except InvalidDocument as exc:
+                    yield _reject(record, exc)
+    except (pa.ArrowException, OSError) as exc:
+        # A damaged file or not Parquet at all: the rows already read stand, the rest is reported.
+        record = f"{file}:row {row_number + 1}"
+        yield Rejection(record, f"{record}: cannot read the rest of this Parquet file ({exc})")
 
 
 def count_records(path: str) -> int | None:
@@ -170,9 +193,13 @@ def count_records(path: str) -> int | None:
         return None
     suffix = file.suffix.lower()
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(file).metadata.num_rows
+        try:
+            return pq.ParquetFile(file).metadata.num_rows
+        except (pa.ArrowException, OSError):
+            return None  # reading it reports what is wrong
     if suffix in JSONL_SUFFIXES:
         with file.open("rb") as stream:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
