@@ -30,6 +30,7 @@ from indexer.workspace import Workspace
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.batching import QueryBatcher
+from searcher.decoding import DecodingInterceptor
 from searcher.live import LiveIndex, LiveIndexes
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
@@ -116,10 +117,12 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
         await indexes.start()
         searcher = SearchService(workspace.store, workspace.catalog, indexes, batcher, executor)
         server = grpc.aio.server(
+            # A request that does not decode is INVALID_ARGUMENT naming the field, not UNKNOWN.
+            interceptors=[DecodingInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
-            ]
+            ],
         )
         pb_grpc.add_CollectionsServicer_to_server(
             CollectionsServicer(workspace.catalog, searcher, executor), server
