@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from indexer.errors import CollectionNotFound, InvalidArgument
+from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
 from indexer.workspace import Workspace
@@ -54,7 +54,10 @@ def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace)
     try:
         workspace.catalog.get(name)
     except CollectionNotFound:
-        info = workspace.catalog.create(name, spec_from_args(args))
+        try:
+            info = workspace.catalog.create(name, spec_from_args(args))
+        except CollectionExists:
+            return  # another ingest created it meanwhile: write into it, as if it had been there
         print(f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr)
 
 
