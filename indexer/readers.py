@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -87,8 +87,11 @@ def _reject(record: str, exc: InvalidDocument) -> Rejection:
     return Rejection(record=record, message=str(exc), field=exc.field)
 
 
-def read_jsonl(stream: IO[bytes], name: str, limits: DocumentLimits) -> Iterator[ReadItem]:
-    for line_number, raw in enumerate(stream, start=1):
+def read_jsonl(
+    stream: IO[bytes] | Iterable[bytes], name: str, limits: DocumentLimits, first_line: int = 1
+) -> Iterator[ReadItem]:
+    """Records of JSONL lines; ``first_line`` numbers the first one (a part of a split file)."""
+    for line_number, raw in enumerate(stream, start=first_line):
         record = f"{name}:{line_number}"
         if not raw.strip():
             continue
