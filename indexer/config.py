@@ -71,11 +71,23 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """The searcher's socket, admission bounds, security and telemetry.
+
+    ``auth_token`` None means no token is asked for; TLS is on when ``tls_cert`` and ``tls_key``
+    are given, and mutual when ``tls_client_ca`` is too. ``max_concurrent_rpcs`` and
+    ``max_pending_queries`` bound memory under load: past them calls end RESOURCE_EXHAUSTED.
+    ``metrics_port`` None serves no Prometheus endpoint (0 picks a free port); ``metrics_host``
+    None binds it beside the gRPC ``host``. On SIGTERM health reports NOT_SERVING for
+    ``drain_delay_s`` while calls are still accepted (load balancers notice), then calls in flight
+    get ``grace_s`` to finish.
+    """
+
     host: str = "127.0.0.1"
     port: int = 50051
     batch_max_size: int = 32
     batch_max_wait_ms: float = 2.0
     max_pending_queries: int = 1024
+    max_concurrent_rpcs: int = 256
     poll_interval_s: float = 0.5
     snapshot_every_changes: int = 50_000
     # This searcher holds shard ``shard_index`` of ``shard_count`` of every collection
@@ -83,6 +95,33 @@ class ServerConfig:
     shard_count: int = 1
     shard_index: int = 0
     max_message_bytes: int = 64 * 1024 * 1024
+    # repr=False: a config printed in a log must not print the secret.
+    auth_token: str | None = field(default=None, repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str | None = None
+    drain_delay_s: float = 0.0
+    grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.auth_token is not None and not self.auth_token.strip():
+            raise InvalidArgument("the auth token is empty", field="auth_token")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("TLS needs both a certificate and its private key", field="tls_cert")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidArgument("mutual TLS needs a server certificate", field="tls_client_ca")
+        if self.max_concurrent_rpcs < 1:
+            raise InvalidArgument("max_concurrent_rpcs must be at least 1", field="max_concurrent_rpcs")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise InvalidArgument(f"metrics port {self.metrics_port} is out of range", field="metrics_port")
+        if self.drain_delay_s < 0 or self.grace_s < 0:
+            raise InvalidArgument("drain delay and grace must not be negative", field="drain_delay_s")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 @dataclass(frozen=True)
@@ -102,6 +141,36 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise InvalidArgument(f"environment variable {name}={raw!r} is not an integer", field=name) from exc
+
+
+def _env_path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name)
+    return Path(raw).expanduser() if raw else None
+
+
+def read_token_file(path: Path) -> str:
+    """The bearer token in ``path`` (surrounding whitespace, e.g. a final newline, dropped)."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read token file {path}: {exc.strerror}", field="token_file") from exc
+    if not token:
+        raise InvalidArgument(f"token file {path} is empty", field="token_file")
+    return token
+
+
+def _server_from_environment(env: Mapping[str, str], base: ServerConfig) -> ServerConfig:
+    metrics_port = env.get("ALBATROSS_METRICS_PORT")
+    return replace(
+        base,
+        port=_env_int(env, "ALBATROSS_PORT", base.port),
+        auth_token=env.get("ALBATROSS_TOKEN") or base.auth_token,
+        tls_cert=_env_path(env, "ALBATROSS_TLS_CERT") or base.tls_cert,
+        tls_key=_env_path(env, "ALBATROSS_TLS_KEY") or base.tls_key,
+        tls_client_ca=_env_path(env, "ALBATROSS_TLS_CLIENT_CA") or base.tls_client_ca,
+        metrics_port=_env_int(env, "ALBATROSS_METRICS_PORT", 0) if metrics_port else base.metrics_port,
+        max_concurrent_rpcs=_env_int(env, "ALBATROSS_MAX_CONCURRENT_RPCS", base.max_concurrent_rpcs),
+    )
 
 
 def _hf_hub_cache(environ: Mapping[str, str]) -> Path:
@@ -135,7 +204,7 @@ def config_from_environment(environ: Mapping[str, str] | None = None) -> AppConf
         device=device,
         hf_cache_dir=_hf_hub_cache(env),
     )
-    server = replace(base.server, port=_env_int(env, "ALBATROSS_PORT", base.server.port))
+    server = _server_from_environment(env, base.server)
     server = replace(
         server,
         shard_count=_env_int(env, "ALBATROSS_SHARD_COUNT", base.server.shard_count),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,10 +46,19 @@ class _Lane:
 
 
 class QueryBatcher:
-    """Embeds query texts, batching concurrent ones per encoder. Use from one event loop."""
+    """Embeds query texts, batching concurrent ones per encoder. Use from one event loop.
+
+    ``on_batch(size)`` is told the number of texts of every forward pass (for metrics).
+    """
 
     def __init__(
-        self, executor: Executor, *, max_size: int, max_wait_s: float, max_pending: int
+        self,
+        executor: Executor,
+        *,
+        max_size: int,
+        max_wait_s: float,
+        max_pending: int,
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         if max_size < 1:
             raise InvalidArgument("batch_max_size must be at least 1", field="batch_max_size")
@@ -61,9 +70,15 @@ class QueryBatcher:
         self._max_size = max_size
         self._max_wait_s = max_wait_s
         self._max_pending = max_pending
+        self._on_batch = on_batch
         self._pending = 0
         self._lanes: dict[Hashable, _Lane] = {}
         self._closed = False
+
+    @property
+    def max_size(self) -> int:
+        """Most queries embedded in one forward pass (1: batching is off)."""
+        return self._max_size
 
     @property
     def pending(self) -> int:
@@ -79,6 +94,7 @@ class QueryBatcher:
         self._admit(1)
         try:
             if self._max_size == 1:
+                self._on_batch(1)
                 loop = asyncio.get_running_loop()
                 vectors = await loop.run_in_executor(self._executor, encoder.encode, [text])
                 return vectors[0]
@@ -98,9 +114,10 @@ class QueryBatcher:
         try:
             loop = asyncio.get_running_loop()
             slices = [texts[i : i + self._max_size] for i in range(0, len(texts), self._max_size)]
-            parts = [
-                await loop.run_in_executor(self._executor, encoder.encode, list(part)) for part in slices
-            ]
+            parts = []
+            for part in slices:
+                self._on_batch(len(part))
+                parts.append(await loop.run_in_executor(self._executor, encoder.encode, list(part)))
             return np.concatenate(parts)
         finally:
             self._pending -= len(texts)
@@ -152,6 +169,7 @@ class QueryBatcher:
             if not batch:
                 continue
             texts = [query.text for query in batch]
+            self._on_batch(len(texts))
             try:
                 vectors = await loop.run_in_executor(self._executor, lane.encoder.encode, texts)
             except Exception as error:  # delivered to every caller of the batch

@@ -1,7 +1,9 @@
 """A small synchronous client for the Albatross gRPC API.
 
 Every call takes an optional ``timeout`` (seconds, sent as the gRPC deadline) overriding the
-client's default. Failures raise ``grpc.RpcError``; ``error.code()`` is the status code the server
+client's default. ``token`` is sent as ``authorization: Bearer <token>`` on every call; ``tls_ca``
+(the CA that signed the server's certificate) turns TLS on, and ``tls_cert`` + ``tls_key`` present a
+client certificate to a server that asks for one (mutual TLS). Failures raise ``grpc.RpcError``; ``error.code()`` is the status code the server
 mapped from its domain error (see ``searcher.errors``) and ``error.details()`` names the field.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,6 +21,7 @@ from indexer.records import CollectionSpec, Document, MetadataFilter, StoredDocu
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
+from searcher.auth import AUTHORIZATION, channel_credentials
 from searcher.results import Hit
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -81,15 +85,22 @@ class AlbatrossClient:
         *,
         timeout: float | None = DEFAULT_TIMEOUT_S,
         max_message_bytes: int = 64 * 1024 * 1024,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> None:
         self._timeout = timeout
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
-        )
+        self._metadata: tuple[tuple[str, str], ...] = ((AUTHORIZATION, f"Bearer {token}"),) if token else ()
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if tls_ca is None and tls_cert is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            credentials = channel_credentials(tls_ca, tls_cert, tls_key)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         self._collections = pb_grpc.CollectionsStub(self._channel)
         self._ingest = pb_grpc.IngestStub(self._channel)
         self._search = pb_grpc.SearchStub(self._channel)
@@ -115,23 +126,25 @@ class AlbatrossClient:
         request = pb.CreateCollectionRequest(name=name)
         if spec is not None:
             request.spec.CopyFrom(convert.spec_to_pb(spec))
-        return self._collections.CreateCollection(request, timeout=self._deadline(timeout))
+        return self._collections.CreateCollection(
+            request, timeout=self._deadline(timeout), metadata=self._metadata
+        )
 
     def get_collection(self, name: str, *, timeout: float | None = None) -> pb.GetCollectionResponse:
         """The collection with its stats (documents, chunks, last and index sequence...)."""
         return self._collections.GetCollection(
-            pb.GetCollectionRequest(name=name), timeout=self._deadline(timeout)
+            pb.GetCollectionRequest(name=name), timeout=self._deadline(timeout), metadata=self._metadata
         )
 
     def list_collections(self, *, timeout: float | None = None) -> list[pb.Collection]:
         response = self._collections.ListCollections(
-            pb.ListCollectionsRequest(), timeout=self._deadline(timeout)
+            pb.ListCollectionsRequest(), timeout=self._deadline(timeout), metadata=self._metadata
         )
         return list(response.collections)
 
     def drop_collection(self, name: str, *, timeout: float | None = None) -> None:
         self._collections.DropCollection(
-            pb.DropCollectionRequest(name=name), timeout=self._deadline(timeout)
+            pb.DropCollectionRequest(name=name), timeout=self._deadline(timeout), metadata=self._metadata
         )
 
     # --- ingest --------------------------------------------------------------------------------
@@ -141,7 +154,7 @@ class AlbatrossClient:
     ) -> list[UpsertStatus]:
         """Stream ``documents``; one status per document, in the order they were sent."""
         responses = self._ingest.Upsert(
-            _upsert_requests(collection, documents), timeout=self._deadline(timeout)
+            _upsert_requests(collection, documents), timeout=self._deadline(timeout), metadata=self._metadata
         )
         return [
             UpsertStatus(
@@ -160,6 +173,7 @@ class AlbatrossClient:
         return self._ingest.Delete(
             pb.DeleteRequest(collection=collection, ids=list(external_ids)),
             timeout=self._deadline(timeout),
+            metadata=self._metadata,
         )
 
     # --- search --------------------------------------------------------------------------------
@@ -176,7 +190,7 @@ class AlbatrossClient:
         request = pb.SearchRequest(
             collection=collection, query=query, k=k, filter=convert.filter_to_pb(metadata_filter)
         )
-        return _hits(self._search.Search(request, timeout=self._deadline(timeout)))
+        return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
 
     def search_batch(
         self,
@@ -193,7 +207,7 @@ class AlbatrossClient:
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
         )
-        response = self._search.SearchBatch(request, timeout=self._deadline(timeout))
+        response = self._search.SearchBatch(request, timeout=self._deadline(timeout), metadata=self._metadata)
         return [_hits(result) for result in response.results]
 
     def get_documents(
@@ -203,6 +217,7 @@ class AlbatrossClient:
         response = self._search.GetDocuments(
             pb.GetDocumentsRequest(collection=collection, ids=list(external_ids)),
             timeout=self._deadline(timeout),
+            metadata=self._metadata,
         )
         return [_stored_document(message) for message in response.documents]
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
+from indexer.config import AppConfig
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
+from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.workspace import Workspace
 from searcher.cli import (
     EXIT_OK,
@@ -69,6 +73,20 @@ def register_ingest(sub: Subparsers) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="input files; - reads JSONL from stdin")
     parser.add_argument("--collection", required=True)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help='local: this process; ray: an encoder actor pool on Ray (pip install "albatross[ray]")',
+    )
+    parser.add_argument(
+        "--workers", type=int, help="ray: encoder actors (default: one per GPU, else per CPU)"
+    )
+    parser.add_argument("--ray-address", help="ray: the cluster (default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics while ingesting (0: any port)"
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics endpoint")
     add_store_options(parser)
     add_collection_spec_options(parser)
     parser.set_defaults(run=run_ingest)
@@ -78,8 +96,70 @@ def _print_rejection(rejection: Rejection) -> None:
     tqdm.write(f"rejected {rejection.message}", file=sys.stderr)
 
 
-def run_ingest(args: argparse.Namespace) -> int:
+def run_ingest_on_ray(args: argparse.Namespace) -> int:
+    """``ingest --engine ray``: the collection is created here, the documents embedded on Ray."""
+    from indexer.distributed import RayIngestOptions, ingest_with_ray
+
     config = app_config(args)
+    workspace = Workspace.open(config)
+    try:
+        ensure_collection(workspace, args.collection, args)
+    finally:
+        workspace.close()
+    options = RayIngestOptions(workers=args.workers, address=args.ray_address)
+    total = sum(count_records(path) or 0 for path in args.paths) or None
+    with tqdm(total=total, unit="docs", desc="ray", disable=args.no_progress, file=sys.stderr) as bar:
+        summary = ingest_with_ray(
+            config,
+            args.collection,
+            args.paths,
+            options,
+            on_rejection=_print_rejection,
+            on_progress=bar.update,
+        )
+    print(
+        f"{len(args.paths)} file(s) on Ray: {summary.read} read, {summary.written} written, "
+        f"{summary.unchanged} unchanged, {summary.rejected} rejected in {summary.seconds:.1f}s "
+        f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
+        file=sys.stderr,
+    )
+    return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+@contextmanager
+def ingest_metrics(args: argparse.Namespace) -> Iterator[IngestMetrics | None]:
+    """The worker's counters, served on ``--metrics-port`` while ingesting (None without it)."""
+    if args.metrics_port is None:
+        yield None
+        return
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    endpoint = start_metrics_endpoint(registry, args.metrics_host, args.metrics_port)
+    print(f"metrics on http://{args.metrics_host}:{endpoint.port}/metrics", file=sys.stderr)
+    try:
+        yield metrics
+    finally:
+        endpoint.close()
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return run_ingest_on_ray(args)
+    config = app_config(args)
+    with ingest_metrics(args) as metrics:
+        return ingest_paths(config, args, metrics)
+
+
+def _progress(bar: tqdm, metrics: IngestMetrics | None, collection: str) -> Callable[[int], None]:
+    def advance(count: int) -> None:
+        bar.update(count)
+        if metrics is not None:
+            metrics.count_read(collection, count)
+
+    return advance
+
+
+def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMetrics | None) -> int:
     workspace = Workspace.open(config)
     try:
         ensure_collection(workspace, args.collection, args)
@@ -90,8 +170,14 @@ def run_ingest(args: argparse.Namespace) -> int:
                 total=total, unit="docs", desc=path, disable=args.no_progress, file=sys.stderr, smoothing=0.1
             ) as bar:
                 summary = workspace.ingestor.ingest(
-                    args.collection, read_path(path), on_rejection=_print_rejection, on_progress=bar.update
+                    args.collection,
+                    read_path(path),
+                    on_rejection=_print_rejection,
+                    on_progress=_progress(bar, metrics, args.collection),
                 )
+            if metrics is not None:
+                # Outcomes are known per file (the summary); read_total moves with every batch.
+                metrics.count_totals(args.collection, summary.written, summary.unchanged, summary.rejected)
             rejected += summary.rejected
             print(
                 f"{path}: {summary.read} read, {summary.written} written, {summary.unchanged} unchanged, "

@@ -5,6 +5,11 @@ tailing every collection's index, and serves Collections, Ingest and Search plus
 service and server reflection (so ``grpcurl`` works). ``port=0`` binds a free port; the bound one
 is ``RunningServer.port``. ``RunningServer.stop`` reports NOT_SERVING, drains calls in flight, then
 takes a final snapshot of every index.
+
+Every call passes the telemetry interceptor (metrics, access log, request id), then the token check
+when a token is configured; TLS (optionally mutual) when a certificate is. At most
+``max_concurrent_rpcs`` calls run at once: grpc answers the next ones RESOURCE_EXHAUSTED, as the
+query batcher does past ``max_pending_queries``, so memory stays bounded under any load.
 """
 
 from __future__ import annotations
@@ -20,20 +25,24 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
-from indexer.config import AppConfig
+from indexer.config import AppConfig, ServerConfig
 from indexer.errors import InvalidArgument
 from indexer.records import CollectionInfo
 from indexer.sharding import ShardSpec
+from indexer.snapshots import atomic_write
 from indexer.store import Store
+from indexer.telemetry import MetricsEndpoint, start_metrics_endpoint
 from indexer.workspace import Workspace
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
+from searcher import auth
 from searcher.batching import QueryBatcher
-from searcher.decoding import DecodingInterceptor
 from searcher.live import LiveIndex, LiveIndexes
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
+from searcher.telemetry import ServerMetrics, TelemetryInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,8 @@ class RunningServer:
     indexes: LiveIndexes
     batcher: QueryBatcher
     executor: ThreadPoolExecutor
+    metrics: ServerMetrics
+    metrics_endpoint: MetricsEndpoint | None = None
 
     @property
     def target(self) -> str:
@@ -66,14 +77,26 @@ class RunningServer:
             host = "127.0.0.1"
         return f"{host}:{self.port}"
 
+    @property
+    def metrics_port(self) -> int | None:
+        """Port of the Prometheus endpoint, None when it is off."""
+        return self.metrics_endpoint.port if self.metrics_endpoint else None
+
     async def stop(self, grace_s: float = 5.0) -> None:
-        """NOT_SERVING first (load balancers stop routing), drain, final snapshots, close."""
+        """NOT_SERVING first (load balancers stop routing), drain, final snapshots, close.
+
+        For ``drain_delay_s`` new calls are still served while health says NOT_SERVING: a load
+        balancer needs a probe interval or two to notice before the port stops answering.
+        """
         await self.health.enter_graceful_shutdown()
+        await asyncio.sleep(self.workspace.config.server.drain_delay_s)
         await self.server.stop(grace_s)
         await self.batcher.close()
         await self.indexes.stop()
         self.executor.shutdown(wait=True)
         self.workspace.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
@@ -93,12 +116,43 @@ def _index_opener(
     return open_index
 
 
+def _grpc_server(config: ServerConfig, metrics: ServerMetrics) -> grpc.aio.Server:
+    # Telemetry first (outermost): it also counts and logs the calls authentication refuses.
+    return grpc.aio.server(
+        interceptors=[TelemetryInterceptor(metrics), *auth.interceptors(config)],
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig, port: int) -> int:
+    address = f"{config.host}:{port}"
+    credentials = auth.server_credentials(config)
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
+    if bound == 0:
+        raise InvalidArgument(f"cannot bind {address}", field="port")
+    return bound
+
+
+def _metrics_endpoint(config: ServerConfig, metrics: ServerMetrics) -> MetricsEndpoint | None:
+    if config.metrics_port is None:
+        return None
+    return start_metrics_endpoint(metrics.registry, config.metrics_host or config.host, config.metrics_port)
+
+
 async def create_server(app: AppConfig, *, port: int | None = None) -> RunningServer:
     """Build and start the server on ``app.server.host`` and ``port`` (default ``app.server.port``)."""
     config = app.server
     bind_port = config.port if port is None else port
     shard = ShardSpec(config.shard_count, config.shard_index)  # invalid: fails before anything opens
     executor = ThreadPoolExecutor(max_workers=EXECUTOR_WORKERS, thread_name_prefix="albatross")
+    metrics = ServerMetrics(CollectorRegistry())
     workspace = Workspace.open(app)
     indexes = LiveIndexes(
         workspace.store,
@@ -112,23 +166,23 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
         max_size=config.batch_max_size,
         max_wait_s=config.batch_max_wait_ms / 1000,
         max_pending=config.max_pending_queries,
+        on_batch=metrics.observe_batch,
     )
+    metrics.watch_queue(lambda: batcher.pending)
+    metrics.watch_indexes(indexes.vector_counts)
+    endpoint: MetricsEndpoint | None = None
     try:
         await indexes.start()
         searcher = SearchService(workspace.store, workspace.catalog, indexes, batcher, executor)
-        server = grpc.aio.server(
-            # A request that does not decode is INVALID_ARGUMENT naming the field, not UNKNOWN.
-            interceptors=[DecodingInterceptor()],
-            options=[
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                ("grpc.max_send_message_length", config.max_message_bytes),
-            ],
-        )
+        server = _grpc_server(config, metrics)
         pb_grpc.add_CollectionsServicer_to_server(
             CollectionsServicer(workspace.catalog, searcher, executor), server
         )
         pb_grpc.add_IngestServicer_to_server(
-            IngestServicer(workspace.ingestor, executor, on_write=indexes.wake), server
+            IngestServicer(
+                workspace.ingestor, executor, on_write=indexes.wake, on_outcomes=metrics.ingest.count_batch
+            ),
+            server,
         )
         pb_grpc.add_SearchServicer_to_server(SearchServicer(searcher), server)
         health_servicer = health.aio.HealthServicer()
@@ -136,33 +190,58 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        bound = server.add_insecure_port(f"{config.host}:{bind_port}")
-        if bound == 0:
-            raise InvalidArgument(f"cannot bind {config.host}:{bind_port}", field="port")
+        bound = _bind(server, config, bind_port)
+        endpoint = _metrics_endpoint(config, metrics)
         await server.start()
         for service in ("", *SERVICE_NAMES):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
+        if endpoint is not None:
+            endpoint.close()
         await batcher.close()
         await indexes.stop()
         executor.shutdown(wait=False)
         workspace.close()
         raise
-    log.info("albatross serving on %s:%d", config.host, bound)
-    return RunningServer(server, bound, health_servicer, workspace, indexes, batcher, executor)
+    log.info(
+        "albatross serving on %s:%d (%s%s)",
+        config.host,
+        bound,
+        "TLS" if config.tls else "plaintext",
+        ", token required" if config.auth_token else "",
+    )
+    running = RunningServer(server, bound, health_servicer, workspace, indexes, batcher, executor, metrics)
+    running.metrics_endpoint = endpoint
+    if endpoint is not None:
+        log.info("metrics on http://%s:%d/metrics", config.metrics_host or config.host, endpoint.port)
+    return running
 
 
-async def serve(app: AppConfig, *, grace_s: float = 10.0) -> None:
-    """Serve until SIGINT or SIGTERM, then stop gracefully (the ``albatross serve`` command)."""
+async def serve(app: AppConfig, *, port_file: Path | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully (the ``albatross serve`` command).
+
+    ``port_file`` receives the bound port once the server answers (written atomically, so a
+    reader never sees a partial number): how a supervisor learns the port of ``--port 0``.
+    """
     running = await create_server(app)
+    grace_s = app.server.grace_s
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     try:
+        # Written only now: whoever reads the port may signal at once, and the handlers are in place.
+        if port_file is not None:
+            atomic_write(port_file, f"{running.port}\n".encode())
         await stopping.wait()
-        log.info("stopping: draining calls for up to %.0f s", grace_s)
+        log.info(
+            "stopping: NOT_SERVING for %.1f s, then draining calls for up to %.0f s",
+            app.server.drain_delay_s,
+            grace_s,
+        )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await running.stop(grace_s)
+        if port_file is not None:
+            port_file.unlink(missing_ok=True)

@@ -126,7 +126,9 @@ class CollectionsServicer(pb_grpc.CollectionsServicer):
 
 
 class IngestServicer(pb_grpc.IngestServicer):
-    """Writes; ``on_write`` is called after every committed write (to refresh local indexes)."""
+    """Writes; ``on_write`` is called after every committed write (to refresh local indexes), and
+    ``on_outcomes(collection, statuses)`` with the status of every document of a batch, those
+    rejected before reaching the writer included (for metrics)."""
 
     def __init__(
         self,
@@ -135,11 +137,13 @@ class IngestServicer(pb_grpc.IngestServicer):
         *,
         batch_size: int = UPSERT_BATCH_SIZE,
         on_write: Callable[[], None] = lambda: None,
+        on_outcomes: Callable[[str, Sequence[str]], None] = lambda collection, statuses: None,
     ) -> None:
         self._ingestor = ingestor
         self._run = _Blocking(executor)
         self._batch_size = batch_size
         self._on_write = on_write
+        self._on_outcomes = on_outcomes
 
     @maps_errors
     async def Upsert(
@@ -164,13 +168,16 @@ class IngestServicer(pb_grpc.IngestServicer):
     ) -> pb.UpsertResponse:
         """Commit the valid documents of ``batch``; results keep the order they were sent in."""
         documents = [item for item in batch if isinstance(item, Document)]
-        outcomes = iter(await self._run(self._ingestor.upsert, collection, documents) if documents else [])
+        outcomes = list(await self._run(self._ingestor.upsert, collection, documents) if documents else [])
         if documents:
             self._on_write()
+        remaining = iter(outcomes)
         results = [
-            item if isinstance(item, pb.DocumentResult) else convert.outcome_to_pb(next(outcomes))
+            item if isinstance(item, pb.DocumentResult) else convert.outcome_to_pb(next(remaining))
             for item in batch
         ]
+        rejected_here = ["rejected"] * (len(batch) - len(documents))
+        self._on_outcomes(collection, [outcome.status for outcome in outcomes] + rejected_here)
         return pb.UpsertResponse(results=results)
 
     @maps_errors

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from indexer.config import AppConfig
+from indexer.config import AppConfig, config_from_environment, read_token_file
 from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
 from indexer.records import Condition, MetadataFilter, Range
 from indexer.samples import SAMPLE_CORPUS
@@ -44,6 +44,8 @@ EXIT_FOR_STATUS = {
     grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
     grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+    # A missing or wrong --token-file is a bad argument of this command.
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_INVALID,
 }
 
 
@@ -105,7 +107,47 @@ def register_serve(sub: Subparsers) -> None:
     scale.add_argument("--router", action="store_true", help="route searches to --shards and merge them")
     scale.add_argument("--shards", help="router: the shard servers, host:port,host:port,... in shard order")
     add_store_options(parser)
+    add_operations_options(parser)
     parser.set_defaults(run=run_serve)
+
+
+def add_operations_options(parser: argparse.ArgumentParser) -> None:
+    """Security, admission bounds, telemetry and shutdown of ``serve`` (docs/OPERATIONS.md)."""
+    ops = parser.add_argument_group("security and operations")
+    ops.add_argument("--token-file", type=Path, help="require this bearer token (else $ALBATROSS_TOKEN)")
+    ops.add_argument("--tls-cert", type=Path, help="server certificate chain (PEM); turns TLS on")
+    ops.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
+    ops.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA")
+    ops.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here (0: any port)")
+    ops.add_argument("--metrics-host", help="address of the metrics endpoint (default: --host)")
+    ops.add_argument("--max-concurrent-rpcs", type=int, help="calls served at once (default 256)")
+    ops.add_argument("--max-pending-queries", type=int, help="queries waiting to be embedded (default 1024)")
+    ops.add_argument("--drain-delay", type=float, help="seconds NOT_SERVING before draining (default 0)")
+    ops.add_argument("--grace", type=float, help="seconds calls in flight get on shutdown (default 10)")
+    ops.add_argument("--port-file", type=Path, help="write the bound port here once serving")
+
+
+_SERVER_FLAGS = {
+    "tls_cert": "tls_cert",
+    "tls_key": "tls_key",
+    "tls_client_ca": "tls_client_ca",
+    "metrics_port": "metrics_port",
+    "metrics_host": "metrics_host",
+    "max_concurrent_rpcs": "max_concurrent_rpcs",
+    "max_pending_queries": "max_pending_queries",
+    "drain_delay": "drain_delay_s",
+    "grace": "grace_s",
+}
+
+
+def with_operations_options(config: AppConfig, args: argparse.Namespace) -> AppConfig:
+    """``config`` with the operations flags given on the command line (flags beat environment)."""
+    changes: dict[str, Any] = {
+        field: getattr(args, flag) for flag, field in _SERVER_FLAGS.items() if getattr(args, flag) is not None
+    }
+    if args.token_file is not None:
+        changes["auth_token"] = read_token_file(args.token_file)
+    return replace(config, server=replace(config.server, **changes))
 
 
 def parse_shard(raw: str) -> tuple[int, int]:
@@ -117,7 +159,7 @@ def parse_shard(raw: str) -> tuple[int, int]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    config = app_config(args)
+    config = with_operations_options(app_config(args), args)
     if args.router:
         from searcher.router import parse_shards, serve_router
 
@@ -131,8 +173,10 @@ def run_serve(args: argparse.Namespace) -> int:
         index, count = parse_shard(args.shard)
         config = replace(config, server=replace(config.server, shard_index=index, shard_count=count))
     from searcher.server import serve
+    from searcher.telemetry import configure_access_log
 
-    asyncio.run(serve(config))
+    configure_access_log()
+    asyncio.run(serve(config, port_file=args.port_file))
     return EXIT_OK
 
 
@@ -151,7 +195,21 @@ def register_search(sub: Subparsers) -> None:
     parser.add_argument("--queries", type=Path, help="JSONL of queries (_id, text): batch mode")
     parser.add_argument("--run-out", type=Path, help="batch mode: write a TREC run file here")
     parser.add_argument("--tag", default="albatross", help="run tag of the TREC file")
+    add_store_options(parser)  # accepted like every command's; the server owns the store
+    parser.add_argument("--token-file", type=Path, help="bearer token to send (else $ALBATROSS_TOKEN)")
+    parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (PEM); turns TLS on")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
     parser.set_defaults(run=run_search)
+
+
+def client_security(args: argparse.Namespace) -> dict[str, Any]:
+    """The token and TLS keyword arguments of ``AlbatrossClient`` from the ``search`` flags."""
+    if args.token_file is not None:
+        token: str | None = read_token_file(args.token_file)
+    else:
+        token = config_from_environment().server.auth_token
+    return {"token": token, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key}
 
 
 def hit_to_json(hit: Hit) -> dict[str, object]:
@@ -186,7 +244,7 @@ def run_search(args: argparse.Namespace) -> int:
     metadata_filter = parse_filter(args.filter)
     with (
         reporting_rpc_errors("search", args.target) as outcome,
-        AlbatrossClient(args.target, timeout=args.timeout) as client,
+        AlbatrossClient(args.target, timeout=args.timeout, **client_security(args)) as client,
     ):
         if args.queries is not None:
             search_file(client, args, metadata_filter)

@@ -32,12 +32,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--vocab-size", type=int, default=16_000)
-    build.add_argument("--steps", type=int, default=20_000, help="total optimiser steps")
+    build.add_argument("--texts", type=int, default=40_960,
+                       help="how many selected texts the teacher labels (the first N); the "
+                            "shared 2-core build machine could afford 40,960 of the 69,500")
+    build.add_argument("--steps", type=int, default=1_000, help="total optimiser steps")
     build.add_argument("--max-minutes", type=float, default=None,
                        help="stop distilling after this many minutes (a checkpoint is saved)")
     build.add_argument("--resume", action="store_true",
                        help="continue distilling from the newest checkpoint")
-    build.add_argument("--init", choices=("warm", "random"), default="warm")
+    build.add_argument("--init", choices=("warm", "embeddings", "random"), default="warm",
+                       help="student start: teacher embeddings + layer, embeddings only, random")
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
                        default=None, help="stop after this stage (for pilots)")
@@ -61,7 +65,7 @@ def build(args: argparse.Namespace) -> None:
         site = [Path(sysconfig.get_paths()["purelib"])]
         corpus.build_corpus(corpus_path, args.seed, site)
     pool = corpus.load_corpus(corpus_path)
-    texts = corpus.select(pool, corpus.TRAIN_QUOTAS)
+    texts = corpus.select(pool, corpus.TRAIN_QUOTAS)[:args.texts]
     log.info("corpus: %d texts in the pool, %d selected %s", len(pool), len(texts),
              corpus.source_counts(texts))
     if args.stop_after == "corpus":
@@ -94,7 +98,7 @@ def build(args: argparse.Namespace) -> None:
     log.info("stage export -> %s", args.out)
     export.export_checkpoint(distill.latest_checkpoint(ckpt_dir), tok_dir, args.out,
                              texts=texts, log_path=cache / "train.log",
-                             eval_path=cache / "eval.jsonl")
+                             eval_path=cache / "eval.jsonl", notes_path=cache / "card_notes.md")
     log.info("done in %.1f min", (time.monotonic() - began) / 60)
 
 

@@ -115,6 +115,8 @@ grade >= 1 as relevant. Computed with `python -m indexer.training.quick_eval` (e
 
 {_eval_table(facts)}
 
+{("## Notes from the build" + chr(10) + chr(10) + facts.notes) if facts.notes else ""}
+
 ## Licence
 
 Weights: Apache-2.0. The teacher is Apache-2.0. GCIDE (GPL) text was used only as training

@@ -39,13 +39,15 @@ log = logging.getLogger(__name__)
 class DistillConfig:
     """Hyper-parameters of one distillation run (the defaults built the shipped model)."""
 
-    total_steps: int = 20_000
+    total_steps: int = 1_000
     seed: int = 0
     max_minutes: float | None = None
-    init: str = "warm"  # "warm" (from the teacher) or "random"
+    # "warm": embeddings and shared layer from the teacher; "embeddings": embeddings only;
+    # "random": nothing from the teacher.
+    init: str = "warm"
     teacher_layer: int = 0
-    lr: float = 4e-4
-    warmup_steps: int = 300
+    lr: float = 5e-4
+    warmup_steps: int = 60
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     tokens_per_batch: int = 3072
@@ -54,7 +56,7 @@ class DistillConfig:
     relational_weight: float = 1.0
     temperature: float = 0.05
     heldout: int = 1000
-    eval_every: int = 250
+    eval_every: int = 200
     checkpoint_every_s: float = 300.0
     keep_checkpoints: int = 2
 
@@ -162,11 +164,12 @@ def build_student(tok_dir: Path, config: DistillConfig) -> AlbertModel:
     torch.manual_seed(config.seed)
     pieces = vocab.piece_strings(tok_dir)
     student = warmstart.new_student(warmstart.student_config(len(pieces)))
-    if config.init == "warm":
+    if config.init in ("warm", "embeddings"):
         from indexer.training.teacher import load_teacher
 
         t_tok, teacher = load_teacher()
-        warmstart.warm_start(student, pieces, t_tok, teacher, config.teacher_layer)
+        layer = config.teacher_layer if config.init == "warm" else None
+        warmstart.warm_start(student, pieces, t_tok, teacher, layer)
     return student
 
 

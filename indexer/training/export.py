@@ -47,6 +47,7 @@ class TrainingFacts:
     evaluations: list[dict] = field(default_factory=list)
     log_tail: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)  # the DistillConfig of the last run, as a dict
+    notes: str = ""  # free-form markdown from the build (pilots, caveats), cache/card_notes.md
 
 
 def load_student(checkpoint: Path) -> tuple[AlbertModel, dict]:
@@ -110,7 +111,7 @@ def export_model(model: AlbertModel, tok_dir: Path, out: Path, card: str) -> Pat
 
 
 def read_facts(meta: dict, texts: Iterable[Text], log_path: Path | None,
-               eval_path: Path | None) -> TrainingFacts:
+               eval_path: Path | None, notes_path: Path | None = None) -> TrainingFacts:
     """Collect the card's facts from checkpoint metadata, the train log and recorded evals."""
     lines = log_path.read_text().splitlines() if log_path and log_path.exists() else []
     cos = [float(m.group(1)) for line in lines
@@ -123,15 +124,17 @@ def read_facts(meta: dict, texts: Iterable[Text], log_path: Path | None,
                          heldout_cosine=cos[-1] if cos else None,
                          source_counts=source_counts(texts), evaluations=evals,
                          log_tail=[x for x in lines if x.startswith("step")][-3:],
-                         config=meta.get("config", {}))
+                         config=meta.get("config", {}),
+                         notes=notes_path.read_text() if notes_path and notes_path.exists() else "")
 
 
 def export_checkpoint(checkpoint: Path, tok_dir: Path, out: Path, texts: list[Text],
-                      log_path: Path | None = None, eval_path: Path | None = None) -> Path:
+                      log_path: Path | None = None, eval_path: Path | None = None,
+                      notes_path: Path | None = None) -> Path:
     """Export ``checkpoint`` to ``out`` with a model card built from the run's records."""
     from indexer.training.card import model_card
 
     model, meta = load_student(checkpoint)
-    facts = read_facts(meta, texts, log_path, eval_path)
+    facts = read_facts(meta, texts, log_path, eval_path, notes_path)
     n_params = sum(p.numel() for p in model.parameters())
     return export_model(model, tok_dir, out, model_card(model.config, n_params, facts, LICENCES))

@@ -91,8 +91,9 @@ def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
 
 @torch.no_grad()
 def warm_start(student: AlbertModel, pieces: list[str], teacher_tokenizer: PreTrainedTokenizerBase,
-               teacher: PreTrainedModel, layer: int = 0) -> None:
-    """Overwrite ``student``'s embeddings and shared layer from ``teacher`` (in place)."""
+               teacher: PreTrainedModel, layer: int | None = 0) -> None:
+    """Overwrite ``student``'s embeddings, and its shared layer unless ``layer`` is None, from
+    ``teacher`` (in place)."""
     t_emb = teacher.embeddings
     s_emb = student.embeddings
     rank = student.config.embedding_size
@@ -110,7 +111,8 @@ def warm_start(student: AlbertModel, pieces: list[str], teacher_tokenizer: PreTr
     scale = math.sqrt(basis.shape[1] / rank)
     mapping.weight.copy_(t_emb.LayerNorm.weight[:, None] * basis.T * scale)
     mapping.bias.copy_(t_emb.LayerNorm.bias)
-    copy_layer(student, teacher, layer)
+    if layer is not None:
+        copy_layer(student, teacher, layer)
 
 
 @torch.no_grad()

@@ -1,0 +1,117 @@
+"""Bearer-token authentication and TLS credentials of the gRPC server.
+
+Clients send ``authorization: Bearer <token>`` in the call metadata. ``TokenAuthInterceptor``
+compares it with the configured token in constant time (``hmac.compare_digest``: the time taken
+does not tell an attacker how many leading bytes were right) and ends any other call with
+UNAUTHENTICATED before the servicer sees it. Health checking and reflection stay open: load
+balancers and probes carry no secrets, and reflection only describes the public API.
+
+The token is only as secret as the channel: without TLS it crosses the network in clear text.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from indexer.config import ServerConfig
+from indexer.errors import InvalidArgument
+from searcher.method_handlers import Continuation, with_behaviour
+
+log = logging.getLogger(__name__)
+
+AUTHORIZATION = "authorization"
+OPEN_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+UNAUTHENTICATED_MESSAGE = "missing or invalid bearer token (metadata 'authorization: Bearer <token>')"
+
+
+def bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> bytes | None:
+    """The credential of the first ``authorization: Bearer <token>`` entry, None when absent."""
+    for key, value in metadata or ():
+        if key != AUTHORIZATION:
+            continue
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        scheme, _, credential = raw.partition(b" ")
+        # RFC 6750: the scheme name is case-insensitive.
+        return credential.strip() if scheme.lower() == b"bearer" else None
+    return None
+
+
+async def _deny(request_or_iterator: object, context: grpc.aio.ServicerContext) -> None:
+    # A coroutine that aborts serves all four call kinds: it never needs to yield a response.
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Lets a call through only with the right bearer token (health and reflection always)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    def authorized(self, metadata: Sequence[tuple[str, Any]] | None) -> bool:
+        presented = bearer_token(metadata)
+        return presented is not None and hmac.compare_digest(presented, self._token)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        if self.authorized(handler_call_details.invocation_metadata):  # type: ignore[attr-defined]
+            return handler
+        return with_behaviour(handler, _deny)
+
+
+def _read(path: Path, field: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {field} {path}: {exc.strerror}", field=field) from exc
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the PEM files of ``config``; None when TLS is off.
+
+    With ``tls_client_ca`` a client must present a certificate signed by that CA (mutual TLS).
+    """
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    client_ca = _read(config.tls_client_ca, "tls_client_ca") if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(_read(config.tls_key, "tls_key"), _read(config.tls_cert, "tls_cert"))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def channel_credentials(
+    ca: Path | None, cert: Path | None = None, key: Path | None = None
+) -> grpc.ChannelCredentials:
+    """Client TLS: trust ``ca`` (None: the system roots); ``cert`` + ``key`` for mutual TLS."""
+    if (cert is None) != (key is None):
+        raise InvalidArgument("a client certificate needs its private key", field="tls_cert")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca, "tls_ca") if ca else None,
+        private_key=_read(key, "tls_key") if key else None,
+        certificate_chain=_read(cert, "tls_cert") if cert else None,
+    )
+
+
+def interceptors(config: ServerConfig) -> list[grpc.aio.ServerInterceptor]:
+    """The authentication interceptors ``config`` asks for (none without a token)."""
+    if config.auth_token is None:
+        return []
+    if not config.tls:
+        log.warning("a bearer token is required but TLS is off: the token crosses the network in clear")
+    return [TokenAuthInterceptor(config.auth_token)]
