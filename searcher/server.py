@@ -39,6 +39,7 @@ from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import auth
 from searcher.batching import QueryBatcher
+from searcher.decoding import DecodingInterceptor
 from searcher.live import LiveIndex, LiveIndexes
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
@@ -118,8 +119,9 @@ def _index_opener(
 
 def _grpc_server(config: ServerConfig, metrics: ServerMetrics) -> grpc.aio.Server:
     # Telemetry first (outermost): it also counts and logs the calls authentication refuses.
+    # Decoding last: a request that does not decode is INVALID_ARGUMENT, once authenticated.
     return grpc.aio.server(
-        interceptors=[TelemetryInterceptor(metrics), *auth.interceptors(config)],
+        interceptors=[TelemetryInterceptor(metrics), *auth.interceptors(config), DecodingInterceptor()],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
