@@ -22,8 +22,8 @@ from indexer.sync import SyncedIndex
 from indexer.workspace import Workspace
 from searcher.beir import BeirDataset
 from searcher.bm25 import BM25
-from searcher.retrieval_metrics import mean_metrics
 from searcher.results import OVERFETCH_FACTOR, fold_chunk_hits
+from searcher.retrieval_metrics import mean_metrics
 
 DEPTH = 100  # Recall@100 needs 100 documents per query
 
