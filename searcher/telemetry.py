@@ -126,7 +126,8 @@ def _split(method: str) -> tuple[str, str]:
 
 def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
     """The status the call ended with: set by ``abort``/``set_code``, else implied by ``error``."""
-    if isinstance(error, asyncio.CancelledError):
+    # A client that goes away cancels a unary call and closes a streaming one (GeneratorExit).
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return grpc.StatusCode.CANCELLED
     code = context.code()
     if isinstance(code, grpc.StatusCode):
