@@ -12,11 +12,13 @@ change log up to ``sequence``; loading one means replaying the changes after it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = 1
 KEEP = 2
+# A writer killed mid-snapshot leaves its ``atomic_write`` temporary behind, as large as the index.
+# Only old ones are removed: another process sharing the folder may be writing one right now.
+STALE_TEMPORARY_S = 3600.0
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -114,9 +119,11 @@ def _sequences(folder: Path, suffix: str) -> list[int]:
 
 
 def prune(folder: Path, keep: int = KEEP) -> None:
-    """Delete all but the newest ``keep`` snapshots (manifest first, so none is left half-there)."""
+    """Delete all but the newest ``keep`` snapshots (manifest first, so none is left half-there),
+    and the temporaries of writes that died more than ``STALE_TEMPORARY_S`` ago."""
     if not folder.is_dir():
         return
+    _remove_stale_temporaries(folder, time.time() - STALE_TEMPORARY_S)
     manifests = _sequences(folder, ".json")
     for sequence in manifests[keep:]:
         (folder / f"{sequence:020d}.json").unlink(missing_ok=True)
@@ -127,6 +134,13 @@ def prune(folder: Path, keep: int = KEEP) -> None:
         # Only older data goes: a newer one without manifest may be being written right now.
         if sequence < oldest_kept:
             (folder / f"{sequence:020d}.faiss").unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(folder: Path, older_than: float) -> None:
+    for temporary in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):  # gone meanwhile: another process pruned it
+            if temporary.stat().st_mtime < older_than:
+                temporary.unlink()
 
 
 def _load(folder: Path, sequence: int, info: CollectionInfo) -> Snapshot:
