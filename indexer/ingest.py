@@ -8,10 +8,13 @@ hash) are not re-embedded.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,8 +91,31 @@ def _revalidate(doc: Document, limits: DocumentLimits) -> Document:
     )
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch validated and embedded, waiting for its transaction.
+
+    ``outcomes`` holds the rejections at their input positions (None elsewhere); ``positions``
+    maps each accepted external id to its input positions; ``documents`` are the accepted ones
+    (the last version of a repeated id), ``encoded`` those whose content changed.
+    """
+
+    info: CollectionInfo
+    outcomes: list[DocumentOutcome | None]
+    positions: dict[str, list[int]]
+    documents: list[Document]
+    encoded: list[EncodedDocument]
+
+
 class Ingestor:
-    """Writes documents into collections. Blocking: async callers run it in an executor."""
+    """Writes documents into collections. Blocking: async callers run it in an executor.
+
+    ``ingest`` overlaps stages: while one batch's transaction commits on a writer thread, the next
+    batch is chunked and embedded (at most ``WRITES_IN_FLIGHT`` batches wait for the writer, so
+    memory stays bounded). Batches commit in input order, one transaction each.
+    """
+
+    WRITES_IN_FLIGHT = 2
 
     def __init__(self, store: Store, catalog: Catalog, config: IngestConfig) -> None:
         self._store = store
@@ -99,6 +125,10 @@ class Ingestor:
 
     def upsert(self, collection: str, documents: Sequence[Document]) -> list[DocumentOutcome]:
         """Validate, embed and commit ``documents`` in one transaction; one outcome per input."""
+        return self._commit(self._prepare(collection, documents))
+
+    def _prepare(self, collection: str, documents: Sequence[Document]) -> _Prepared:
+        """Validate and embed (the CPU/GPU-bound half of an upsert); nothing is written."""
         info = self._catalog.get(collection)
         outcomes: list[DocumentOutcome | None] = [None] * len(documents)
         accepted: dict[str, Document] = {}
@@ -111,23 +141,29 @@ class Ingestor:
                 continue
             accepted[valid.external_id] = valid  # the last version of a repeated id wins
             positions.setdefault(valid.external_id, []).append(position)
-        if accepted:
-            for external_id, status, sequence in self._write(info, list(accepted.values())):
-                for position in positions[external_id]:
-                    outcomes[position] = DocumentOutcome(external_id, status, sequence=sequence)
-        return [outcome for outcome in outcomes if outcome is not None]
+        unique = list(accepted.values())
+        encoded: list[EncodedDocument] = []
+        if unique:
+            if self._catalog.needs_whitening(info):
+                self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
+            # A batch still in the writer's queue may hold one of these ids: then this check
+            # misses, the document is embedded again and write_documents skips it by its hash.
+            known = self._store.content_hashes(info.id, [d.external_id for d in unique])
+            changed = [d for d in unique if known.get(d.external_id) != d.content_hash()]
+            encoded = encode_documents(changed, self._catalog.encoder_for(info), info)
+        return _Prepared(info, outcomes, positions, unique, encoded)
 
-    def _write(self, info: CollectionInfo, documents: list[Document]) -> Iterator[tuple[str, str, int]]:
-        if self._catalog.needs_whitening(info):
-            self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in documents])
-        known = self._store.content_hashes(info.id, [d.external_id for d in documents])
-        changed = [d for d in documents if known.get(d.external_id) != d.content_hash()]
-        encoded = encode_documents(changed, self._catalog.encoder_for(info), info)
-        result = self._store.write_documents(info.id, encoded)
-        written = set(result.written)
-        for doc in documents:
-            status = WRITTEN if doc.external_id in written else UNCHANGED
-            yield doc.external_id, status, result.last_sequence
+    def _commit(self, prepared: _Prepared) -> list[DocumentOutcome]:
+        """One transaction for the prepared batch; one outcome per input document."""
+        outcomes = list(prepared.outcomes)
+        if prepared.documents:
+            result = self._store.write_documents(prepared.info.id, prepared.encoded)
+            written = set(result.written)
+            for doc in prepared.documents:
+                status = WRITTEN if doc.external_id in written else UNCHANGED
+                for position in prepared.positions[doc.external_id]:
+                    outcomes[position] = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence)
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult:
         info = self._catalog.get(collection)
@@ -141,31 +177,61 @@ class Ingestor:
         on_rejection: Callable[[Rejection], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> IngestSummary:
-        """Consume a stream of read items in bounded batches; rejections are reported, not fatal."""
+        """Consume a stream of read items in bounded batches; rejections are reported, not fatal.
+
+        Callbacks run on the calling thread; ``on_progress`` counts a batch once it committed.
+        """
         summary = IngestSummary()
         started = time.perf_counter()
         iterator = iter(items)
-        while batch := list(itertools.islice(iterator, self._config.docs_per_transaction)):
-            documents = [item for item in batch if isinstance(item, Document)]
-            for rejection in (item for item in batch if isinstance(item, Rejection)):
-                self._record_rejection(summary, rejection, on_rejection)
-            self._ingest_batch(collection, documents, summary, on_rejection)
-            summary.read += len(batch)
-            if on_progress is not None:
-                on_progress(len(batch))
+        in_flight: collections.deque[tuple[Future[list[DocumentOutcome]], int]] = collections.deque()
+        failed = threading.Event()
+
+        def commit(prepared: _Prepared) -> list[DocumentOutcome]:
+            # After a failed transaction the batches queued behind it are not written: the run
+            # stops at its first failure, as a sequential one would.
+            if failed.is_set():
+                raise _NotWritten
+            try:
+                return self._commit(prepared)
+            except BaseException:
+                failed.set()
+                raise
+
+        def settle(limit: int) -> None:
+            while len(in_flight) > limit:
+                future, size = in_flight.popleft()
+                self._record_outcomes(summary, future.result(), on_rejection)
+                summary.read += size
+                if on_progress is not None:
+                    on_progress(size)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="albatross-writer") as writer:
+            try:
+                while batch := list(itertools.islice(iterator, self._config.docs_per_transaction)):
+                    documents = [item for item in batch if isinstance(item, Document)]
+                    for rejection in (item for item in batch if isinstance(item, Rejection)):
+                        self._record_rejection(summary, rejection, on_rejection)
+                    prepared = self._prepare(collection, documents) if documents else None
+                    if prepared is not None:
+                        in_flight.append((writer.submit(commit, prepared), len(batch)))
+                    else:
+                        in_flight.append((_done([]), len(batch)))
+                    settle(self.WRITES_IN_FLIGHT)
+                settle(0)
+            except BaseException:
+                failed.set()
+                raise
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _ingest_batch(
+    def _record_outcomes(
         self,
-        collection: str,
-        documents: list[Document],
         summary: IngestSummary,
+        outcomes: list[DocumentOutcome],
         on_rejection: Callable[[Rejection], None] | None,
     ) -> None:
-        if not documents:
-            return
-        for outcome in self.upsert(collection, documents):
+        for outcome in outcomes:
             if outcome.status == WRITTEN:
                 summary.written += 1
             elif outcome.status == UNCHANGED:
@@ -185,3 +251,13 @@ class Ingestor:
             summary.rejections.append(rejection)
         if on_rejection is not None:
             on_rejection(rejection)
+
+
+class _NotWritten(Exception):
+    """A batch skipped because an earlier one failed (never seen by callers)."""
+
+
+def _done(value: list[DocumentOutcome]) -> Future[list[DocumentOutcome]]:
+    future: Future[list[DocumentOutcome]] = Future()
+    future.set_result(value)
+    return future
