@@ -9,7 +9,7 @@ waits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from typing import Protocol, TypeVar
 
@@ -52,6 +52,60 @@ class SearchStore(Protocol):
     def chunk_ids_matching(self, collection_id: int, metadata_filter: MetadataFilter) -> np.ndarray: ...
 
 
+class _RankBatcher:
+    """Ranks concurrent queries of one lane (collection, index, k) in one ``_rank`` call.
+
+    Queries embedded in one micro-batch resume in the same event-loop turn; the first one to
+    arrive schedules a flush for the next turn, by which time the rest have joined. One FAISS
+    search over (n, d) queries uses BLAS where n single searches scan the vectors n times, and
+    one SQL fetch serves every query's chunks. Nothing waits on a timer here.
+    """
+
+    def __init__(self, executor: Executor, max_size: int) -> None:
+        self._executor = executor
+        self._max_size = max_size
+        self._waiting: dict[Hashable, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # held so a running batch is not collected
+
+    async def rank(
+        self, key: Hashable, rank: Callable[[np.ndarray], list[list[Hit]]], query: np.ndarray
+    ) -> list[Hit]:
+        """``query`` float32 (d,) -> its hits, ranked together with its lane's other queries."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Hit]] = loop.create_future()
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = []
+            loop.call_soon(self._flush, key, rank)
+        waiting.append((query, future))
+        return await future
+
+    def _flush(self, key: Hashable, rank: Callable[[np.ndarray], list[list[Hit]]]) -> None:
+        waiting = self._waiting.pop(key, [])
+        for start in range(0, len(waiting), self._max_size):
+            batch = waiting[start : start + self._max_size]
+            task = asyncio.get_running_loop().create_task(self._run(rank, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self,
+        rank: Callable[[np.ndarray], list[list[Hit]]],
+        batch: list[tuple[np.ndarray, asyncio.Future[list[Hit]]]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, rank, np.stack([q for q, _ in batch]))
+        except Exception as error:  # delivered to every caller of the batch
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), hits in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(hits)
+
+
 class SearchService:
     """Answers queries for every collection of one store."""
 
@@ -68,6 +122,7 @@ class SearchService:
         self._indexes = indexes
         self._batcher = batcher
         self._executor = executor
+        self._ranks = _RankBatcher(executor, batcher.max_size)
 
     async def _run(self, func: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
@@ -91,11 +146,21 @@ class SearchService:
         encoder = await self._run(self._catalog.encoder_for, info)
         index = await self._indexes.get(info)
         if len(texts) == 1:
-            # A lone query waits briefly for concurrent ones to share its forward pass.
-            queries = (await self._batcher.embed(info.id, encoder, texts[0]))[None, :]
+            # A lone query waits briefly for concurrent ones to share its forward pass...
+            query = await self._batcher.embed(info.id, encoder, texts[0])
+            if metadata_filter is None and self._batcher.max_size > 1:
+                # ...and then their index search and SQL fetch too.
+                return [await self._ranks.rank((info.id, id(index), k), self._ranker(info, index, k), query)]
+            queries = query[None, :]
         else:
             queries = await self._batcher.embed_many(encoder, texts)
         return await self._run(self._rank, info, index, queries, k, metadata_filter)
+
+    def _ranker(self, info: CollectionInfo, index: LiveIndex, k: int) -> Callable[[np.ndarray], list[list[Hit]]]:
+        def rank(queries: np.ndarray) -> list[list[Hit]]:
+            return self._rank(info, index, queries, k, None)
+
+        return rank
 
     def _rank(
         self,
