@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     import ray
 
     workers = [int(w) for w in args.workers.split(",")]
+    # Ray first: on a loaded machine its start-up timed out when it came after torch and PostgreSQL.
+    ray.init(num_cpus=max(workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
     with tempfile.TemporaryDirectory(prefix="albatross-ray-bench-") as scratch:
         work = Path(scratch)
         model = build_tiny_albert(work / "tiny") if args.tiny else default_model(work).folder
@@ -82,9 +84,6 @@ def main(argv: list[str] | None = None) -> None:
             summary = workspace.ingestor.ingest("single", read_path(str(corpus)))
             rows.append(
                 ["single process (1 thread)", f"{summary.docs_per_second:.1f}", "-", f"{summary.seconds:.1f}"]
-            )
-            ray.init(
-                num_cpus=max(workers), include_dashboard=False, log_to_driver=False, configure_logging=False
             )
             for count in workers:
                 name = f"ray-{count}"

@@ -41,8 +41,8 @@ def replicas(
             )
             servers.append(thread.run(create_server(app, port=0)))
         with (
-            AlbatrossClient(servers[0].target, timeout=60) as writer,
-            AlbatrossClient(servers[1].target, timeout=60) as reader,
+            AlbatrossClient(servers[0].target, timeout=300) as writer,
+            AlbatrossClient(servers[1].target, timeout=300) as reader,
         ):
             writer.create_collection(COLLECTION)
             yield writer, reader

@@ -122,7 +122,7 @@ def cluster(
     try:
         single = thread.run(create_server(app, port=0))
         started.append(single)
-        with AlbatrossClient(single.target, timeout=60) as client:
+        with AlbatrossClient(single.target, timeout=300) as client:
             client.create_collection(COLLECTION, MULTI_CHUNK_SPEC)
             client.upsert(COLLECTION, documents())
         for index in range(SHARDS):
@@ -141,11 +141,11 @@ def cluster(
 @pytest.fixture(scope="module")
 def clients(cluster: Cluster) -> Iterator[tuple[AlbatrossClient, AlbatrossClient]]:
     with (
-        AlbatrossClient(cluster.single.target, timeout=60) as single,
-        AlbatrossClient(cluster.router.target, timeout=60) as routed,
+        AlbatrossClient(cluster.single.target, timeout=300) as single,
+        AlbatrossClient(cluster.router.target, timeout=300) as routed,
     ):
-        wait_until_indexed(single, COLLECTION)
-        wait_until_indexed(routed, COLLECTION)
+        wait_until_indexed(single, COLLECTION, timeout_s=180)
+        wait_until_indexed(routed, COLLECTION, timeout_s=180)
         yield single, routed
 
 
