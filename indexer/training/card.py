@@ -23,7 +23,9 @@ def _sources_table(facts: TrainingFacts, licences: dict[str, str]) -> str:
 def _eval_table(facts: TrainingFacts) -> str:
     if not facts.evaluations:
         return "_No evaluation recorded._"
-    rows = ["| encoder | nDCG@10 | Recall@100 |", "| --- | ---: | ---: |"]
+    judged = facts.evaluations[0].get("queries", "?")
+    rows = [f"Queries with judgements: {judged}.", "",
+            "| encoder | nDCG@10 | Recall@100 |", "| --- | ---: | ---: |"]
     for e in facts.evaluations:
         rows.append(f"| {e['label']} | {e['ndcg@10']:.4f} | {e['recall@100']:.4f} |")
     return "\n".join(rows)
