@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from searcher.cli import (
     app_config,
 )
 from searcher.results import Hit
+from searcher.telemetry import ACCESS_LOGGER
 
 Subparsers = Any
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -349,6 +351,8 @@ async def serve_and_ask(config: AppConfig, k: int) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     config = app_config(args)
+    # The demo prints its answers; one JSON access line per call would bury them.
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     ingest_sample(config)
     asyncio.run(serve_and_ask(config, args.k))
     return EXIT_OK
