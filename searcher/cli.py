@@ -99,6 +99,9 @@ def configure_logging(*, verbose: bool) -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # one "Loading weights" bar per model is noise here
+    if not verbose:
+        # Load reports flag weights our pooling never uses (e.g. a missing BERT/ALBERT pooler).
+        transformers_logging.set_verbosity_error()
 
 
 def build_parser() -> argparse.ArgumentParser:
