@@ -68,7 +68,8 @@ def append_results(title: str, body: str, *, record: bool = True) -> None:
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"\n## {title} — {now}\n\n"
-        f"- machine: {machine().describe()}\n"
+        f"- machine: {machine().describe()}; load average at the end {os.getloadavg()[0]:.1f} "
+        f"(other processes share this CPU)\n"
         f"- command: `{command_line()}`\n\n"
         f"{body.rstrip()}\n"
     )
