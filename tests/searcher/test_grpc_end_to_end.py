@@ -4,13 +4,11 @@ Every test here runs once per backend."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -23,6 +21,7 @@ from indexer.config import AppConfig, ServerConfig, StoreConfig
 from indexer.records import Condition, Document, MetadataFilter
 from searcher.client import AlbatrossClient
 from searcher.server import SERVICE_NAMES, RunningServer, create_server
+from tests.searcher.serving import ServerThread
 
 T = TypeVar("T")
 
@@ -34,28 +33,13 @@ DOCUMENTS = [
 ]
 
 
-class ServerThread:
-    """An asyncio loop in a thread serving while the test (the client) blocks."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path
 ) -> Iterator[RunningServer]:
-    db_url = request.getfixturevalue("postgres_server").new_database() if request.param == "postgresql" else None
+    db_url = (
+        request.getfixturevalue("postgres_server").new_database() if request.param == "postgresql" else None
+    )
     app = AppConfig(
         store=StoreConfig(data_dir=tmp_path_factory.mktemp("albatross-data"), db_url=db_url),
         server=ServerConfig(host="127.0.0.1", port=50051, poll_interval_s=0.05, batch_max_wait_ms=1.0),
