@@ -23,24 +23,11 @@ from transformers import AlbertConfig, AlbertModel
 
 from indexer.config import DEFAULT_MODEL_DIR
 from indexer.samples import SAMPLE_CORPUS
+from indexer.training.vocab import SPECIAL_PIECES as ALBERT_SPECIALS
+from indexer.training.vocab import TOKENIZER_CONFIG
 
 SEED = 0
 STANDIN_VOCABULARY = 8000
-ALBERT_SPECIALS = ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]")
-TOKENIZER_CONFIG = {
-    "tokenizer_class": "AlbertTokenizer",
-    "do_lower_case": True,
-    "remove_space": True,
-    "keep_accents": False,
-    "bos_token": "[CLS]",
-    "eos_token": "[SEP]",
-    "unk_token": "<unk>",
-    "sep_token": "[SEP]",
-    "pad_token": "<pad>",
-    "cls_token": "[CLS]",
-    "mask_token": "[MASK]",
-    "model_max_length": 512,
-}
 DEFAULT_SHAPE = dict(
     embedding_size=128, hidden_size=384, num_hidden_layers=6, num_hidden_groups=1,
     num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512,
