@@ -330,10 +330,13 @@ def check_index(config: StoreConfig, facts: StoreFacts) -> None:
             f"index and SQL disagree: {len(np.setdiff1d(ids, facts.chunk_ids))} extra, "
             f"{len(np.setdiff1d(facts.chunk_ids, ids))} missing"
         )
-        if len(facts.chunk_ids):
-            scores, found = index.search(facts.vectors, 1)
-            wrong = found[:, 0] != facts.chunk_ids
-            assert np.allclose(scores[wrong, 0], 1.0, atol=1e-4), "an indexed vector is not SQL's vector"
+        # Only an exact index can prove each vector by searching for it: HNSW with many masked
+        # (deleted) ids misses some exact matches at its default efSearch, which is recall, not
+        # corruption. Ids are compared exactly above for every spec.
+        if len(facts.chunk_ids) and facts.info.spec.index_spec == "Flat":
+            scores, found = index.search(facts.vectors, 10)
+            missed = ~(found == facts.chunk_ids[:, None]).any(axis=1)
+            assert np.allclose(scores[missed, 0], 1.0, atol=1e-4), "an indexed vector is not SQL's vector"
     finally:
         store.close()
 
