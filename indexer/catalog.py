@@ -17,6 +17,7 @@ import numpy as np
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
 from indexer.errors import EmbeddingSpaceMismatch, InvalidCollectionSpec
+from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
 from indexer.store import Store
 from indexer.whitening import Whitening, fit_whitening
@@ -100,6 +101,7 @@ class Catalog:
     def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
         validate_spec(spec)
         encoder = self._encoders.load(spec)
+        validate_index_spec(spec.index_spec, encoder.dimension)
         stored_spec = replace(spec, model=spec.model or DEFAULT_MODEL_REF)
         return self._store.create_collection(
             name,

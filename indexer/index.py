@@ -1,5 +1,12 @@
 """The FAISS index of one collection: the only module that imports faiss.
 
+A collection's index spec is a FAISS factory string, optionally followed by ``;`` and FAISS
+``ParameterSpace`` search settings, e.g. ``"IVF1024,PQ48x4fs,RFlat;nprobe=64,k_factor_rf=32"``.
+The settings are part of the spec because an approximate index is only as good as the settings
+it is searched with: FAISS's defaults (nprobe 1, efSearch 16, no re-ranking depth) cost IVF-PQ
+most of its recall (measured in ``bench/index.py``). They are applied every time an index is
+created or loaded, so a snapshot never brings back different settings.
+
 ``VectorIndex`` wraps ``IndexIDMap2(index_factory(d, spec, METRIC_INNER_PRODUCT))`` so FAISS ids
 are the SQL chunk ids (int64). Scores are inner products: cosine similarity for unit vectors.
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -27,8 +35,78 @@ from indexer.errors import IndexNotReady, InvalidArgument, InvalidCollectionSpec
 # Framing of ``to_bytes``: magic, then the length of the FAISS blob, the blob, then the tombstones.
 _MAGIC = b"ALBVIDX1"
 _HEADER = struct.Struct("<8sQ")
+# Widest HNSW candidate list a filtered or deletion-heavy search may use (see _search_parameters).
+_MAX_EF_SEARCH = 4096
 # Over-fetch cap multiplier for index types without an id selector (see ``_search_overfetch``).
 _OVERFETCH_GROWTH = 4
+
+
+#: Separates the factory string from the search settings in an index spec.
+SEARCH_SEPARATOR = ";"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A parsed index spec: FAISS factory string and search settings (name -> value, in order)."""
+
+    factory: str
+    search: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def search_string(self) -> str:
+        """The settings as FAISS ``ParameterSpace`` reads them ("nprobe=64,k_factor_rf=32")."""
+        return ",".join(f"{name}={value:g}" for name, value in self.search)
+
+
+def parse_index_spec(spec: str) -> IndexSpec:
+    """Split ``"factory[;name=value,...]"``; ``InvalidCollectionSpec`` names what is malformed.
+
+    Only the syntax is checked here; whether FAISS knows a setting for this index type is checked
+    when the index is created (``VectorIndex.create``).
+    """
+    factory, _, search = spec.partition(SEARCH_SEPARATOR)
+    factory = factory.strip()
+    if not factory:
+        raise InvalidCollectionSpec(f"index spec {spec!r} has no FAISS factory string", field="index_spec")
+    settings: list[tuple[str, float]] = []
+    for item in filter(None, (part.strip() for part in search.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+            raise InvalidCollectionSpec(
+                f"index spec {spec!r}: search setting {item!r} is not name=value", field="index_spec"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not np.isfinite(number) or number < 0:
+            raise InvalidCollectionSpec(
+                f"index spec {spec!r}: search setting {name.strip()!r} needs a non-negative number, "
+                f"got {value.strip()!r}",
+                field="index_spec",
+            )
+        settings.append((name.strip(), number))
+    return IndexSpec(factory, tuple(settings))
+
+
+def _apply_search_settings(index: faiss.Index, spec: IndexSpec, text: str) -> None:
+    """Set ``spec``'s search settings on the (CPU) index inside the id map."""
+    space = faiss.ParameterSpace()
+    for name, value in spec.search:
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError as exc:
+            raise InvalidCollectionSpec(
+                f"index spec {text!r}: FAISS has no search setting {name!r} for this index type "
+                f"({exc})".replace("\n", " "),
+                field="index_spec",
+            ) from exc
+
+
+def validate_index_spec(spec: str, dimension: int) -> None:
+    """Raise ``InvalidCollectionSpec`` unless ``spec`` builds an index of ``dimension`` whose
+    search settings FAISS accepts (cheap: nothing is trained)."""
+    VectorIndex.create(spec, dimension)
 
 
 def gpu_placement(index_spec: str, gpu_support: bool, gpus: int) -> bool:
@@ -39,7 +117,7 @@ def gpu_placement(index_spec: str, gpu_support: bool, gpus: int) -> bool:
     """
     if not gpu_support or gpus <= 0:
         return False
-    kinds = [part.strip() for part in index_spec.split(",")]
+    kinds = [part.strip() for part in index_spec.partition(SEARCH_SEPARATOR)[0].split(",")]
     graph = any(part.upper().startswith(("HNSW", "NSG")) for part in kinds)
     return not graph and any(part.startswith(("Flat", "IVF")) for part in kinds)
 
@@ -61,6 +139,7 @@ def min_training_vectors(spec: str) -> int:
     """Fewest training vectors ``spec`` accepts: k-means needs at least one point per centroid
     (IVF lists; 2**nbits codewords per PQ sub-quantizer). 0 for specs without training."""
     needed = 0
+    spec = spec.partition(SEARCH_SEPARATOR)[0]
     for match in re.finditer(r"IVF(\d+)", spec):
         needed = max(needed, int(match.group(1)))
     for match in re.finditer(r"PQ\d+(?:x(\d+))?", spec):
@@ -78,12 +157,22 @@ def _accepts_selector(index: faiss.Index) -> bool:
     return isinstance(faiss.downcast_index(index), faiss.IndexHNSW | faiss.IndexIVF | faiss.IndexFlat)
 
 
-def _search_parameters(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
+def _search_parameters(
+    index: faiss.Index, selector: faiss.IDSelector, k: int, selected_fraction: float
+) -> faiss.SearchParameters:
     """Parameters of the subclass ``index`` insists on, carrying its current search settings:
-    a bare SearchParametersHNSW would silently reset efSearch to its default, IVF's nprobe too."""
+    a bare SearchParametersHNSW would silently reset efSearch to its default, IVF's nprobe too.
+
+    HNSW walks its graph through excluded nodes without counting them as candidates, so when only
+    ``selected_fraction`` of the vectors may be returned (deletions, filters) its candidate list
+    is widened by the inverse of that fraction (capped): with 90% of a collection deleted,
+    efSearch 16 otherwise missed exact matches in the crash harness.
+    """
     inner = faiss.downcast_index(index)
     if isinstance(inner, faiss.IndexHNSW):
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+        widened = int(max(inner.hnsw.efSearch, k) / max(selected_fraction, 1e-9))
+        ef = min(max(inner.hnsw.efSearch, k, widened), _MAX_EF_SEARCH)
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
     if isinstance(inner, faiss.IndexIVF):
         return faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
     return faiss.SearchParameters(sel=selector)
@@ -121,21 +210,24 @@ class VectorIndex:
 
     @classmethod
     def create(cls, spec: str, dimension: int) -> VectorIndex:
-        """An empty index of FAISS factory string ``spec`` (e.g. "Flat", "HNSW32", "IVF64,Flat")."""
+        """An empty index of ``spec``: a FAISS factory string ("Flat", "HNSW32", "IVF64,Flat"),
+        optionally with search settings ("HNSW32;efSearch=64", see the module docstring)."""
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
             raise InvalidCollectionSpec(
                 f"dimension must be a positive integer, got {dimension!r}", field="dimension"
             )
-        if re.match(r"\s*IDMap", spec, flags=re.IGNORECASE):
+        parsed = parse_index_spec(spec)
+        if re.match(r"\s*IDMap", parsed.factory, flags=re.IGNORECASE):
             raise InvalidCollectionSpec(
                 f"index spec {spec!r}: leave out IDMap, ids are always mapped", field="index_spec"
             )
         try:
-            inner = faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
+            inner = faiss.index_factory(dimension, parsed.factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
             raise InvalidCollectionSpec(
                 f"index spec {spec!r} is not a valid FAISS factory string: {exc}", field="index_spec"
             ) from exc
+        _apply_search_settings(inner, parsed, spec)
         vector_index = cls(faiss.IndexIDMap2(inner), spec)
         vector_index._place()
         return vector_index
@@ -292,7 +384,9 @@ class VectorIndex:
             keep += [dead, faiss.IDSelectorNot(dead)]
         if allowed_ids is not None and self._tombstones:
             keep.append(faiss.IDSelectorAnd(keep[0], keep[-1]))
-        params = _search_parameters(self._index.index, keep[-1])
+        total = max(int(self._index.ntotal), 1)
+        selectable = total - len(self._tombstones) if allowed_ids is None else len(allowed_ids)
+        params = _search_parameters(self._index.index, keep[-1], k, min(1.0, selectable / total))
         return self._index.search(queries, k, params=params)
 
     def _search_overfetch(
@@ -345,6 +439,7 @@ class VectorIndex:
         if not isinstance(index, faiss.IndexIDMap2):
             raise SnapshotCorrupt(f"expected an IndexIDMap2, found {type(index).__name__}")
         tombstones = np.frombuffer(data, dtype="<i8", offset=_HEADER.size + length)
+        _apply_search_settings(index.index, parse_index_spec(spec), spec)
         vector_index = cls(index, spec, tombstones)
         vector_index._place()
         return vector_index

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from indexer.config import AppConfig, ServerConfig, StoreConfig
-from indexer.records import Condition, Document, MetadataFilter
+from indexer.records import CollectionSpec, Condition, Document, MetadataFilter
 from searcher.client import AlbatrossClient
 from searcher.server import SERVICE_NAMES, RunningServer, create_server
 from tests.searcher.serving import ServerThread
@@ -196,6 +196,27 @@ def test_creating_a_collection_twice_is_already_exists(client: AlbatrossClient, 
         client.create_collection(notes)
 
     assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_an_index_spec_with_unknown_search_settings_is_refused_and_creates_nothing(
+    client: AlbatrossClient, notes: str
+) -> None:
+    spec = CollectionSpec(model="", index_spec="IVF8,Flat;efSearch=64")  # efSearch belongs to HNSW
+    with pytest.raises(grpc.RpcError) as caught:
+        client.create_collection("ivf-typo", spec)
+
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "efSearch" in caught.value.details()
+    assert "ivf-typo" not in [c.name for c in client.list_collections()]
+
+
+def test_a_collection_keeps_its_search_settings(client: AlbatrossClient, notes: str) -> None:
+    created = client.create_collection("tuned", CollectionSpec(model="", index_spec="HNSW16;efSearch=96"))
+
+    assert created.spec.index_spec == "HNSW16;efSearch=96"
+    client.upsert("tuned", DOCUMENTS)
+    wait_until_indexed(client, "tuned")
+    assert client.search("tuned", DOCUMENTS[1].text, k=1)[0].external_id == "umbrella"
 
 
 def test_an_expired_deadline_is_deadline_exceeded(client: AlbatrossClient, notes: str) -> None:
