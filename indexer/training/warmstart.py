@@ -123,3 +123,103 @@ def copy_layer(student: AlbertModel, teacher: PreTrainedModel, layer: int) -> No
     for t_name, s_name in LAYER_MAP.items():
         for kind in ("weight", "bias"):
             target[f"{s_name}.{kind}"].copy_(source[f"{t_name}.{kind}"])
+
+
+# -- static start ---------------------------------------------------------------------------------
+#
+# A bag of teacher-derived piece vectors (each piece run through the teacher alone, centred,
+# weighted by log(1 + rank) so frequent pieces count less) already retrieves well: on the
+# msmarco-5k check it scored nDCG@10 0.664 (0.638 when squeezed into a 125-d factorised
+# embedding), against 0.582 for the student distilled 2,093 steps from the "warm" start.  The
+# static start builds an ALBERT whose output at step 0 *is* that bag, so distillation begins
+# from a good retriever and only has to learn context:
+#
+# - every LayerNorm in the path sees ``h + BIG * u``, where ``u = (e0 - e1) / sqrt(2)`` and ``h``
+#   lives in the subspace with zero coordinates 0 and 1 and zero coordinate sum.  The big
+#   constant fixes the normalising std, so LayerNorm becomes ``h * BIG / sqrt(BIG^2 + |h|^2)``,
+#   i.e. the identity to within 0.2% for ``|h| <= 1``, and a zero gain on coordinates 0 and 1
+#   removes ``u`` again;
+# - the attention and feed-forward output projections start at zero (a standard zero-init of
+#   residual branches) with bias ``BIG * u``, so each layer is that identity until training moves
+#   them; queries, keys, values and the first feed-forward layer come from a teacher layer.
+
+BIG = 20.0
+SPECIAL_PIECES = 5  # <pad> <unk> [CLS] [SEP] [MASK]: ids 0-4, no weight in the bag
+
+
+@torch.no_grad()
+def piece_output_vectors(pieces: list[str], tokenizer: PreTrainedTokenizerBase,
+                         teacher: PreTrainedModel, batch: int = 512) -> torch.Tensor:
+    """Teacher output for each piece alone: ``[CLS] sub-tokens [SEP]`` mean-pooled, not
+    normalised.  Returns (V, d) float32."""
+    rows = [tokenizer(p.replace("▁", " ").strip() or p, truncation=True, max_length=16)["input_ids"]
+            for p in pieces]
+    out = torch.zeros(len(rows), teacher.config.hidden_size)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        enc = tokenizer.pad({"input_ids": [rows[i] for i in idx]}, return_tensors="pt")
+        hidden = teacher(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        out[idx] = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+    return out
+
+
+def bag_vectors(outputs: torch.Tensor) -> torch.Tensor:
+    """Centred piece vectors weighted by ``log(1 + id)`` (unigram ids follow piece frequency, so
+    this is a Zipf weight); special pieces get zero.  (V, d) -> (V, d)."""
+    weights = torch.log1p(torch.arange(len(outputs), dtype=torch.float32))
+    weights[:SPECIAL_PIECES] = 0.0
+    return (outputs - outputs[SPECIAL_PIECES:].mean(dim=0)) * weights[:, None]
+
+
+def safe_subspace(dim: int) -> torch.Tensor:
+    """Orthonormal basis (dim, dim - 3) of {x : x0 = x1 = 0, sum(x) = 0}: vectors LayerNorm
+    leaves alone once ``BIG * u`` fixes its statistics."""
+    centring = torch.eye(dim - 2, dtype=torch.float64) - 1.0 / (dim - 2)
+    basis = torch.linalg.svd(centring)[0][:, : dim - 3]
+    return torch.cat([torch.zeros(2, dim - 3, dtype=torch.float64), basis]).float()
+
+
+def big_direction(dim: int) -> torch.Tensor:
+    """``BIG * (e0 - e1) / sqrt(2)``: zero-sum, outside the safe subspace."""
+    u = torch.zeros(dim)
+    u[0], u[1] = 1.0, -1.0
+    return BIG * u / math.sqrt(2.0)
+
+
+def _linear_layer_norm(norm: torch.nn.LayerNorm) -> None:
+    """Gain BIG/sqrt(d) (undoes the std that BIG fixes), zero on the BIG coordinates, no bias."""
+    dim = norm.weight.shape[0]
+    norm.weight.fill_(BIG / math.sqrt(dim))
+    norm.weight[:2] = 0.0
+    norm.bias.zero_()
+
+
+@torch.no_grad()
+def static_start(student: AlbertModel, pieces: list[str], teacher_tokenizer: PreTrainedTokenizerBase,
+                 teacher: PreTrainedModel, layer: int = 0) -> None:
+    """Make ``student`` compute the bag of piece vectors (see above), in place."""
+    emb, hidden = student.config.embedding_size, student.config.hidden_size
+    bag = bag_vectors(piece_output_vectors(pieces, teacher_tokenizer, teacher))
+    inner_h = safe_subspace(hidden)
+    in_safe = (bag @ inner_h) @ inner_h.T  # (V, H) projected into the hidden safe subspace
+    rank = emb - 3
+    coords, basis = truncated_svd(in_safe, rank)  # coords (V, r); basis (r, H), rows in the subspace
+    coords = coords / coords.norm(dim=1).max()
+    inner_e = safe_subspace(emb)  # (E, r)
+    s_emb = student.embeddings
+    s_emb.word_embeddings.weight.copy_(coords @ inner_e.T + big_direction(emb))
+    s_emb.position_embeddings.weight.zero_()
+    s_emb.token_type_embeddings.weight.zero_()
+    _linear_layer_norm(s_emb.LayerNorm)
+    mapping = student.encoder.embedding_hidden_mapping_in
+    mapping.weight.copy_(basis.T @ inner_e.T)  # (H, E): embedding coordinates -> hidden subspace
+    mapping.bias.zero_()
+    copy_layer(student, teacher, layer)
+    shared = student.encoder.albert_layer_groups[0].albert_layers[0]
+    for projection in (shared.attention.dense, shared.ffn_output):
+        projection.weight.zero_()
+        projection.bias.copy_(big_direction(hidden))
+    _linear_layer_norm(shared.attention.LayerNorm)
+    _linear_layer_norm(shared.full_layer_layer_norm)

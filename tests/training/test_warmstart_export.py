@@ -4,11 +4,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AlbertModel, AlbertTokenizer, BertConfig, BertModel
+from transformers import AlbertModel, AlbertTokenizer, BertConfig, BertModel, BertTokenizer
 
 from indexer.training.export import export_model
-from indexer.training.vocab import train_vocab
-from indexer.training.warmstart import copy_layer, new_student, student_config, truncated_svd
+from indexer.training.vocab import piece_strings, train_vocab
+from indexer.training.warmstart import (
+    bag_vectors,
+    copy_layer,
+    new_student,
+    piece_output_vectors,
+    safe_subspace,
+    static_start,
+    student_config,
+    truncated_svd,
+)
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -45,6 +54,35 @@ def test_a_teacher_layer_maps_one_to_one_onto_the_shared_albert_layer() -> None:
     assert torch.equal(shared.ffn.weight, source.intermediate.dense.weight)
     assert torch.equal(shared.attention.query.bias, source.attention.self.query.bias)
     assert torch.equal(shared.full_layer_layer_norm.weight, source.output.LayerNorm.weight)
+
+
+def test_the_static_start_computes_the_bag_of_piece_vectors(tmp_path: Path) -> None:
+    """At step 0 the whole ALBERT (LayerNorms, six shared layers, mean pooling) must equal the
+    rank-reduced bag of teacher piece vectors it was built from; this is what makes it a good
+    retriever before any training."""
+    words = sorted({w.strip(".,?").lower() for line in SENTENCES for w in line.split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]))
+    teacher_tok = BertTokenizer(str(tmp_path / "vocab.txt"))
+    torch.manual_seed(0)
+    teacher = BertModel(BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=64)).eval()
+    tok_dir = train_vocab(SENTENCES, tmp_path / "tok", vocab_size=120)
+    pieces = piece_strings(tok_dir)
+    student = new_student(student_config(len(pieces), hidden_size=32, num_layers=6, embedding_size=8,
+                                         heads=2, intermediate_size=64)).eval()
+    static_start(student, pieces, teacher_tok, teacher)
+
+    bag = bag_vectors(piece_output_vectors(pieces, teacher_tok, teacher))
+    inner = safe_subspace(32)
+    coords, basis = truncated_svd((bag @ inner) @ inner.T, 8 - 3)
+    tokenizer = AlbertTokenizer.from_pretrained(tok_dir)
+    for text in SENTENCES[:6]:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            produced = student(input_ids=ids).last_hidden_state.mean(dim=1)[0]
+        expected = (coords[ids[0]] @ basis).sum(dim=0)
+        cosine = torch.nn.functional.cosine_similarity(produced, expected, dim=0)
+        assert cosine > 0.999, text
 
 
 @pytest.fixture(scope="module")
