@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from indexer.config import AppConfig
-from indexer.errors import InvalidArgument
+from indexer.errors import InvalidArgument, StoreBusy
 from indexer.readers import JSONL_SUFFIXES, ReadItem, Rejection, read_jsonl, read_path
 from indexer.records import Document
 from indexer.validation import DocumentLimits
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'distributed ingestion needs Ray: pip install "albatross[ray]" (or "ray[data]>=2.9")'
 _COUNTS = ("read", "written", "unchanged", "rejected", "last_sequence")
+# Tries per part when the store stays locked past its busy timeout (see IngestParts._ingest_part).
+_BUSY_ATTEMPTS = 3
 
 
 def _ray() -> ModuleType:
@@ -129,14 +131,29 @@ class IngestParts:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in (*_COUNTS, "rejections")}
         for part in _batch_rows(batch):
-            rejections: list[Rejection] = []
-            summary = self._workspace.ingestor.ingest(
-                self._collection, read_part(part), on_rejection=rejections.append
-            )
+            rejections, summary = self._ingest_part(part)
             for name in _COUNTS:
                 out[name].append(getattr(summary, name))
             out["rejections"].append(json.dumps([asdict(r) for r in rejections]))
         return out
+
+    def _ingest_part(self, part: dict[str, Any]) -> tuple[list[Rejection], IngestSummary]:
+        """Ingest one part; when the store stays locked past its timeout (many workers queueing
+        on one collection's row lock), run the part again: what was committed comes back as
+        unchanged, so a retry never duplicates."""
+        for attempt in range(1, _BUSY_ATTEMPTS + 1):
+            rejections: list[Rejection] = []
+            try:
+                summary = self._workspace.ingestor.ingest(
+                    self._collection, read_part(part), on_rejection=rejections.append
+                )
+            except StoreBusy:
+                if attempt == _BUSY_ATTEMPTS:
+                    raise
+                log.warning("store busy on part %s (attempt %d); retrying", part.get("path"), attempt)
+                continue
+            return rejections, summary
+        raise AssertionError("unreachable")
 
     def __del__(self) -> None:
         workspace = getattr(self, "_workspace", None)

@@ -97,6 +97,11 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
 
 def _create_engine(config: StoreConfig) -> Engine:
     url = make_url(config.url)
+    if url.get_backend_name() == "postgresql":
+        # The same bound as SQLite's busy timeout: a writer waits this long for another writer's
+        # row lock, then gets StoreBusy instead of waiting forever behind a stuck transaction.
+        options = f"-c lock_timeout={int(config.busy_timeout_s * 1000)}"
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": config.busy_timeout_s, "check_same_thread": False})
@@ -107,6 +112,11 @@ def _create_engine(config: StoreConfig) -> Engine:
 def _is_locked(exc: OperationalError) -> bool:
     message = str(exc.orig).lower()
     return "database is locked" in message or "database table is locked" in message
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    """PostgreSQL's lock_not_available (SQLSTATE 55P03), raised when lock_timeout runs out."""
+    return getattr(exc.orig, "sqlstate", None) == "55P03"
 
 
 def _validate_new_collection(name: str, spec: CollectionSpec, dimension: int) -> None:
@@ -244,6 +254,12 @@ class Store:
                 raise StoreBusy(
                     f"the SQLite database {self._engine.url.database} stayed locked for "
                     f"{self._config.busy_timeout_s:g}s: another process is writing to it. "
+                    "Retry later, or raise the busy timeout."
+                ) from exc
+            if _is_lock_timeout(exc):
+                raise StoreBusy(
+                    f"PostgreSQL database {self._engine.url.database}: a row lock stayed held for "
+                    f"{self._config.busy_timeout_s:g}s: another writer is working on this collection. "
                     "Retry later, or raise the busy timeout."
                 ) from exc
             raise

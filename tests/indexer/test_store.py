@@ -270,6 +270,27 @@ def test_sqlite_lock_past_the_busy_timeout_is_store_busy(tmp_path: Path) -> None
     store.close()
 
 
+@pytest.mark.postgres
+def test_postgresql_row_lock_past_the_busy_timeout_is_store_busy(tmp_path: Path, postgres_url: str) -> None:
+    """A writer stuck in another transaction holds the collection's row lock: the next writer
+    gives up after busy_timeout_s with StoreBusy instead of waiting forever, and loses nothing."""
+    import psycopg
+
+    store = Store.open(StoreConfig(data_dir=tmp_path / "data", db_url=postgres_url, busy_timeout_s=0.2))
+    info = make_collection(store)
+    other = psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        other.execute("SELECT id FROM collections WHERE id = %s FOR UPDATE", (info.id,))
+        with pytest.raises(StoreBusy, match="row lock stayed held"):
+            store.write_documents(info.id, [encoded("a")])
+        assert store.stats(info.id).documents == 0  # readers are not blocked
+    finally:
+        other.rollback()
+        other.close()
+    assert store.write_documents(info.id, [encoded("a")]).written == ("a",)
+    store.close()
+
+
 def test_vectors_for_skips_chunks_of_other_collections(store: Store) -> None:
     first = make_collection(store, "first")
     second = make_collection(store, "second")
