@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from indexer.records import CollectionSpec, Document, MetadataFilter, StoredDocument
 from protos.albatross.v1 import albatross_pb2 as pb
@@ -191,6 +192,30 @@ class AlbatrossClient:
             collection=collection, query=query, k=k, filter=convert.filter_to_pb(metadata_filter)
         )
         return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
+
+    def search_vector(
+        self,
+        collection: str,
+        vector: np.ndarray,
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> list[Hit]:
+        """Search with a vector float32 (d,) already in the collection's space (e.g. from ``embed``)."""
+        request = pb.SearchRequest(
+            collection=collection,
+            vector=pb.Vector(values=np.asarray(vector, dtype=np.float32).tolist()),
+            k=k,
+            filter=convert.filter_to_pb(metadata_filter),
+        )
+        return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
+
+    def embed(self, collection: str, queries: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
+        """The vectors the server searches with for ``queries``: float32 (n, d)."""
+        request = pb.EmbedRequest(collection=collection, queries=list(queries))
+        response = self._search.Embed(request, timeout=self._deadline(timeout), metadata=self._metadata)
+        return np.array([list(v.values) for v in response.vectors], dtype=np.float32)
 
     def search_batch(
         self,

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Protocol
 
+import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from indexer.errors import InvalidArgument, InvalidDocument, InvalidFilter
@@ -92,6 +93,22 @@ def require_text(value: str, field: str) -> str:
             field=field,
         )
     return value
+
+
+def vectors_from_pb(messages: Sequence[pb.Vector], field: str) -> np.ndarray:
+    """Query vectors -> float32 (n, d): all of one non-zero length and finite (the collection's
+    dimension is checked by the search service, which knows it)."""
+    lengths = {len(message.values) for message in messages}
+    if not messages or 0 in lengths or len(lengths) != 1:
+        raise InvalidArgument(f"{field} must hold vectors of one non-zero length", field=field)
+    vectors = np.array([list(message.values) for message in messages], dtype=np.float32)
+    if not np.isfinite(vectors).all():
+        raise InvalidArgument(f"{field} contains NaN or infinite values", field=field)
+    return vectors
+
+
+def vectors_to_pb(vectors: np.ndarray) -> pb.EmbedResponse:
+    return pb.EmbedResponse(vectors=[pb.Vector(values=row.tolist()) for row in vectors])
 
 
 def require_ids(ids: Sequence[str], field: str = "ids") -> list[str]:

@@ -103,6 +103,7 @@ class ShardFanOut:
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self._shards = []
+        self._turn = -1
         for target in targets:
             channel = grpc.aio.insecure_channel(target, options=options)
             self._shards.append(
@@ -138,12 +139,44 @@ class ShardFanOut:
         self, context: grpc.aio.ServicerContext, call: Callable[[_Shard, _CallOptions], Awaitable[T]]
     ) -> T:
         """``call`` on the first shard (what every shard would answer alike: the shared store)."""
-        shard = self._shards[0]
+        return await self._one(self._shards[0], context, call)
+
+    async def any(
+        self, context: grpc.aio.ServicerContext, call: Callable[[_Shard, _CallOptions], Awaitable[T]]
+    ) -> T:
+        """``call`` on the next shard in turn, for work any shard does alike (embedding a query),
+        so it spreads over the shards instead of loading the first."""
+        self._turn = (self._turn + 1) % len(self._shards)
+        return await self._one(self._shards[self._turn], context, call)
+
+    async def _one(
+        self,
+        shard: _Shard,
+        context: grpc.aio.ServicerContext,
+        call: Callable[[_Shard, _CallOptions], Awaitable[T]],
+    ) -> T:
         try:
             return await call(shard, _call_options(context))
         except grpc.aio.AioRpcError as error:
             await context.abort(error.code(), f"shard {shard.target}: {error.details()}")
             raise
+
+
+def _with_vector(request: pb.SearchRequest, vector: pb.Vector) -> pb.SearchRequest:
+    """``request`` searching by ``vector`` (the text is dropped: shards would embed it again)."""
+    copy = pb.SearchRequest()
+    copy.CopyFrom(request)
+    copy.ClearField("query")
+    copy.vector.CopyFrom(vector)
+    return copy
+
+
+def _with_vectors(request: pb.SearchBatchRequest, vectors: list[pb.Vector]) -> pb.SearchBatchRequest:
+    copy = pb.SearchBatchRequest()
+    copy.CopyFrom(request)
+    copy.ClearField("queries")
+    copy.vectors.extend(vectors)
+    return copy
 
 
 def _failed_with(task: asyncio.Future[object], error: BaseException) -> bool:
@@ -176,6 +209,11 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
     @maps_errors
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         k = convert.validate_k(request.k)
+        if not request.HasField("vector"):
+            # Embed once, on one shard, instead of once per shard: the forward pass is most of a
+            # search's cost, and every shard would compute the same vector.
+            (vector,) = await self._embed(context, request.collection, [request.query])
+            request = _with_vector(request, vector)
         answers = await self._shards.all(
             context, lambda s, o: s.search.Search(request, timeout=o.timeout, metadata=o.metadata)
         )
@@ -186,6 +224,9 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchBatchResponse:
         k = convert.validate_k(request.k)
+        if not request.vectors:
+            vectors = await self._embed(context, request.collection, list(request.queries))
+            request = _with_vectors(request, vectors)
         answers = await self._shards.all(
             context, lambda s, o: s.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata)
         )
@@ -196,6 +237,22 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
                 for query in per_query
             ]
         )
+
+    @maps_errors
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
+        return await self._shards.any(
+            context, lambda s, o: s.search.Embed(request, timeout=o.timeout, metadata=o.metadata)
+        )
+
+    async def _embed(
+        self, context: grpc.aio.ServicerContext, collection: str, queries: list[str]
+    ) -> list[pb.Vector]:
+        """The shards' query vectors for ``queries`` (a shard validates the texts and names them)."""
+        request = pb.EmbedRequest(collection=collection, queries=queries)
+        response = await self._shards.any(
+            context, lambda s, o: s.search.Embed(request, timeout=o.timeout, metadata=o.metadata)
+        )
+        return list(response.vectors)
 
     @maps_errors
     async def GetDocuments(

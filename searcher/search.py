@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from indexer.errors import InvalidArgument
 from indexer.records import (
     CollectionInfo,
     CollectionStats,
@@ -143,17 +144,45 @@ class SearchService:
     ) -> list[list[Hit]]:
         """One ranked list of at most ``k`` documents per query text, in order."""
         info = await self._run(self._catalog.get, collection)
+        queries = await self._embed(info, texts)
+        return await self._search(info, queries, k, metadata_filter)
+
+    async def embed(self, collection: str, texts: Sequence[str]) -> np.ndarray:
+        """The vectors ``search_batch`` would search with: float32 (n, d)."""
+        info = await self._run(self._catalog.get, collection)
+        return await self._embed(info, texts)
+
+    async def search_vectors(
+        self,
+        collection: str,
+        vectors: np.ndarray,
+        k: int,
+        metadata_filter: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """As ``search_batch`` for vectors float32 (n, d) already in the collection's space."""
+        info = await self._run(self._catalog.get, collection)
+        if vectors.ndim != 2 or vectors.shape[1] != info.dimension:
+            raise InvalidArgument(
+                f"vectors of collection {collection!r} have {info.dimension} dimensions, "
+                f"got {vectors.shape[-1] if vectors.ndim else 0}",
+                field="vector",
+            )
+        return await self._search(info, vectors, k, metadata_filter)
+
+    async def _embed(self, info: CollectionInfo, texts: Sequence[str]) -> np.ndarray:
         encoder = await self._run(self._catalog.encoder_for, info)
-        index = await self._indexes.get(info)
         if len(texts) == 1:
-            # A lone query waits briefly for concurrent ones to share its forward pass...
-            query = await self._batcher.embed(info.id, encoder, texts[0])
-            if metadata_filter is None and self._batcher.max_size > 1:
-                # ...and then their index search and SQL fetch too.
-                return [await self._ranks.rank((info.id, id(index), k), self._ranker(info, index, k), query)]
-            queries = query[None, :]
-        else:
-            queries = await self._batcher.embed_many(encoder, texts)
+            # A lone query waits briefly for concurrent ones to share its forward pass.
+            return (await self._batcher.embed(info.id, encoder, texts[0]))[None, :]
+        return await self._batcher.embed_many(encoder, texts)
+
+    async def _search(
+        self, info: CollectionInfo, queries: np.ndarray, k: int, metadata_filter: MetadataFilter | None
+    ) -> list[list[Hit]]:
+        index = await self._indexes.get(info)
+        if len(queries) == 1 and metadata_filter is None and self._batcher.max_size > 1:
+            # A lone query shares its index search and SQL fetch with concurrent ones too.
+            return [await self._ranks.rank((info.id, id(index), k), self._ranker(info, index, k), queries[0])]
         return await self._run(self._rank, info, index, queries, k, metadata_filter)
 
     def _ranker(self, info: CollectionInfo, index: LiveIndex, k: int) -> Callable[[np.ndarray], list[list[Hit]]]:

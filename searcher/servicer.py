@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from typing import Protocol, TypeVar
 
 import grpc
+import numpy as np
 
 from indexer.errors import InvalidArgument, InvalidDocument
 from indexer.records import (
@@ -67,6 +68,12 @@ class Searcher(Protocol):
 
     async def search_batch(
         self, collection: str, texts: Sequence[str], k: int, metadata_filter: MetadataFilter | None = None
+    ) -> list[list[Hit]]: ...
+
+    async def embed(self, collection: str, texts: Sequence[str]) -> np.ndarray: ...
+
+    async def search_vectors(
+        self, collection: str, vectors: np.ndarray, k: int, metadata_filter: MetadataFilter | None = None
     ) -> list[list[Hit]]: ...
 
     async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]: ...
@@ -211,6 +218,17 @@ def _document_or_rejection(message: pb.Document, position: int) -> Document | pb
         return convert.rejected_to_pb(message.id, str(error))
 
 
+def _check_batch_size(count: int, field: str) -> None:
+    if not 1 <= count <= MAX_BATCH_QUERIES:
+        raise InvalidArgument(f"{field} must hold 1 to {MAX_BATCH_QUERIES} items, got {count}", field=field)
+
+
+def _batch_queries(queries: Sequence[str]) -> list[str]:
+    """The query texts of a batch request, each checked, naming its position when bad."""
+    _check_batch_size(len(queries), "queries")
+    return [convert.require_text(q, f"queries[{i}]") for i, q in enumerate(queries)]
+
+
 class SearchServicer(pb_grpc.SearchServicer):
     def __init__(self, searcher: Searcher) -> None:
         self._searcher = searcher
@@ -220,10 +238,14 @@ class SearchServicer(pb_grpc.SearchServicer):
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchResponse:
         collection = convert.require_name(request.collection, "collection")
-        query = convert.require_text(request.query, "query")
         k = convert.validate_k(request.k)
         metadata_filter = convert.filter_from_pb(request.filter)
-        hits = await self._searcher.search(collection, query, k, metadata_filter)
+        if request.HasField("vector"):
+            vectors = convert.vectors_from_pb([request.vector], "vector")
+            (hits,) = await self._searcher.search_vectors(collection, vectors, k, metadata_filter)
+        else:
+            query = convert.require_text(request.query, "query")
+            hits = await self._searcher.search(collection, query, k, metadata_filter)
         return convert.hits_to_pb(hits)
 
     @maps_errors
@@ -231,16 +253,22 @@ class SearchServicer(pb_grpc.SearchServicer):
         self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchBatchResponse:
         collection = convert.require_name(request.collection, "collection")
-        if not 1 <= len(request.queries) <= MAX_BATCH_QUERIES:
-            raise InvalidArgument(
-                f"queries must hold 1 to {MAX_BATCH_QUERIES} texts, got {len(request.queries)}",
-                field="queries",
-            )
-        queries = [convert.require_text(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
         k = convert.validate_k(request.k)
         metadata_filter = convert.filter_from_pb(request.filter)
-        ranked = await self._searcher.search_batch(collection, queries, k, metadata_filter)
+        if request.vectors:
+            _check_batch_size(len(request.vectors), "vectors")
+            vectors = convert.vectors_from_pb(request.vectors, "vectors")
+            ranked = await self._searcher.search_vectors(collection, vectors, k, metadata_filter)
+        else:
+            queries = _batch_queries(request.queries)
+            ranked = await self._searcher.search_batch(collection, queries, k, metadata_filter)
         return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
+
+    @maps_errors
+    async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
+        collection = convert.require_name(request.collection, "collection")
+        vectors = await self._searcher.embed(collection, _batch_queries(request.queries))
+        return convert.vectors_to_pb(vectors)
 
     @maps_errors
     async def GetDocuments(

@@ -5,12 +5,13 @@ Every test here runs once per backend."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -196,6 +197,37 @@ def test_creating_a_collection_twice_is_already_exists(client: AlbatrossClient, 
         client.create_collection(notes)
 
     assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_a_vector_from_embed_searches_like_its_text(client: AlbatrossClient, notes: str) -> None:
+    texts = ["rain and a kettle", "a bus and an umbrella"]
+    vectors = client.embed(notes, texts)
+
+    assert vectors.shape == (2, client.get_collection(notes).collection.dimension)
+    for text, vector in zip(texts, vectors, strict=True):
+        by_text = [(h.external_id, round(h.score, 5)) for h in client.search(notes, text, k=3)]
+        by_vector = [(h.external_id, round(h.score, 5)) for h in client.search_vector(notes, vector, k=3)]
+        assert by_vector == by_text
+
+
+@pytest.mark.parametrize(
+    ("make_vector", "named"),
+    [
+        (lambda d: np.full(3, 0.1), "dimensions"),
+        (lambda d: np.full(d, np.nan), "NaN"),
+        (lambda d: np.zeros(0), "non-zero length"),
+    ],
+    ids=["wrong-dimension", "nan", "empty"],
+)
+def test_a_bad_query_vector_is_invalid_argument(
+    client: AlbatrossClient, notes: str, make_vector: Callable[[int], np.ndarray], named: str
+) -> None:
+    dimension = client.get_collection(notes).collection.dimension
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search_vector(notes, make_vector(dimension), k=3)
+
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert named in caught.value.details()
 
 
 def test_an_index_spec_with_unknown_search_settings_is_refused_and_creates_nothing(

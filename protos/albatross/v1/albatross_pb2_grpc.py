@@ -374,6 +374,11 @@ class SearchStub:
                 request_serializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.GetDocumentsRequest.SerializeToString,
                 response_deserializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.GetDocumentsResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/albatross.v1.Search/Embed',
+                request_serializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServicer:
@@ -399,6 +404,14 @@ class SearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Query texts -> the vectors Search would use for them (the collection's model, pooling and
+        whitening). A router embeds once and sends the vector to every shard.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -416,6 +429,11 @@ def add_SearchServicer_to_server(servicer, server):
                     servicer.GetDocuments,
                     request_deserializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.GetDocumentsRequest.FromString,
                     response_serializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.GetDocumentsResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.EmbedRequest.FromString,
+                    response_serializer=protos_dot_albatross_dot_v1_dot_albatross__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -500,6 +518,33 @@ class Search:
             '/albatross.v1.Search/GetDocuments',
             protos_dot_albatross_dot_v1_dot_albatross__pb2.GetDocumentsRequest.SerializeToString,
             protos_dot_albatross_dot_v1_dot_albatross__pb2.GetDocumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/albatross.v1.Search/Embed',
+            protos_dot_albatross_dot_v1_dot_albatross__pb2.EmbedRequest.SerializeToString,
+            protos_dot_albatross_dot_v1_dot_albatross__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
