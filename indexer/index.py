@@ -147,6 +147,17 @@ def min_training_vectors(spec: str) -> int:
     return needed
 
 
+#: FAISS warns below 39 training points per centroid: k-means on fewer places centroids that split
+#: the data badly, and an IVF index keeps those lists for good (it is never retrained in place).
+TRAINING_POINTS_PER_CENTROID = 39
+
+
+def vectors_to_train_well(spec: str) -> int:
+    """How many vectors a collection should hold before ``spec`` is trained: 39 per centroid of
+    its largest k-means (IVF lists, PQ codewords); 0 for specs without training."""
+    return TRAINING_POINTS_PER_CENTROID * min_training_vectors(spec)
+
+
 def _removes_by_shifting(index: faiss.Index) -> bool:
     """True for flat-code indexes, whose ``remove_ids`` keeps IndexIDMap2's id map right."""
     return isinstance(faiss.downcast_index(index), faiss.IndexFlatCodes)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import InvalidArgument
-from indexer.index import VectorIndex, min_training_vectors
+from indexer.index import VectorIndex, vectors_to_train_well
 from indexer.records import ChangeOp, CollectionInfo
 from indexer.sharding import ChunkFilter
 from indexer.snapshots import latest, write_snapshot
@@ -62,7 +62,7 @@ def build_from_store(
     fallback = False
     if index.needs_training:
         sample = _training_sample(store, info.id, train_sample)
-        needed = max(1, min_training_vectors(info.spec.index_spec))
+        needed = max(1, vectors_to_train_well(info.spec.index_spec))
         try:
             if len(sample) < needed:
                 raise InvalidArgument(f"{len(sample)} stored vectors, {needed} needed")
@@ -109,7 +109,7 @@ class SyncedIndex:
         self._sequence = sequence
         self._fallback = fallback
         # While on the fallback: how many vectors to wait for before trying to train again.
-        self._train_after = max(1, min_training_vectors(info.spec.index_spec))
+        self._train_after = max(1, vectors_to_train_well(info.spec.index_spec))
         self._train_sample = train_sample
         self._page = page
         self._keep = keep

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexNotReady, InvalidArgument, InvalidCollectionSpec, SnapshotCorrupt
-from indexer.index import IndexSpec, VectorIndex, gpu_placement, min_training_vectors, parse_index_spec
+from indexer.index import (
+    IndexSpec,
+    VectorIndex,
+    gpu_placement,
+    min_training_vectors,
+    parse_index_spec,
+    vectors_to_train_well,
+)
 
 D = 16
 N = 600
@@ -203,6 +210,8 @@ def test_training_and_specs() -> None:
     assert min_training_vectors("IVF256,PQ8") == 256
     assert min_training_vectors("IVF64,PQ4x4") == 64
     assert min_training_vectors("OPQ16,IVF1024,PQ16") == 1024
+    assert vectors_to_train_well("IVF1024,PQ48x4fs,RFlat;nprobe=64") == 39 * 1024
+    assert vectors_to_train_well("HNSW32") == 0
 
 
 def clustered(rng: np.random.Generator, n: int, centres: int = 32) -> np.ndarray:

@@ -98,15 +98,17 @@ def test_replay_is_idempotent(sqlite_store: Store, tmp_path: Path) -> None:
 
 
 def test_untrainable_spec_serves_flat_until_enough_vectors(sqlite_store: Store, tmp_path: Path) -> None:
+    """IVF16 needs 16 training points to run at all, but is only trained from 39 per list (624):
+    below that the collection is served exactly by the Flat stand-in."""
     store, rng = sqlite_store, np.random.default_rng(9)
     info = make_collection(store, index_spec="IVF16,Flat")
-    store.write_documents(info.id, [encoded("a", chunks=3, rng=rng)])
+    store.write_documents(info.id, [encoded(f"a{i}", chunks=4, rng=rng) for i in range(100)])
     synced = SyncedIndex.open(store, info, tmp_path)
-    assert synced.fallback and synced.ntotal == 3
+    assert synced.fallback and synced.ntotal == 400  # enough to run k-means, not to do it well
     assert synced.snapshot() is None  # the stand-in is not the collection's index
-    store.write_documents(info.id, [encoded(f"b{i}", chunks=4, rng=rng) for i in range(8)])
+    store.write_documents(info.id, [encoded(f"b{i}", chunks=4, rng=rng) for i in range(60)])
     synced.catch_up()
-    assert not synced.fallback and synced.ntotal == 35
+    assert not synced.fallback and synced.ntotal == 640
     np.testing.assert_array_equal(synced.ids(), live_chunk_ids(store, info))
     assert synced.snapshot() is not None
 
