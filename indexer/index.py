@@ -218,6 +218,9 @@ class VectorIndex:
         self._sorted_ids: np.ndarray | None = None  # cache of every stored id, tombstoned included
         self._max_id = -1
         self._gpu_resources: object | None = None
+        # Vectors the trained parts (IVF lists, PQ codebooks) were fitted on; None when unknown
+        # (a snapshot written before this was recorded) or when nothing was trained.
+        self.trained_on: int | None = None
 
     @classmethod
     def create(cls, spec: str, dimension: int) -> VectorIndex:
@@ -313,6 +316,7 @@ class VectorIndex:
             raise InvalidArgument(
                 f"cannot train {self._spec!r} on {len(vectors)} vectors: {exc}", field="vectors"
             ) from exc
+        self.trained_on = len(vectors)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add ``vectors`` float32 (n, d) under ``ids`` int64 (n,); ids must be new and distinct."""

@@ -81,7 +81,7 @@ class Snapshot:
     path: Path
 
 
-def _manifest(info: CollectionInfo, sequence: int, data: bytes) -> dict[str, Any]:
+def _manifest(info: CollectionInfo, sequence: int, data: bytes, trained_on: int | None) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
         "collection": info.name,
@@ -92,18 +92,22 @@ def _manifest(info: CollectionInfo, sequence: int, data: bytes) -> dict[str, Any
         "model_revision": info.model_revision,
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "trained_on": trained_on,
         "created_at": datetime.now(UTC).isoformat(),
     }
 
 
-def write_snapshot(snapshot_dir: Path, info: CollectionInfo, sequence: int, data: bytes) -> Path:
-    """Write ``data`` (``VectorIndex.to_bytes()`` covering ``sequence``) and its manifest, then
-    keep only the newest ``KEEP`` snapshots. Returns the data file's path."""
+def write_snapshot(
+    snapshot_dir: Path, info: CollectionInfo, sequence: int, data: bytes, trained_on: int | None = None
+) -> Path:
+    """Write ``data`` (``VectorIndex.to_bytes()`` covering ``sequence``) and its manifest (with
+    ``trained_on``, the index's training sample size), then keep only the newest ``KEEP``
+    snapshots. Returns the data file's path."""
     folder = collection_folder(snapshot_dir, info.name)
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / f"{sequence:020d}.faiss"
     atomic_write(data_path, data)
-    manifest = json.dumps(_manifest(info, sequence, data), indent=1).encode("utf-8")
+    manifest = json.dumps(_manifest(info, sequence, data, trained_on), indent=1).encode("utf-8")
     atomic_write(folder / f"{sequence:020d}.json", manifest)
     prune(folder, KEEP)
     return data_path
@@ -165,6 +169,8 @@ def _load(folder: Path, sequence: int, info: CollectionInfo) -> Snapshot:
     if len(data) != manifest.get("bytes") or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
         raise SnapshotCorrupt(f"snapshot {sequence}: data does not match its checksum (torn write?)")
     index = VectorIndex.from_bytes(data, info.spec.index_spec)
+    trained_on = manifest.get("trained_on")
+    index.trained_on = trained_on if isinstance(trained_on, int) else None
     if index.dimension != info.dimension:
         raise SnapshotCorrupt(f"snapshot {sequence} has dimension {index.dimension}")
     return Snapshot(sequence=sequence, index=index, path=data_path)

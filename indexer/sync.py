@@ -27,6 +27,9 @@ from indexer.store import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN_SAMPLE = 100_000
+# Retrain a trained index (rebuild from SQL) once the collection holds this many times the
+# vectors it was trained on (see _outgrew_training).
+RETRAIN_GROWTH = 10
 DEFAULT_PAGE = 100_000
 # Rebuild from SQL once this share of the stored vectors are tombstones (HNSW/IVF removals).
 MAX_TOMBSTONE_FRACTION = 0.25
@@ -82,6 +85,16 @@ def build_from_store(
             ids, vectors = ids[mask], vectors[mask]
         index.add(ids, vectors)
     return index, sequence, fallback
+
+
+def _outgrew_training(trained_on: int | None, live: int, train_sample: int) -> bool:
+    """Whether an index trained on ``trained_on`` vectors should be retrained now that the
+    collection holds ``live``: IVF lists fitted to the first 40k vectors of what became millions
+    no longer split the data evenly. Retraining samples up to ``train_sample`` vectors, so an index
+    trained on a full sample is never retrained for growth (unknown counts are left alone)."""
+    if trained_on is None or trained_on >= train_sample:
+        return False
+    return live >= RETRAIN_GROWTH * trained_on
 
 
 class SyncedIndex:
@@ -228,9 +241,11 @@ class SyncedIndex:
 
     def _needs_rebuild(self) -> bool:
         with self._lock:
-            live, dead = self._index.ntotal, self._index.tombstones
+            live, dead, trained_on = self._index.ntotal, self._index.tombstones, self._index.trained_on
         if self._fallback:
             return live >= self._train_after
+        if _outgrew_training(trained_on, live, self._train_sample):
+            return True
         return dead > 0 and dead >= MAX_TOMBSTONE_FRACTION * (live + dead)
 
     def _rebuild(self) -> None:
@@ -253,5 +268,5 @@ class SyncedIndex:
             if self._fallback:
                 log.info("collection %r: no snapshot of the fallback index", self._info.name)
                 return None
-            data, sequence = self._index.to_bytes(), self._sequence
-        return write_snapshot(self._snapshot_dir, self._info, sequence, data)
+            data, sequence, trained_on = self._index.to_bytes(), self._sequence, self._index.trained_on
+        return write_snapshot(self._snapshot_dir, self._info, sequence, data, trained_on)

@@ -10,7 +10,7 @@ import pytest
 
 from indexer.records import CollectionInfo
 from indexer.store import Store
-from indexer.sync import SyncedIndex, build_from_store
+from indexer.sync import SyncedIndex, _outgrew_training, build_from_store
 from tests.conftest_db import DIMENSION, encoded, make_collection, unit_vectors
 
 K = 5
@@ -111,6 +111,34 @@ def test_untrainable_spec_serves_flat_until_enough_vectors(sqlite_store: Store, 
     assert not synced.fallback and synced.ntotal == 640
     np.testing.assert_array_equal(synced.ids(), live_chunk_ids(store, info))
     assert synced.snapshot() is not None
+
+
+def test_an_index_that_outgrew_its_training_sample_is_retrained(sqlite_store: Store, tmp_path: Path) -> None:
+    """Trained on its first 640 vectors, an IVF16 collection that grows tenfold is rebuilt with a
+    fresh (capped) sample; the sample size survives a snapshot, and a full sample is final."""
+    store, rng = sqlite_store, np.random.default_rng(13)
+    info = make_collection(store, index_spec="IVF16,Flat")
+    store.write_documents(info.id, [encoded(f"a{i}", chunks=4, rng=rng) for i in range(160)])
+    synced = SyncedIndex.open(store, info, tmp_path, train_sample=1000)
+    assert not synced.fallback and synced._index.trained_on == 640
+    store.write_documents(info.id, [encoded(f"b{i}", chunks=4, rng=rng) for i in range(1200)])
+    synced.catch_up()
+    assert synced._index.trained_on == 640 and synced.ntotal == 5440  # 8.5x: not yet
+    store.write_documents(info.id, [encoded(f"c{i}", chunks=4, rng=rng) for i in range(300)])
+    synced.catch_up()
+    assert synced._index.trained_on == 1000 and synced.ntotal == 6640  # 10.4x: retrained, capped
+    np.testing.assert_array_equal(synced.ids(), live_chunk_ids(store, info))
+    synced.snapshot()
+    reopened = SyncedIndex.open(store, info, tmp_path, train_sample=1000)
+    assert reopened._index.trained_on == 1000
+
+
+@pytest.mark.parametrize(
+    ("trained_on", "live", "expected"),
+    [(640, 6399, False), (640, 6400, True), (1000, 10**9, False), (None, 10**9, False)],
+)
+def test_retraining_for_growth_stops_at_a_full_sample(trained_on: int | None, live: int, expected: bool) -> None:
+    assert _outgrew_training(trained_on, live, train_sample=1000) is expected
 
 
 def test_many_tombstones_trigger_a_rebuild(sqlite_store: Store, tmp_path: Path) -> None:
