@@ -37,13 +37,17 @@ FALLBACK_SPEC = "Flat"
 
 
 def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray:
-    """Up to ``limit`` stored vectors, float32 (n, d). The first ones by id: one partial pass
-    instead of a full extra pass for a uniform sample; retraining later fixes any drift."""
-    parts, taken = [], 0
-    for _, vectors in store.iter_vectors(collection_id, batch=min(limit, 10_000)):
-        parts.append(vectors[: limit - taken])
-        taken += len(parts[-1])
-        if taken >= limit:
+    """Up to ``limit`` stored vectors spread evenly over the collection by id, float32 (n, d):
+    training on the oldest vectors alone would fit the lists to what the collection held then.
+    A collection smaller than ``limit`` is taken whole."""
+    total = store.stats(collection_id).chunks
+    wanted = np.unique((np.arange(min(limit, total)) * (total / max(min(limit, total), 1))).astype(np.int64))
+    parts, position = [], 0
+    for _, vectors in store.iter_vectors(collection_id, batch=10_000):
+        here = wanted[(wanted >= position) & (wanted < position + len(vectors))] - position
+        parts.append(vectors[here])
+        position += len(vectors)
+        if position > wanted[-1:].max(initial=-1):
             break
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 

@@ -10,7 +10,7 @@ import pytest
 
 from indexer.records import CollectionInfo
 from indexer.store import Store
-from indexer.sync import SyncedIndex, _outgrew_training, build_from_store
+from indexer.sync import SyncedIndex, _outgrew_training, _training_sample, build_from_store
 from tests.conftest_db import DIMENSION, encoded, make_collection, unit_vectors
 
 K = 5
@@ -131,6 +131,16 @@ def test_an_index_that_outgrew_its_training_sample_is_retrained(sqlite_store: St
     synced.snapshot()
     reopened = SyncedIndex.open(store, info, tmp_path, train_sample=1000)
     assert reopened._index.trained_on == 1000
+
+
+def test_the_training_sample_spreads_over_the_whole_collection(sqlite_store: Store) -> None:
+    store, rng = sqlite_store, np.random.default_rng(14)
+    info = make_collection(store)
+    store.write_documents(info.id, [encoded(f"d{i}", chunks=5, rng=rng) for i in range(205)])
+    everything = np.concatenate([vectors for _, vectors in store.iter_vectors(info.id)])
+
+    np.testing.assert_array_equal(_training_sample(store, info.id, 100), everything[(np.arange(100) * 10.25).astype(int)])
+    np.testing.assert_array_equal(_training_sample(store, info.id, 5000), everything)
 
 
 @pytest.mark.parametrize(
