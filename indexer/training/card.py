@@ -25,9 +25,10 @@ def _eval_table(facts: TrainingFacts) -> str:
         return "_No evaluation recorded._"
     judged = facts.evaluations[0].get("queries", "?")
     rows = [f"Queries with judgements: {judged}.", "",
-            "| encoder | nDCG@10 | Recall@100 |", "| --- | ---: | ---: |"]
+            "| system | nDCG@10 | Recall@100 | MRR@10 |", "| --- | ---: | ---: | ---: |"]
     for e in facts.evaluations:
-        rows.append(f"| {e['label']} | {e['ndcg@10']:.4f} | {e['recall@100']:.4f} |")
+        mrr = f"{e['mrr@10']:.4f}" if "mrr@10" in e else "-"
+        rows.append(f"| {e['label']} | {e['ndcg@10']:.4f} | {e['recall@100']:.4f} | {mrr} |")
     return "\n".join(rows)
 
 
@@ -99,9 +100,9 @@ model = AlbertModel.from_pretrained(folder, add_pooling_layer=False)
   then cosine decay over {cfg.get("total_steps", "?")} steps, length-bucketed batches of at most
   {cfg.get("tokens_per_batch", "?")} tokens, max {cfg.get("max_length", "?")} tokens per text,
   seed {cfg.get("seed", "?")}, 2 CPU threads.
-- **Run**: {facts.steps:,} steps in {facts.elapsed_minutes:.0f} min of wall time on a shared
-  2-core x86 CPU (no GPU; other jobs were using the same cores). Held-out cosine to the
-  teacher (1,000 corpus texts never trained on): {held}.
+- **Run**: {facts.steps:,} steps in {facts.elapsed_minutes:.0f} min of wall time (paused
+  intervals included) on a 2-core x86 CPU, no GPU, shared with other work (see the notes below).
+  Held-out cosine to the teacher (1,000 corpus texts never trained on): {held}.
 - **Command** (seeded; every stage is cached in `~/.cache/albatross/train` and skipped when
   present, `--resume` continues distillation from the newest checkpoint):
 
@@ -126,9 +127,12 @@ with its examples, or several GCIDE senses of one headword, clipped to 90 words)
 
 ## Evaluation
 
-MS MARCO 5k-passage subset (BEIR layout, graded qrels 0-3), exact cosine search over
-`title + " " + text`, max 256 tokens. nDCG@10 uses graded gains; Recall@100 counts passages of
-grade >= 1 as relevant. Computed with `python -m indexer.training.quick_eval` (evaluation only).
+MS MARCO 5k-passage subset (BEIR layout, graded qrels 0-3), measured through the whole service
+path: `albatross eval --dataset ../shared/data/msmarco-5k --model <teacher folder>` ingests the
+passages into a throwaway collection (chunks of 256 tokens, FAISS Flat), searches every judged
+query and folds chunk hits into documents, with BM25 computed in the same run. nDCG@10 uses graded
+gains; Recall@100 and MRR@10 count passages of grade >= 1 as relevant. Rows marked "earlier" come
+from earlier builds of this model.
 
 {_eval_table(facts)}
 
