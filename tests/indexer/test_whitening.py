@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from indexer.errors import InvalidArgument
-from indexer.whitening import Whitening, fit_whitening
+from indexer.whitening import Whitening, fit_whitening, shrunk_covariance
 
 
 @pytest.fixture(scope="module")
@@ -17,12 +17,16 @@ def correlated() -> np.ndarray:
     return (rng.normal(size=(500, 8)) @ mixing + 3.0).astype(np.float32)
 
 
-def test_whitened_sample_has_zero_mean_and_identity_covariance(correlated):
+def test_whitened_sample_is_centred_and_decorrelated_with_unit_variance_on_top(correlated):
+    """Shrinkage (see shrunk_covariance) stops the weakest directions short of unit variance
+    instead of amplifying their noise; the strong ones are whitened to ~1."""
     whitened = fit_whitening(correlated).apply(correlated)
     assert whitened.dtype == np.float32 and whitened.shape == (500, 8)
     np.testing.assert_allclose(whitened.mean(axis=0), 0.0, atol=1e-4)
     covariance = np.cov(whitened.astype(np.float64), rowvar=False, bias=True)
-    np.testing.assert_allclose(covariance, np.eye(8), atol=1e-3)
+    np.testing.assert_allclose(covariance - np.diag(np.diag(covariance)), 0.0, atol=1e-3)
+    variances = np.diag(covariance)  # in order of decreasing raw variance
+    assert (variances <= 1.05).all() and (variances[:4] >= 0.95).all()
 
 
 def test_reduced_dimension_keeps_the_directions_of_largest_variance(correlated):
@@ -81,3 +85,24 @@ def test_fit_rejects_bad_input(vectors, dim):
 def test_apply_rejects_vectors_of_another_dimension(correlated):
     with pytest.raises(InvalidArgument, match="dimension 4"):
         fit_whitening(correlated).apply(np.zeros((2, 4), dtype=np.float32))
+
+
+def test_a_small_sample_is_shrunk_towards_a_well_conditioned_covariance():
+    """Fitted on fewer vectors than dimensions (a collection's first batch), the sample
+    covariance is singular: the shrunk estimate stays well conditioned and closer to the truth."""
+    rng = np.random.default_rng(3)
+    d = 32
+    mixing = rng.normal(size=(d, d)) * np.linspace(3.0, 0.1, d)
+    truth = mixing @ mixing.T
+    centred = rng.normal(size=(20, d)) @ mixing.T
+    centred -= centred.mean(axis=0)
+    plain = centred.T @ centred / len(centred)
+    shrunk = shrunk_covariance(centred)
+    assert np.linalg.cond(plain) > 1e12 and np.linalg.cond(shrunk) < 1e3
+    assert np.linalg.norm(shrunk - truth) < np.linalg.norm(plain - truth)
+
+
+def test_a_large_sample_is_barely_shrunk(correlated):
+    centred = correlated.astype(np.float64) - correlated.mean(axis=0)
+    plain = centred.T @ centred / len(centred)
+    np.testing.assert_allclose(shrunk_covariance(centred), plain, rtol=0.05, atol=0.05 * np.abs(plain).max())
