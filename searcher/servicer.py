@@ -238,13 +238,14 @@ class SearchServicer(pb_grpc.SearchServicer):
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchResponse:
         collection = convert.require_name(request.collection, "collection")
+        by_vector = request.HasField("vector")
+        vectors = convert.vectors_from_pb([request.vector], "vector") if by_vector else None
+        query = "" if by_vector else convert.require_text(request.query, "query")
         k = convert.validate_k(request.k)
         metadata_filter = convert.filter_from_pb(request.filter)
-        if request.HasField("vector"):
-            vectors = convert.vectors_from_pb([request.vector], "vector")
+        if vectors is not None:
             (hits,) = await self._searcher.search_vectors(collection, vectors, k, metadata_filter)
         else:
-            query = convert.require_text(request.query, "query")
             hits = await self._searcher.search(collection, query, k, metadata_filter)
         return convert.hits_to_pb(hits)
 
@@ -253,14 +254,16 @@ class SearchServicer(pb_grpc.SearchServicer):
         self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchBatchResponse:
         collection = convert.require_name(request.collection, "collection")
-        k = convert.validate_k(request.k)
-        metadata_filter = convert.filter_from_pb(request.filter)
         if request.vectors:
             _check_batch_size(len(request.vectors), "vectors")
-            vectors = convert.vectors_from_pb(request.vectors, "vectors")
+            vectors, queries = convert.vectors_from_pb(request.vectors, "vectors"), []
+        else:
+            vectors, queries = None, _batch_queries(request.queries)
+        k = convert.validate_k(request.k)
+        metadata_filter = convert.filter_from_pb(request.filter)
+        if vectors is not None:
             ranked = await self._searcher.search_vectors(collection, vectors, k, metadata_filter)
         else:
-            queries = _batch_queries(request.queries)
             ranked = await self._searcher.search_batch(collection, queries, k, metadata_filter)
         return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
 
