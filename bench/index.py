@@ -33,6 +33,7 @@ DIMENSION = 384
 K = 10
 QUERY_BATCH = 32
 REQUIRED_RECALL = 0.95
+DEFAULTS = "defaults"  # a Point's parameters when FAISS's own search settings were used
 # spec -> search-parameter strings tried ("" = FAISS defaults, what Albatross serves today).
 SPECS: dict[str, list[str]] = {
     "Flat": [""],
@@ -98,12 +99,26 @@ def _train_size(spec: str, size: int) -> int:
     return min(size, max(MIN_TRAIN, TRAIN_PER_LIST * lists))
 
 
+def _training_sample(spec: str, base: np.ndarray) -> np.ndarray:
+    """The same seeded random sample for the raw FAISS index and the served one."""
+    return base[np.random.default_rng(0).permutation(len(base))[: _train_size(spec, len(base))]]
+
+
+def _search_all(index: faiss.Index | VectorIndex, queries: np.ndarray) -> tuple[np.ndarray, float]:
+    """Top-K ids (nq, K) of every query, searched in micro-batches, and the seconds it took.
+    ``index`` is a raw FAISS index or a ``VectorIndex``: both answer ``search(q, k) -> (scores, ids)``."""
+    found = np.empty((len(queries), K), dtype=np.int64)
+    with Stopwatch() as watch:
+        for start in range(0, len(queries), QUERY_BATCH):
+            found[start : start + QUERY_BATCH] = index.search(queries[start : start + QUERY_BATCH], K)[1]
+    return found, watch.seconds
+
+
 def measure(spec: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[Point]:
     index = faiss.index_factory(DIMENSION, spec, faiss.METRIC_INNER_PRODUCT)
     with Stopwatch() as build:
         if not index.is_trained:
-            sample = base[np.random.default_rng(0).permutation(len(base))[: _train_size(spec, len(base))]]
-            index.train(sample)
+            index.train(_training_sample(spec, base))
         for start in range(0, len(base), 100_000):
             index.add(base[start : start + 100_000])
     size_bytes = faiss.serialize_index(index).size
@@ -112,12 +127,9 @@ def measure(spec: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray)
     for parameters in SPECS.get(spec, [""]):
         if parameters:
             space.set_index_parameters(index, parameters)
-        found = np.empty((len(queries), K), dtype=np.int64)
-        with Stopwatch() as search:
-            for start in range(0, len(queries), QUERY_BATCH):
-                _, found[start : start + QUERY_BATCH] = index.search(queries[start : start + QUERY_BATCH], K)
-        point = Point(len(base), spec, parameters or "defaults", build.seconds, size_bytes / len(base),
-                      len(queries) / search.seconds, recall_at_k(found, truth))
+        found, seconds = _search_all(index, queries)
+        point = Point(len(base), spec, parameters or DEFAULTS, build.seconds, size_bytes / len(base),
+                      len(queries) / seconds, recall_at_k(found, truth))
         log(f"{point}")
         points.append(point)
     del index
@@ -128,21 +140,17 @@ def measure(spec: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray)
 def measure_served(point: Point, base: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> Point:
     """``point``'s spec and parameters rebuilt as a collection index (``VectorIndex``) and searched
     through it; the returned point carries the spec string a collection would store."""
-    spec = f"{point.spec}{SEARCH_SEPARATOR}{point.parameters}"
+    spec = point.spec if point.parameters == DEFAULTS else f"{point.spec}{SEARCH_SEPARATOR}{point.parameters}"
     index = VectorIndex.create(spec, DIMENSION)
     ids = np.arange(len(base), dtype=np.int64)
     with Stopwatch() as build:
         if index.needs_training:
-            index.train(base[np.random.default_rng(0).permutation(len(base))[: _train_size(point.spec, len(base))]])
+            index.train(_training_sample(point.spec, base))
         for start in range(0, len(base), 100_000):
             index.add(ids[start : start + 100_000], base[start : start + 100_000])
-    found = np.empty((len(queries), K), dtype=np.int64)
-    with Stopwatch() as search:
-        for start in range(0, len(queries), QUERY_BATCH):
-            _, hits = index.search(queries[start : start + QUERY_BATCH], K)
-            found[start : start + QUERY_BATCH] = hits
+    found, seconds = _search_all(index, queries)
     served = Point(len(base), spec, "served", build.seconds, len(index.to_bytes()) / len(base),
-                   len(queries) / search.seconds, recall_at_k(found, truth))
+                   len(queries) / seconds, recall_at_k(found, truth))
     log(f"{served}")
     return served
 
