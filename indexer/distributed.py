@@ -141,19 +141,17 @@ class IngestParts:
         """Ingest one part; when the store stays locked past its timeout (many workers queueing
         on one collection's row lock), run the part again: what was committed comes back as
         unchanged, so a retry never duplicates."""
-        for attempt in range(1, _BUSY_ATTEMPTS + 1):
-            rejections: list[Rejection] = []
+        for attempt in range(1, _BUSY_ATTEMPTS):
             try:
-                summary = self._workspace.ingestor.ingest(
-                    self._collection, read_part(part), on_rejection=rejections.append
-                )
+                return self._ingest_once(part)
             except StoreBusy:
-                if attempt == _BUSY_ATTEMPTS:
-                    raise
                 log.warning("store busy on part %s (attempt %d); retrying", part.get("path"), attempt)
-                continue
-            return rejections, summary
-        raise AssertionError("unreachable")
+        return self._ingest_once(part)
+
+    def _ingest_once(self, part: dict[str, Any]) -> tuple[list[Rejection], IngestSummary]:
+        rejections: list[Rejection] = []
+        summary = self._workspace.ingestor.ingest(self._collection, read_part(part), on_rejection=rejections.append)
+        return rejections, summary
 
     def __del__(self) -> None:
         workspace = getattr(self, "_workspace", None)

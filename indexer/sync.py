@@ -41,13 +41,16 @@ def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray
     training on the oldest vectors alone would fit the lists to what the collection held then.
     A collection smaller than ``limit`` is taken whole."""
     total = store.stats(collection_id).chunks
-    wanted = np.unique((np.arange(min(limit, total)) * (total / max(min(limit, total), 1))).astype(np.int64))
+    count = min(limit, total)
+    if count == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    wanted = np.unique((np.arange(count) * (total / count)).astype(np.int64))
     parts, position = [], 0
     for _, vectors in store.iter_vectors(collection_id, batch=10_000):
         here = wanted[(wanted >= position) & (wanted < position + len(vectors))] - position
         parts.append(vectors[here])
         position += len(vectors)
-        if position > wanted[-1:].max(initial=-1):
+        if position > wanted[-1]:
             break
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 

@@ -212,8 +212,9 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         if not request.HasField("vector"):
             # Embed once, on one shard, instead of once per shard: the forward pass is most of a
             # search's cost, and every shard would compute the same vector.
-            (vector,) = await self._embed(context, request.collection, [request.query])
-            request = _with_vector(request, vector)
+            embed = pb.EmbedRequest(collection=request.collection, queries=[request.query])
+            embedded = await self._embed(context, embed)
+            request = _with_vector(request, embedded.vectors[0])
         answers = await self._shards.all(
             context, lambda s, o: s.search.Search(request, timeout=o.timeout, metadata=o.metadata)
         )
@@ -225,8 +226,9 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
     ) -> pb.SearchBatchResponse:
         k = convert.validate_k(request.k)
         if not request.vectors:
-            vectors = await self._embed(context, request.collection, list(request.queries))
-            request = _with_vectors(request, vectors)
+            embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
+            embedded = await self._embed(context, embed)
+            request = _with_vectors(request, list(embedded.vectors))
         answers = await self._shards.all(
             context, lambda s, o: s.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata)
         )
@@ -240,19 +242,13 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
 
     @maps_errors
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
+        return await self._embed(context, request)
+
+    async def _embed(self, context: grpc.aio.ServicerContext, request: pb.EmbedRequest) -> pb.EmbedResponse:
+        """Query vectors from one shard in turn (a shard validates the texts and names them)."""
         return await self._shards.any(
             context, lambda s, o: s.search.Embed(request, timeout=o.timeout, metadata=o.metadata)
         )
-
-    async def _embed(
-        self, context: grpc.aio.ServicerContext, collection: str, queries: list[str]
-    ) -> list[pb.Vector]:
-        """The shards' query vectors for ``queries`` (a shard validates the texts and names them)."""
-        request = pb.EmbedRequest(collection=collection, queries=queries)
-        response = await self._shards.any(
-            context, lambda s, o: s.search.Embed(request, timeout=o.timeout, metadata=o.metadata)
-        )
-        return list(response.vectors)
 
     @maps_errors
     async def GetDocuments(
