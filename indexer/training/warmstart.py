@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from transformers import AlbertConfig, AlbertModel, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -149,19 +150,19 @@ SPECIAL_PIECES = 5  # <pad> <unk> [CLS] [SEP] [MASK]: ids 0-4, no weight in the 
 
 @torch.no_grad()
 def piece_output_vectors(pieces: list[str], tokenizer: PreTrainedTokenizerBase,
-                         teacher: PreTrainedModel, batch: int = 512) -> torch.Tensor:
+                         teacher: PreTrainedModel) -> torch.Tensor:
     """Teacher output for each piece alone: ``[CLS] sub-tokens [SEP]`` mean-pooled, not
     normalised.  Returns (V, d) float32."""
+    from indexer.training.teacher import budget_batches
+
     rows = [tokenizer(p.replace("▁", " ").strip() or p, truncation=True, max_length=16)["input_ids"]
             for p in pieces]
     out = torch.zeros(len(rows), teacher.config.hidden_size)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
+    for idx in budget_batches(np.array([len(r) for r in rows])):
         enc = tokenizer.pad({"input_ids": [rows[i] for i in idx]}, return_tensors="pt")
         hidden = teacher(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).float()
-        out[idx] = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+        out[torch.from_numpy(idx)] = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
     return out
 
 
