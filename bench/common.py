@@ -7,6 +7,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,6 +93,17 @@ class Stopwatch:
 
     def __exit__(self, *exc_info: object) -> None:
         self.seconds = time.perf_counter() - self._started
+
+
+def plot_path(requested: Path | None, committed: Path, *, record: bool) -> Path:
+    """Where a benchmark draws its plot: ``--plot`` if given, else the committed picture when the
+    run is recorded in RESULTS.md, else a scratch file (a trial run must not replace the picture
+    that RESULTS.md describes)."""
+    if requested is not None:
+        return requested
+    if record:
+        return committed
+    return Path(tempfile.gettempdir()) / committed.name
 
 
 def percentiles(values: Sequence[float], points: Sequence[float] = (50, 95, 99)) -> list[float]:

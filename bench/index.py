@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bench.common import Stopwatch, append_results, log, markdown_table
+from bench.common import Stopwatch, append_results, log, markdown_table, plot_path
 from indexer.index import SEARCH_SEPARATOR, VectorIndex
 
 DIMENSION = 384
@@ -195,9 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", action="append", dest="specs",
                         help="a FAISS factory string to measure at every size (repeatable; default: a "
                              "per-size list)")
-    parser.add_argument("--plot", type=Path, default=Path(__file__).with_name("index_recall_qps.png"))
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="PNG to draw (default: bench/index_recall_qps.png when recording, else a temp file)")
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     args = parser.parse_args(argv)
+    committed = Path(__file__).with_name("index_recall_qps.png")
+    args.plot = plot_path(args.plot, committed, record=not args.no_record)
 
     points: list[Point] = []
     served: Point | None = None

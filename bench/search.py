@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import corpus
-from bench.common import Stopwatch, append_results, log, markdown_table, percentiles
+from bench.common import Stopwatch, append_results, log, markdown_table, percentiles, plot_path
 from bench.models import default_model
 
 EMBED_BATCH = 5_000
@@ -310,12 +310,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10000,100000", help="vectors per collection, comma-separated")
     parser.add_argument("--concurrency", default="1,8,64", help="closed-loop callers, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per point")
-    parser.add_argument("--plot", type=Path, default=Path(__file__).with_name("search_throughput_latency.png"))
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="PNG to draw (default: bench/search_throughput_latency.png when recording, else a temp file)")
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--batch-max-size", type=int, default=32, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    committed = Path(__file__).with_name("search_throughput_latency.png")
+    args.plot = plot_path(args.plot, committed, record=not args.no_record)
     if args.serve is not None:
         serve(args.serve, args.model, args.batch_max_size, args.serve / f"stats-{args.batch_max_size}.json")
         return
