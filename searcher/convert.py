@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +37,7 @@ from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.results import Hit
 
 MAX_K = 1000
+MAX_BATCH_QUERIES = 1000
 # The encoder reads at most max_length tokens of a query, but tokenizes all of it first: a 10 MB
 # query held a server thread (and the shared tokenizer) for about 50 s before this limit.
 MAX_QUERY_CHARS = 65_536
@@ -109,6 +110,49 @@ def vectors_from_pb(messages: Sequence[pb.Vector], field: str) -> np.ndarray:
 
 def vectors_to_pb(vectors: np.ndarray) -> pb.EmbedResponse:
     return pb.EmbedResponse(vectors=[pb.Vector(values=row.tolist()) for row in vectors])
+
+
+def check_batch_size(count: int, field: str) -> None:
+    """A batch request holds 1 to MAX_BATCH_QUERIES queries or vectors."""
+    if not 1 <= count <= MAX_BATCH_QUERIES:
+        raise InvalidArgument(f"{field} must hold 1 to {MAX_BATCH_QUERIES} items, got {count}", field=field)
+
+
+def batch_queries(queries: Sequence[str]) -> list[str]:
+    """The query texts of a batch request, each checked, naming its position when bad."""
+    check_batch_size(len(queries), "queries")
+    return [require_text(q, f"queries[{i}]") for i, q in enumerate(queries)]
+
+
+@dataclass(frozen=True)
+class SearchAsked:
+    """A checked search request: ``vectors`` when the client sent vectors, else ``queries``."""
+
+    collection: str
+    vectors: np.ndarray | None
+    queries: list[str]
+    k: int
+    metadata_filter: MetadataFilter | None
+
+
+def search_from_pb(request: pb.SearchRequest) -> SearchAsked:
+    """Check a Search request field by field, in the order every server reports them."""
+    collection = require_name(request.collection, "collection")
+    by_vector = request.HasField("vector")
+    vectors = vectors_from_pb([request.vector], "vector") if by_vector else None
+    queries = [] if by_vector else [require_text(request.query, "query")]
+    return SearchAsked(collection, vectors, queries, validate_k(request.k), filter_from_pb(request.filter))
+
+
+def search_batch_from_pb(request: pb.SearchBatchRequest) -> SearchAsked:
+    """Check a SearchBatch request field by field, in the order every server reports them."""
+    collection = require_name(request.collection, "collection")
+    if request.vectors:
+        check_batch_size(len(request.vectors), "vectors")
+        vectors, queries = vectors_from_pb(request.vectors, "vectors"), []
+    else:
+        vectors, queries = None, batch_queries(request.queries)
+    return SearchAsked(collection, vectors, queries, validate_k(request.k), filter_from_pb(request.filter))
 
 
 def require_ids(ids: Sequence[str], field: str = "ids") -> list[str]:

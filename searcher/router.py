@@ -208,7 +208,9 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
 
     @maps_errors
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
-        k = convert.validate_k(request.k)
+        # Checked here as a single searcher checks it, so a bad request names the same field
+        # whether or not it went through the router.
+        k = convert.search_from_pb(request).k
         if not request.HasField("vector"):
             # Embed once, on one shard, instead of once per shard: the forward pass is most of a
             # search's cost, and every shard would compute the same vector.
@@ -224,7 +226,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
     async def SearchBatch(
         self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchBatchResponse:
-        k = convert.validate_k(request.k)
+        k = convert.search_batch_from_pb(request).k
         if not request.vectors:
             embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
             embedded = await self._embed(context, embed)

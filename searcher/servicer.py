@@ -36,7 +36,6 @@ T = TypeVar("T")
 # Documents per ingestion call on the Upsert stream: large enough to batch the encoder and the SQL
 # transaction, small enough that acknowledgements keep flowing.
 UPSERT_BATCH_SIZE = 64
-MAX_BATCH_QUERIES = 1000
 
 
 class CollectionAdmin(Protocol):
@@ -218,17 +217,6 @@ def _document_or_rejection(message: pb.Document, position: int) -> Document | pb
         return convert.rejected_to_pb(message.id, str(error))
 
 
-def _check_batch_size(count: int, field: str) -> None:
-    if not 1 <= count <= MAX_BATCH_QUERIES:
-        raise InvalidArgument(f"{field} must hold 1 to {MAX_BATCH_QUERIES} items, got {count}", field=field)
-
-
-def _batch_queries(queries: Sequence[str]) -> list[str]:
-    """The query texts of a batch request, each checked, naming its position when bad."""
-    _check_batch_size(len(queries), "queries")
-    return [convert.require_text(q, f"queries[{i}]") for i, q in enumerate(queries)]
-
-
 class SearchServicer(pb_grpc.SearchServicer):
     def __init__(self, searcher: Searcher) -> None:
         self._searcher = searcher
@@ -237,40 +225,36 @@ class SearchServicer(pb_grpc.SearchServicer):
     async def Search(
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchResponse:
-        collection = convert.require_name(request.collection, "collection")
-        by_vector = request.HasField("vector")
-        vectors = convert.vectors_from_pb([request.vector], "vector") if by_vector else None
-        query = "" if by_vector else convert.require_text(request.query, "query")
-        k = convert.validate_k(request.k)
-        metadata_filter = convert.filter_from_pb(request.filter)
-        if vectors is not None:
-            (hits,) = await self._searcher.search_vectors(collection, vectors, k, metadata_filter)
+        asked = convert.search_from_pb(request)
+        if asked.vectors is not None:
+            (hits,) = await self._searcher.search_vectors(
+                asked.collection, asked.vectors, asked.k, asked.metadata_filter
+            )
         else:
-            hits = await self._searcher.search(collection, query, k, metadata_filter)
+            hits = await self._searcher.search(
+                asked.collection, asked.queries[0], asked.k, asked.metadata_filter
+            )
         return convert.hits_to_pb(hits)
 
     @maps_errors
     async def SearchBatch(
         self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchBatchResponse:
-        collection = convert.require_name(request.collection, "collection")
-        if request.vectors:
-            _check_batch_size(len(request.vectors), "vectors")
-            vectors, queries = convert.vectors_from_pb(request.vectors, "vectors"), []
+        asked = convert.search_batch_from_pb(request)
+        if asked.vectors is not None:
+            ranked = await self._searcher.search_vectors(
+                asked.collection, asked.vectors, asked.k, asked.metadata_filter
+            )
         else:
-            vectors, queries = None, _batch_queries(request.queries)
-        k = convert.validate_k(request.k)
-        metadata_filter = convert.filter_from_pb(request.filter)
-        if vectors is not None:
-            ranked = await self._searcher.search_vectors(collection, vectors, k, metadata_filter)
-        else:
-            ranked = await self._searcher.search_batch(collection, queries, k, metadata_filter)
+            ranked = await self._searcher.search_batch(
+                asked.collection, asked.queries, asked.k, asked.metadata_filter
+            )
         return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
 
     @maps_errors
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
         collection = convert.require_name(request.collection, "collection")
-        vectors = await self._searcher.embed(collection, _batch_queries(request.queries))
+        vectors = await self._searcher.embed(collection, convert.batch_queries(request.queries))
         return convert.vectors_to_pb(vectors)
 
     @maps_errors

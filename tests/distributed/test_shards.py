@@ -218,6 +218,21 @@ def test_router_errors_keep_the_shards_status_code(clients: tuple[AlbatrossClien
     assert bad_k.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_a_request_wrong_in_several_fields_names_the_same_field_routed_or_not(
+    clients: tuple[AlbatrossClient, AlbatrossClient],
+) -> None:
+    named = []
+    for client in clients:
+        for call in (lambda c: c.search(COLLECTION, "  ", 0), lambda c: c.search_batch(COLLECTION, ["ok", ""], 0)):
+            with pytest.raises(grpc.RpcError) as error:
+                call(client)
+            assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            named.append(error.value.details())
+    single, routed = named[:2], named[2:]
+    assert routed == single
+    assert "query" in single[0] and "queries[1]" in single[1]
+
+
 def test_router_overhead_against_one_searcher(clients: tuple[AlbatrossClient, AlbatrossClient]) -> None:
     """Median latency through the router (3 shards) over one searcher, same queries, same run."""
     single, routed = clients
