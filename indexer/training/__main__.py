@@ -32,8 +32,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--vocab-size", type=int, default=16_000)
-    build.add_argument("--texts", type=int, default=69_500,
-                       help="how many selected texts the teacher labels (the first N)")
+    build.add_argument("--texts", type=int, default=None,
+                       help="label and train on only the first N selected texts (default: all)")
     build.add_argument("--steps", type=int, default=4_000, help="total optimiser steps")
     build.add_argument("--max-minutes", type=float, default=None,
                        help="stop distilling after this many minutes (a checkpoint is saved)")
@@ -61,7 +61,7 @@ def build(args: argparse.Namespace) -> None:
 
     corpus_path = cache / "corpus.jsonl"
     if not corpus_path.exists():
-        log.info("stage corpus: reading WordNet, GCIDE, /usr/share/doc, docstrings")
+        log.info("stage corpus: reading WordNet, GCIDE, FOLDOC, /usr/share/doc, docstrings")
         site = [Path(sysconfig.get_paths()["purelib"])]
         corpus.build_corpus(corpus_path, args.seed, site)
     pool = corpus.load_corpus(corpus_path)

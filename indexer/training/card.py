@@ -118,10 +118,13 @@ Last log lines:
 
 ### Training data
 
-All text was obtained offline from apt/pip packages installed on the build machine; no
-evaluation data was used. Texts per source (queries are generated from WordNet lemmas with
-templates such as "what is a <lemma>", "<lemma> meaning", "how to <verb>"; passages are a gloss
-with its examples, or several GCIDE senses of one headword, clipped to 90 words):
+All text was obtained offline from packages installed on the build machine (apt: `wordnet-base`,
+`dict-gcide`, `dict-foldoc`; pip: the docstrings of the installed Python packages); no evaluation
+data was used. Texts per source (queries are written from WordNet synsets with templates chosen by
+the synset's topic, such as "what do <animals> eat", "symptoms of <condition>", "how to <verb>";
+articles join a noun's gloss, its broader term and that term's gloss, examples and narrower terms;
+passages are a gloss with its examples, several GCIDE senses of one headword, or a FOLDOC entry,
+clipped to 90 words):
 
 {_sources_table(facts, licences)}
 
@@ -141,5 +144,6 @@ from earlier builds of this model.
 ## Licence
 
 Weights: Apache-2.0. The teacher is Apache-2.0. GCIDE (GPL) text was used only as training
-input and is not distributed with the model; WordNet 3.0 is under its permissive licence.
+input and is not distributed with the model, nor is FOLDOC (GNU FDL) text; WordNet 3.0 is under
+its permissive licence.
 """

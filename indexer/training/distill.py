@@ -14,6 +14,7 @@ SIGINT make the loop checkpoint and return.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -205,15 +206,32 @@ def epoch_batches(lengths: np.ndarray, train_rows: np.ndarray, config: DistillCo
         yield i, batches[i]
 
 
-def restore(model: AlbertModel, optimizer: torch.optim.Optimizer, ckpt_dir: Path) -> dict:
-    """Load the newest checkpoint into model/optimizer; return its progress counters."""
-    state = {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0}
+def corpus_fingerprint(texts: list[Text]) -> str:
+    """Short digest of the training texts, so a resumed run knows whether its data changed."""
+    digest = hashlib.sha1()
+    for t in texts:
+        digest.update(t.text.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def restore(model: AlbertModel, optimizer: torch.optim.Optimizer, ckpt_dir: Path,
+            corpus: str) -> dict:
+    """Load the newest checkpoint into model/optimizer; return its progress counters.
+
+    When the checkpoint was trained on other texts (``corpus`` differs), its place in the epoch
+    means nothing for the new data: the step count (and so the schedule) carries on, the epoch
+    starts over.
+    """
+    state = {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "corpus": corpus}
     path = latest_checkpoint(ckpt_dir)
     if path is not None:
         saved = torch.load(path, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        state = {k: saved[k] for k in state}
+        state.update({k: saved[k] for k in ("step", "epoch", "position", "elapsed_s")})
+        if saved.get("corpus") != corpus:
+            log.info("training texts changed since %s: starting a new epoch", path.name)
+            state.update(epoch=0, position=0)
         log.info("resumed from %s at step %d", path.name, state["step"])
     return state
 
@@ -247,7 +265,7 @@ def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
     model = build_student(tok_dir, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    state = restore(model, optimizer, ckpt_dir)
+    state = restore(model, optimizer, ckpt_dir, corpus_fingerprint(texts))
     model.train()
     stop = _StopFlag()
     began, last_ckpt = time.monotonic(), time.monotonic()

@@ -1,6 +1,18 @@
 """Corpus parsers read the real WordNet and GCIDE formats (tiny inline samples)."""
 
-from indexer.training.corpus import Text, is_prose, parse_gcide, parse_wordnet_line, sample_corpus, select
+import random
+
+from indexer.training.corpus import (
+    Text,
+    is_prose,
+    parse_dictd,
+    parse_gcide,
+    parse_wordnet_line,
+    sample_corpus,
+    select,
+    wordnet_texts,
+)
+from indexer.training.webstyle import NOUN_ANIMAL, Concept, article, plural, templates_for, web_query
 
 WORDNET_LINE = (
     '00217593 04 n 02 kill 1 laying_waste 0 002 @ 00217014 n 0000 + 00355365 v 0101 | the '
@@ -31,6 +43,67 @@ def test_wordnet_line_gives_lemmas_definition_and_examples() -> None:
     assert synset.lemmas == ("kill", "laying waste")
     assert synset.definition == "the destruction of an enemy plane or ship or tank or missile"
     assert synset.examples == ("the pilot reported two kills during the mission",)
+    assert synset.key == "n00217593"
+    assert synset.lexname == 4
+    assert synset.hypernyms == ("n00217014",)
+    assert synset.hyponyms == ()
+
+
+PARROT_LINES = [
+    "01816887 05 n 01 parrot 0 002 @ 01503061 n 0000 ~ 01817953 n 0000 | usually brightly "
+    "colored zygodactyl tropical birds with short hooked beaks  \n",
+    "01503061 05 n 01 bird 0 001 ~ 01816887 n 0000 | warm-blooded egg-laying vertebrates  \n",
+    "01817953 05 n 01 popinjay 0 001 @ 01816887 n 0000 | an archaic term for a parrot  \n",
+]
+
+
+def test_wordnet_topic_gives_web_style_queries_and_articles_name_related_terms() -> None:
+    synsets = [parse_wordnet_line(line) for line in PARROT_LINES]
+    texts = wordnet_texts(synsets, random.Random(0))
+    parrot_article = next(t for t in texts["article"] if t.startswith("Parrot"))
+    assert "A parrot is a kind of bird, that is, warm-blooded egg-laying vertebrates." in parrot_article
+    assert "Types of parrots include popinjay." in parrot_article
+    animal_queries = {q.format(x="parrot", xs="parrots", a="a parrot", h="bird")
+                      for q in templates_for(Concept("parrot", "n", NOUN_ANIMAL, "bird"))}
+    assert texts["query"][0] in animal_queries
+    assert "what do parrots eat" in animal_queries
+
+
+def test_queries_without_a_broader_term_never_leave_a_hole() -> None:
+    concept = Concept("quart", "n", 23, None)
+    queries = {web_query(concept, random.Random(seed)) for seed in range(50)}
+    assert queries and not any("  " in q or q.endswith(" ") for q in queries)
+
+
+def test_articles_treat_proper_nouns_as_instances() -> None:
+    text = article("Danube", ["Danube River"], "the second longest European river", [],
+                   ("river", "a large natural stream of water"), [])
+    assert "Danube is a river, that is, a large natural stream of water." in text
+    assert plural("city") == "cities" and plural("box") == "boxes" and plural("day") == "days"
+
+
+FOLDOC_TEXT = """00-databasealphabet
+     abcdefghijklmnopqrstuvwxyz
+
+abstract data type
+ADT
+
+   <programming> (ADT) A kind of {data abstraction} where a
+   type's internal form is hidden.
+
+   (2003-07-03)
+
+abort
+
+   To stop a program.
+"""
+
+
+def test_dictd_entries_keep_headword_and_body_paragraphs() -> None:
+    entries = list(parse_dictd(FOLDOC_TEXT))
+    assert [h for h, _ in entries] == ["abstract data type", "abort"]
+    assert entries[0][1][0].startswith("<programming> (ADT) A kind of {data abstraction}")
+    assert entries[1][1] == ["To stop a program."]
 
 
 def test_wordnet_licence_header_is_skipped() -> None:

@@ -109,3 +109,20 @@ def test_exported_folder_says_how_vectors_are_made(exported: Path) -> None:
     assert {"config.json", "model.safetensors", "spiece.model", "tokenizer_config.json",
             "albatross_pooling.json", "README.md"} <= names
     assert '"pooling": "mean"' in (exported / "albatross_pooling.json").read_text()
+
+
+def test_resuming_on_other_texts_keeps_the_step_but_starts_a_new_epoch(tmp_path: Path) -> None:
+    from indexer.training.corpus import Text
+    from indexer.training.distill import corpus_fingerprint, restore, save_checkpoint
+
+    model = tiny_student(100)
+    optimizer = torch.optim.AdamW(model.parameters())
+    old = corpus_fingerprint([Text("a harbour", "x")])
+    save_checkpoint(tmp_path, {"step": 70, "epoch": 3, "position": 12, "elapsed_s": 5.0,
+                               "corpus": old, "model": model.state_dict(),
+                               "optimizer": optimizer.state_dict()}, keep=2)
+    same = restore(tiny_student(100), optimizer, tmp_path, old)
+    assert (same["step"], same["epoch"], same["position"]) == (70, 3, 12)
+    other = restore(tiny_student(100), optimizer, tmp_path,
+                    corpus_fingerprint([Text("a harbour", "x"), Text("a lighthouse", "x")]))
+    assert (other["step"], other["epoch"], other["position"]) == (70, 0, 0)
