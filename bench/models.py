@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from dataclasses import dataclass
@@ -23,8 +22,7 @@ from transformers import AlbertConfig, AlbertModel
 
 from indexer.config import DEFAULT_MODEL_DIR
 from indexer.samples import SAMPLE_CORPUS
-from indexer.training.vocab import SPECIAL_PIECES as ALBERT_SPECIALS
-from indexer.training.vocab import TOKENIZER_CONFIG
+from indexer.training.vocab import TOKENIZER_CONFIG, unigram_model
 
 SEED = 0
 STANDIN_VOCABULARY = 8000
@@ -81,21 +79,6 @@ def _write_tokenizer(folder: Path) -> None:
     with SAMPLE_CORPUS.open(encoding="utf-8") as stream:
         rows = [json.loads(line) for line in stream if line.strip()]
     sentences = [f"{row['title']} {row['text']}".lower() for row in rows]
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=model,
-        vocab_size=STANDIN_VOCABULARY,
-        model_type="unigram",
-        pad_id=0,
-        unk_id=1,
-        bos_id=-1,
-        eos_id=-1,
-        user_defined_symbols=list(ALBERT_SPECIALS[2:]),
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        num_threads=1,
-        minloglevel=2,
-    )
-    (folder / "spiece.model").write_bytes(model.getvalue())
+    model = unigram_model(sentences, STANDIN_VOCABULARY, exact_size=False)
+    (folder / "spiece.model").write_bytes(model)
     (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")

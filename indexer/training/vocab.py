@@ -9,6 +9,7 @@ that can never match.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import string
@@ -45,6 +46,33 @@ def normalise(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def unigram_model(sentences: Iterable[str], vocab_size: int, *, character_coverage: float = 1.0,
+                  required_chars: str = "", exact_size: bool = True, threads: int = 1) -> bytes:
+    """A serialised unigram ``spiece.model`` in ALBERT's layout (specials at ids 0-4).
+
+    The one SentencePiece recipe of the project: the default model's vocabulary, the benchmark's
+    stand-in and the tests' tiny tokenizers all come from here.  ``exact_size=False`` lets a tiny
+    corpus yield fewer pieces than asked instead of failing.
+    """
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=character_coverage,
+        required_chars=required_chars,
+        hard_vocab_limit=exact_size,
+        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+        pad_piece=SPECIAL_PIECES[0], unk_piece=SPECIAL_PIECES[1],
+        control_symbols=list(SPECIAL_PIECES[2:]),
+        normalization_rule_name="nmt_nfkc",
+        num_threads=threads,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
 def train_vocab(texts: Iterable[str], folder: Path, vocab_size: int = 16_000,
                 seed: int = 0) -> Path:
     """Train ``folder/spiece.model`` and write ``tokenizer_config.json`` beside it.
@@ -52,23 +80,12 @@ def train_vocab(texts: Iterable[str], folder: Path, vocab_size: int = 16_000,
     Returns the folder, loadable with ``AlbertTokenizer.from_pretrained(folder)``.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    prefix = folder / "spiece"
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=(normalise(t) for t in texts),
-        model_prefix=str(prefix),
-        model_type="unigram",
-        vocab_size=vocab_size,
-        character_coverage=0.9995,
+    model = unigram_model(
+        (normalise(t) for t in texts), vocab_size, character_coverage=0.9995,
         # Rare-but-ordinary ASCII ("!", "~", digits) must never become <unk>.
-        required_chars=string.ascii_lowercase + string.digits + string.punctuation,
-        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
-        pad_piece="<pad>", unk_piece="<unk>",
-        control_symbols=list(SPECIAL_PIECES[2:]),
-        normalization_rule_name="nmt_nfkc",
-        num_threads=2,
-        minloglevel=2,
+        required_chars=string.ascii_lowercase + string.digits + string.punctuation, threads=2,
     )
-    (folder / "spiece.vocab").unlink(missing_ok=True)
+    (folder / "spiece.model").write_bytes(model)
     write_tokenizer_config(folder)
     log.info("trained %d-piece unigram vocabulary in %s", vocab_size, folder)
     return folder
