@@ -68,7 +68,7 @@ DEFAULT_QUOTAS: dict[str, int] = {
 
 #: The subset that is labelled by the teacher and trained on: the first N texts of each source in
 #: corpus order (a random sample, since the corpus is shuffled).  ~190k texts, ~8M tokens: the
-#: teacher labels them in minutes, and a 6,000-step run sees each about once, which generalises
+#: teacher labels them in about half an hour on two cores, and a 6,000-step run sees each about once, which generalises
 #: better than many epochs over fewer texts (the first build's 69.5k texts were seen ~7 times and
 #: the student matched the teacher far better on them than on web passages).  Web-style queries
 #: and encyclopedia-like articles lead because search traffic looks like them.
@@ -130,14 +130,13 @@ def parse_wordnet_line(line: str) -> Synset | None:
     )
     at = 4 + 2 * n_words
     pointers = [fields[at + 1 + 4 * i: at + 5 + 4 * i] for i in range(int(fields[at]))]
-    # Satellite adjectives ("s") are pointed at as adjectives ("a").
     hypernyms = tuple(p[2] + p[1] for p in pointers if p[0] in ("@", "@i"))
     hyponyms = tuple(p[2] + p[1] for p in pointers if p[0] in ("~", "~i"))
     # The gloss is "definition; "example one"; "example two"".
     parts = [p.strip() for p in gloss.strip().split(";")]
     examples = tuple(p.strip('"').strip() for p in parts if p.startswith('"'))
     definition = "; ".join(p for p in parts if p and not p.startswith('"'))
-    return Synset(pos, lemmas, definition, examples, key=("a" if pos == "s" else pos) + fields[0],
+    return Synset(pos, lemmas, definition, examples, key=pos + fields[0],
                   lexname=int(fields[1]), hypernyms=hypernyms, hyponyms=hyponyms)
 
 
