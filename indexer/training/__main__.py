@@ -34,7 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--vocab-size", type=int, default=16_000)
     build.add_argument("--texts", type=int, default=None,
                        help="label and train on only the first N selected texts (default: all)")
-    build.add_argument("--steps", type=int, default=4_000, help="total optimiser steps")
+    build.add_argument("--steps", type=int, default=6_000, help="total optimiser steps")
     build.add_argument("--max-minutes", type=float, default=None,
                        help="stop distilling after this many minutes (a checkpoint is saved)")
     build.add_argument("--resume", action="store_true",

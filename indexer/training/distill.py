@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class DistillConfig:
     """Hyper-parameters of one distillation run (the defaults built the shipped model)."""
 
-    total_steps: int = 4_000
+    total_steps: int = 6_000
     seed: int = 0
     max_minutes: float | None = None
     # "static": the student starts as a bag of teacher piece vectors (warmstart.static_start);
