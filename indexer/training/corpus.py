@@ -242,6 +242,11 @@ def gcide_texts(entries: Iterable[GcideEntry]) -> dict[str, list[str]]:
     return out
 
 
+def read_dictzip(path: Path) -> str:
+    """The text of a dictd ``.dict.dz`` file (dictzip is gzip-compatible; GCIDE is ~40 MB)."""
+    return gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
+
+
 def parse_dictd(text: str) -> Iterator[tuple[str, list[str]]]:
     """(headword, body paragraphs) of a plain dictd database such as FOLDOC.
 
@@ -276,9 +281,8 @@ def foldoc_texts(path: Path = FOLDOC_PATH) -> list[str]:
     if not path.exists():
         log.warning("%s missing (apt install dict-foldoc): no FOLDOC passages", path)
         return []
-    raw = gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
     out = []
-    for headword, paras in parse_dictd(raw):
+    for headword, paras in parse_dictd(read_dictzip(path)):
         body = [p for p in map(_clean_foldoc, paras)
                 if "http" not in p and not re.fullmatch(r"\(\d{4}-\d\d-\d\d\)", p)]
         text = " ".join(body)
@@ -376,9 +380,7 @@ def gather_candidates(seed: int, site_packages: Iterable[Path]) -> dict[str, lis
     candidates: dict[str, list[str]] = {}
     for kind, items in wordnet_texts(read_wordnet(), rng).items():
         candidates[f"wordnet/{kind}"] = items
-    # dictzip is gzip-compatible; the whole dictionary is ~40 MB of text.
-    raw = gzip.decompress(GCIDE_PATH.read_bytes()).decode("utf-8", errors="replace")
-    for kind, items in gcide_texts(parse_gcide(raw)).items():
+    for kind, items in gcide_texts(parse_gcide(read_dictzip(GCIDE_PATH))).items():
         candidates[f"gcide/{kind}"] = items
     candidates["foldoc/passage"] = foldoc_texts()
     candidates["doc/paragraph"] = doc_texts()

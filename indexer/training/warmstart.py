@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from transformers import AlbertConfig, AlbertModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from indexer.training.teacher import budget_batches
+
 #: Albert special pieces -> the teacher's equivalents.
 SPECIAL_MAP = {"<pad>": "[PAD]", "<unk>": "[UNK]", "[CLS]": "[CLS]", "[SEP]": "[SEP]",
                "[MASK]": "[MASK]"}
@@ -153,8 +155,6 @@ def piece_output_vectors(pieces: list[str], tokenizer: PreTrainedTokenizerBase,
                          teacher: PreTrainedModel) -> torch.Tensor:
     """Teacher output for each piece alone: ``[CLS] sub-tokens [SEP]`` mean-pooled, not
     normalised.  Returns (V, d) float32."""
-    from indexer.training.teacher import budget_batches
-
     rows = [tokenizer(p.replace("▁", " ").strip() or p, truncation=True, max_length=16)["input_ids"]
             for p in pieces]
     out = torch.zeros(len(rows), teacher.config.hidden_size)
