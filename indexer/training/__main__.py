@@ -42,6 +42,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--init", choices=("static", "warm", "embeddings", "random"), default="static",
                        help="student start: a bag of teacher piece vectors (static), teacher "
                             "embeddings + layer (warm), embeddings only, random")
+    build.add_argument("--init-from", type=Path, default=None,
+                       help="continue from this exported model folder (its weights and its "
+                            "vocabulary) with a fresh optimiser and schedule, instead of --init")
+    build.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
                        default=None, help="stop after this stage (for pilots)")
@@ -72,7 +76,9 @@ def build(args: argparse.Namespace) -> None:
         return
 
     tok_dir = cache / "tokenizer"
-    if not (tok_dir / "spiece.model").exists():
+    if args.init_from is not None:
+        vocab.adopt_vocab(args.init_from, tok_dir)
+    elif not (tok_dir / "spiece.model").exists():
         log.info("stage vocab: training %d-piece unigram model", args.vocab_size)
         vocab.train_vocab((t.text for t in pool), tok_dir, args.vocab_size, args.seed)
     if args.stop_after == "vocab":
@@ -87,8 +93,11 @@ def build(args: argparse.Namespace) -> None:
 
     from indexer.training import distill, export
 
+    tuning = {"lr": args.lr} if args.lr is not None else {}
     config = distill.DistillConfig(total_steps=args.steps, seed=args.seed,
-                                   max_minutes=args.max_minutes, init=args.init)
+                                   max_minutes=args.max_minutes, init=args.init,
+                                   init_from=str(args.init_from) if args.init_from else None,
+                                   **tuning)
     ckpt_dir = cache / "checkpoints"
     if args.resume or distill.latest_checkpoint(ckpt_dir) is None:
         log.info("stage distill: %s", config)

@@ -47,6 +47,9 @@ class DistillConfig:
     # "warm": embeddings and shared layer from the teacher; "embeddings": embeddings only;
     # "random": nothing from the teacher.
     init: str = "static"
+    # An exported model folder to continue from instead (its weights; ``init`` is then unused).
+    # A fresh optimiser warms up again, so a later phase can run on new texts or a new schedule.
+    init_from: str | None = None
     teacher_layer: int = 0
     lr: float = 3e-4
     warmup_steps: int = 100
@@ -166,6 +169,9 @@ def build_student(tok_dir: Path, config: DistillConfig) -> AlbertModel:
     torch.manual_seed(config.seed)
     pieces = vocab.piece_strings(tok_dir)
     student = warmstart.new_student(warmstart.student_config(len(pieces)))
+    if config.init_from is not None:
+        warmstart.load_exported(student, Path(config.init_from))
+        return student
     if config.init in ("static", "warm", "embeddings"):
         from indexer.training.teacher import load_teacher
 

@@ -96,6 +96,23 @@ def write_tokenizer_config(folder: Path) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
 
 
+def adopt_vocab(model_folder: Path, folder: Path) -> Path:
+    """Make ``folder`` hold ``model_folder``'s vocabulary, so a run continues in its token ids.
+
+    Raises ValueError when ``folder`` already holds a different vocabulary: the cached teacher
+    vectors do not depend on it, but checkpoints and the exported model would silently mix two.
+    """
+    source = (model_folder / "spiece.model").read_bytes()
+    target = folder / "spiece.model"
+    if target.exists() and target.read_bytes() != source:
+        raise ValueError(f"{folder} holds another vocabulary than {model_folder}; "
+                         "use a fresh --cache-dir to continue from that model")
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source)
+    write_tokenizer_config(folder)
+    return folder
+
+
 def piece_strings(folder: Path) -> list[str]:
     """All pieces of ``folder/spiece.model`` in id order (``▁`` marks a word start)."""
     sp = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model"))

@@ -17,6 +17,7 @@ model card):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,6 +59,21 @@ def student_config(vocab_size: int, hidden_size: int = 384, num_layers: int = 6,
 def new_student(config: AlbertConfig) -> AlbertModel:
     """A randomly initialised AlbertModel without the (unused) pooler head."""
     return AlbertModel(config, add_pooling_layer=False)
+
+
+def load_exported(student: AlbertModel, folder: Path) -> None:
+    """Copy the weights of an exported model folder into ``student`` (same shapes), in place.
+
+    Raises ValueError naming the folder when its configuration is not the student's.
+    """
+    exported = AlbertModel.from_pretrained(folder, add_pooling_layer=False, dtype=torch.float32)
+    differing = [k for k in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                             "num_hidden_groups", "num_attention_heads", "intermediate_size",
+                             "hidden_act")
+                 if getattr(student.config, k) != getattr(exported.config, k)]
+    if differing:
+        raise ValueError(f"{folder} is not shaped like the student: {', '.join(differing)} differ")
+    student.load_state_dict(exported.state_dict())
 
 
 def piece_embeddings(pieces: list[str], tokenizer: PreTrainedTokenizerBase,

@@ -126,3 +126,28 @@ def test_resuming_on_other_texts_keeps_the_step_but_starts_a_new_epoch(tmp_path:
     other = restore(tiny_student(100), optimizer, tmp_path,
                     corpus_fingerprint([Text("a harbour", "x"), Text("a lighthouse", "x")]))
     assert (other["step"], other["epoch"], other["position"]) == (70, 0, 0)
+
+
+def test_a_later_phase_starts_from_the_exported_weights(exported: Path) -> None:
+    from indexer.training.warmstart import load_exported
+
+    student = tiny_student(120)
+    load_exported(student, exported)
+    shipped = AlbertModel.from_pretrained(exported, add_pooling_layer=False)
+    for name, value in shipped.state_dict().items():
+        assert torch.equal(student.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="vocab_size"):
+        load_exported(tiny_student(121), exported)
+
+
+def test_a_later_phase_keeps_the_exported_vocabulary(exported: Path, tmp_path: Path) -> None:
+    from indexer.training.vocab import adopt_vocab
+
+    tok_dir = adopt_vocab(exported, tmp_path / "tok")
+    assert (tok_dir / "spiece.model").read_bytes() == (exported / "spiece.model").read_bytes()
+    assert AlbertTokenizer.from_pretrained(tok_dir)("a harbour")["input_ids"] == \
+        AlbertTokenizer.from_pretrained(exported)("a harbour")["input_ids"]
+    adopt_vocab(exported, tok_dir)  # the same vocabulary again is fine
+    other = train_vocab(SENTENCES, tmp_path / "other", vocab_size=110)
+    with pytest.raises(ValueError, match="another vocabulary"):
+        adopt_vocab(exported, other)
