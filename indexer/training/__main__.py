@@ -45,6 +45,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--init-from", type=Path, default=None,
                        help="continue from this exported model folder (its weights and its "
                             "vocabulary) with a fresh optimiser and schedule, instead of --init")
+    build.add_argument("--groups", type=int, default=1,
+                       help="layer groups: 1 = all layers share one (default); 2 = two halves")
+    build.add_argument("--intermediate-size", type=int, default=1536, help="feed-forward width")
     build.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
@@ -97,6 +100,7 @@ def build(args: argparse.Namespace) -> None:
     config = distill.DistillConfig(total_steps=args.steps, seed=args.seed,
                                    max_minutes=args.max_minutes, init=args.init,
                                    init_from=str(args.init_from) if args.init_from else None,
+                                   groups=args.groups, intermediate_size=args.intermediate_size,
                                    **tuning)
     ckpt_dir = cache / "checkpoints"
     if args.resume or distill.latest_checkpoint(ckpt_dir) is None:

@@ -50,6 +50,10 @@ class DistillConfig:
     # An exported model folder to continue from instead (its weights; ``init`` is then unused).
     # A fresh optimiser warms up again, so a later phase can run on new texts or a new schedule.
     init_from: str | None = None
+    # Shape of the student: layer groups (1 = every layer shares one) and feed-forward width.
+    # A student grown from ``init_from`` starts as an exact copy of it (warmstart.grow_into).
+    groups: int = 1
+    intermediate_size: int = 1536
     teacher_layer: int = 0
     lr: float = 3e-4
     warmup_steps: int = 100
@@ -168,7 +172,8 @@ def build_student(tok_dir: Path, config: DistillConfig) -> AlbertModel:
 
     torch.manual_seed(config.seed)
     pieces = vocab.piece_strings(tok_dir)
-    student = warmstart.new_student(warmstart.student_config(len(pieces)))
+    student = warmstart.new_student(warmstart.student_config(
+        len(pieces), groups=config.groups, intermediate_size=config.intermediate_size))
     if config.init_from is not None:
         warmstart.load_exported(student, Path(config.init_from))
         return student
@@ -281,7 +286,9 @@ def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
         state["elapsed_s"] = elapsed0 + time.monotonic() - began
         return save_checkpoint(ckpt_dir, {**state, "model": model.state_dict(),
                                           "optimizer": optimizer.state_dict(),
-                                          "config": asdict(config)}, config.keep_checkpoints)
+                                          "config": asdict(config),
+                                          "student_config": model.config.to_dict()},
+                               config.keep_checkpoints)
 
     with open(log_path, "a", encoding="utf-8") as logf:
         record = _Recorder(logf)

@@ -23,7 +23,7 @@ from transformers import AlbertModel, AlbertTokenizer
 
 from indexer.training.corpus import LICENCES, Text, source_counts
 from indexer.training.vocab import write_tokenizer_config
-from indexer.training.warmstart import new_student, student_config
+from indexer.training.warmstart import student_from_state
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,10 @@ class TrainingFacts:
 def load_student(checkpoint: Path) -> tuple[AlbertModel, dict]:
     """The AlbertModel stored in a distillation checkpoint, and the checkpoint's metadata."""
     saved = torch.load(checkpoint, weights_only=False, map_location="cpu")
-    state = saved["model"]
-    model = new_student(student_config(state["embeddings.word_embeddings.weight"].shape[0]))
-    model.load_state_dict(state)
-    return model.eval(), {k: v for k, v in saved.items() if k not in ("model", "optimizer")}
+    model = student_from_state(saved["model"], saved.get("student_config"))
+    model.load_state_dict(saved["model"])
+    return model.eval(), {k: v for k, v in saved.items()
+                          if k not in ("model", "optimizer", "student_config")}
 
 
 def write_folder(model: AlbertModel, tok_dir: Path, folder: Path, card: str) -> None:

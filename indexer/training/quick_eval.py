@@ -129,12 +129,12 @@ def load_embedder(model: str | None, checkpoint: Path | None, tokenizer_dir: Pat
 
         return hf_embedder(*load_teacher(), max_length=max_length)
     if checkpoint is not None:
-        from indexer.training.warmstart import new_student, student_config
+        from indexer.training.warmstart import student_from_state
 
         tok = AlbertTokenizer.from_pretrained(tokenizer_dir)
-        state = torch.load(checkpoint, weights_only=False, map_location="cpu")["model"]
-        student = new_student(student_config(state["embeddings.word_embeddings.weight"].shape[0]))
-        student.load_state_dict(state)
+        saved = torch.load(checkpoint, weights_only=False, map_location="cpu")
+        student = student_from_state(saved["model"], saved.get("student_config"))
+        student.load_state_dict(saved["model"])
         return hf_embedder(tok, student, max_length=max_length)
     return hf_embedder(AlbertTokenizer.from_pretrained(model),
                        AlbertModel.from_pretrained(model, add_pooling_layer=False),

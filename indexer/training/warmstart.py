@@ -17,6 +17,7 @@ model card):
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +45,14 @@ LAYER_MAP = {
 
 def student_config(vocab_size: int, hidden_size: int = 384, num_layers: int = 6,
                    embedding_size: int = 128, heads: int = 12,
-                   intermediate_size: int = 1536) -> AlbertConfig:
-    """AlbertConfig of the default encoder: shared layer, factorised embeddings, GELU."""
+                   intermediate_size: int = 1536, groups: int = 1) -> AlbertConfig:
+    """AlbertConfig of the default encoder: factorised embeddings, GELU, and ``groups`` layers
+    each shared by ``num_layers / groups`` consecutive layers (ALBERT's ``num_hidden_groups``)."""
+    if groups < 1 or num_layers % groups:
+        raise ValueError(f"{num_layers} layers cannot be split into {groups} equal groups")
     return AlbertConfig(
         vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size,
-        num_hidden_layers=num_layers, num_hidden_groups=1, num_attention_heads=heads,
+        num_hidden_layers=num_layers, num_hidden_groups=groups, num_attention_heads=heads,
         intermediate_size=intermediate_size, inner_group_num=1, hidden_act="gelu",
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12,
@@ -61,19 +65,52 @@ def new_student(config: AlbertConfig) -> AlbertModel:
     return AlbertModel(config, add_pooling_layer=False)
 
 
-def load_exported(student: AlbertModel, folder: Path) -> None:
-    """Copy the weights of an exported model folder into ``student`` (same shapes), in place.
+def student_from_state(state: dict[str, torch.Tensor], config: dict | None) -> AlbertModel:
+    """An untrained AlbertModel shaped for ``state``: by the saved ``config`` dict when the
+    checkpoint has one, else the default shape (checkpoints written before it was saved)."""
+    if config is not None:
+        return new_student(AlbertConfig.from_dict(config))
+    return new_student(student_config(state["embeddings.word_embeddings.weight"].shape[0]))
 
-    Raises ValueError naming the folder when its configuration is not the student's.
+
+_GROUP_PARAM = re.compile(r"encoder\.albert_layer_groups\.(\d+)\.(.+)")
+
+
+def load_exported(student: AlbertModel, folder: Path) -> None:
+    """Start ``student`` from an exported model folder, computing exactly what it computes.
+
+    The student may be grown (function-preserving): more layer groups, each a copy of the
+    exported group its layers used, and a wider feed-forward layer whose new units feed the
+    output through zero weights.  Raises ValueError naming what else differs.
     """
     exported = AlbertModel.from_pretrained(folder, add_pooling_layer=False, dtype=torch.float32)
+    ours, theirs = student.config, exported.config
     differing = [k for k in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                             "num_hidden_groups", "num_attention_heads", "intermediate_size",
-                             "hidden_act")
-                 if getattr(student.config, k) != getattr(exported.config, k)]
+                             "num_attention_heads", "hidden_act")
+                 if getattr(ours, k) != getattr(theirs, k)]
+    if ours.num_hidden_groups % theirs.num_hidden_groups:
+        differing.append("num_hidden_groups")
+    if ours.intermediate_size < theirs.intermediate_size:
+        differing.append("intermediate_size")
     if differing:
-        raise ValueError(f"{folder} is not shaped like the student: {', '.join(differing)} differ")
-    student.load_state_dict(exported.state_dict())
+        raise ValueError(f"{folder} cannot start this student: {', '.join(differing)} differ")
+    grow_into(exported.state_dict(), student, theirs.num_hidden_groups)
+
+
+@torch.no_grad()
+def grow_into(source: dict[str, torch.Tensor], student: AlbertModel, source_groups: int) -> None:
+    """Copy ``source`` (a state dict of ``source_groups`` groups) into the larger ``student``."""
+    per_group = student.config.num_hidden_layers // student.config.num_hidden_groups
+    per_source_group = student.config.num_hidden_layers // source_groups
+    for name, target in student.state_dict().items():
+        match = _GROUP_PARAM.match(name)
+        if match:
+            first_layer = int(match.group(1)) * per_group
+            name = f"encoder.albert_layer_groups.{first_layer // per_source_group}.{match.group(2)}"
+        value = source[name]
+        if name.endswith("ffn_output.weight"):
+            target.zero_()  # new units contribute nothing until training moves them
+        target[tuple(slice(0, n) for n in value.shape)] = value
 
 
 def piece_embeddings(pieces: list[str], tokenizer: PreTrainedTokenizerBase,

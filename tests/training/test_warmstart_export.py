@@ -151,3 +151,23 @@ def test_a_later_phase_keeps_the_exported_vocabulary(exported: Path, tmp_path: P
     other = train_vocab(SENTENCES, tmp_path / "other", vocab_size=110)
     with pytest.raises(ValueError, match="another vocabulary"):
         adopt_vocab(exported, other)
+
+
+def test_a_grown_student_computes_exactly_what_the_exported_model_computes(exported: Path) -> None:
+    """Two layer groups and a wider feed-forward layer: more to train, same function at step 0."""
+    from indexer.training.warmstart import load_exported
+
+    grown = new_student(student_config(120, hidden_size=32, num_layers=2, embedding_size=8, heads=2,
+                                       intermediate_size=96, groups=2)).eval()
+    load_exported(grown, exported)
+    shipped = AlbertModel.from_pretrained(exported, add_pooling_layer=False).eval()
+    inputs = AlbertTokenizer.from_pretrained(exported)(SENTENCES[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = shipped(**inputs).last_hidden_state
+        produced = grown(**inputs).last_hidden_state
+    torch.testing.assert_close(produced, expected, atol=1e-5, rtol=0)
+    groups = grown.encoder.albert_layer_groups
+    assert len(groups) == 2 and groups[0].albert_layers[0].ffn.weight.shape == (96, 32)
+    with pytest.raises(ValueError, match="intermediate_size"):
+        load_exported(new_student(student_config(120, hidden_size=32, num_layers=2, embedding_size=8,
+                                                 heads=2, intermediate_size=32)), exported)
