@@ -1,6 +1,6 @@
 """Ingestion throughput: Albatross against two plain-transformers baselines, same model, same run.
 
-``python -m bench.ingest [--docs N] [--model-docs M] [--corpus PATH] [--device cpu|cuda]``
+``python -m bench.ingest [--docs N] [--model-docs M] [--rounds R] [--dtypes auto,float32] [--device cpu|cuda]``
 
 Systems, all on the same passages (title + newline + text, mean pooling, unit vectors):
 
@@ -12,15 +12,18 @@ Systems, all on the same passages (title + newline + text, mean pooling, unit ve
   embed, one SQL transaction per batch into a temporary SQLite workspace) -> ``SyncedIndex.open``
   (FAISS built from SQL, caught up from the change log).
 
-Model loading is outside every timer; each system encodes one warm-up text first. Then the
-default model and the albert-base-v2-shaped one are compared by Albatross embedding docs/s on
-``--model-docs`` passages.
+Model loading is outside every timer; each system encodes one warm-up text first. Systems run
+in ``--rounds`` interleaved rounds (order reversed every other round) and the table shows medians,
+because one pass each on a shared host measures the host as much as the code. Then the default
+model and the albert-base-v2-shaped one are compared by Albatross embedding docs/s on
+``--model-docs`` passages, the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -159,21 +162,52 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> str:
     return f"min {cosine.min():.6f}, mean {cosine.mean():.6f}"
 
 
-def _table(runs: list[Run], per_doc: Run | None, batched_run: Run) -> str:
-    rows = [
-        [
+def _median_run(runs: list[Run]) -> Run:
+    """One row for a system measured in several rounds: the median seconds, the first vectors."""
+    return replace(runs[0], seconds=float(np.median([run.seconds for run in runs])))
+
+
+def _ratio(runs: dict[str, list[Run]], system: str, baseline: str) -> str:
+    """Median over rounds of ``baseline seconds / system seconds`` (each round its own ratio, so
+    a noisy round shifts one sample, not the figure), with the range when there are several."""
+    if system == baseline:
+        return "1.00x"
+    ratios = [b.seconds / r.seconds for r, b in zip(runs[system], runs[baseline], strict=True)]
+    text = f"{float(np.median(ratios)):.2f}x"
+    return text + f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else text
+
+
+def _table(runs: dict[str, list[Run]], per_doc: str | None, batched_name: str) -> str:
+    rows = []
+    for system, measured in runs.items():
+        run = _median_run(measured)
+        rows.append([
             run.system,
             run.docs,
             f"{run.seconds:.1f}",
             f"{run.docs_per_second:.1f}",
             f"{run.tokens_per_second:.0f}",
-            f"{run.docs_per_second / per_doc.docs_per_second:.2f}x" if per_doc else "-",
-            f"{run.docs_per_second / batched_run.docs_per_second:.2f}x",
-        ]
-        for run in runs
-    ]
-    header = ["system", "docs", "seconds", "docs/s", "tokens/s", "vs per-document", "vs batched"]
+            _ratio(runs, system, per_doc) if per_doc else "-",
+            _ratio(runs, system, batched_name),
+        ])
+    header = ["system", "docs", "median s", "docs/s", "tokens/s", "vs per-document", "vs batched"]
     return markdown_table(header, rows)
+
+
+def interleaved(systems: list[tuple[str, Callable[[], Run]]], rounds: int) -> dict[str, list[Run]]:
+    """Run every system once per round, in alternating order (forward, then backward), so slow
+    phases of a shared host fall on every system alike; returns each system's runs in round order."""
+    runs: dict[str, list[Run]] = {name: [] for name, _ in systems}
+    for number in range(rounds):
+        order = systems if number % 2 == 0 else systems[::-1]
+        for name, measure in order:
+            log(f"round {number + 1}/{rounds}: {name}")
+            runs[name].append(measure())
+    return runs
+
+
+def _label(kind: str, dtype: str, dtypes: list[str]) -> str:
+    return kind if dtypes == ["auto"] else f"{kind}, dtype {dtype}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,72 +217,75 @@ def main(argv: list[str] | None = None) -> None:
                         help="passages for the default vs albert-base-v2-shaped comparison")
     parser.add_argument("--corpus", type=Path, help=f"BEIR corpus.jsonl (default {corpus.MSMARCO})")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is present")
+    parser.add_argument("--dtypes", default="auto",
+                        help="Albatross encoder dtypes to measure, comma-separated (auto = what "
+                             "Albatross picks; e.g. auto,float32)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per system; the table shows medians (default 3)")
     parser.add_argument("--skip-per-document", action="store_true", help="leave out baseline (a)")
-    parser.add_argument("--int8", action="store_true",
-                        help="also run Albatross with EncoderConfig(quantize_int8=True) (changes vectors)")
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     args = parser.parse_args(argv)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
 
     passages, source = corpus.load(args.docs, args.corpus)
     texts = [embedding_text(p.title, p.text) for p in passages]
-    device = DeviceConfig(device=args.device)
-    encoder = EncoderConfig(device=device)
     with tempfile.TemporaryDirectory(prefix="albatross-bench-models-") as workdir:
         model = default_model(Path(workdir))
         corpus_file = corpus.write_jsonl(passages, Path(workdir) / "corpus.jsonl")
         tokens = _count_tokens(model.folder, texts)
         log(f"{len(passages)} passages, {tokens} tokens, model {model.label}")
-        runs = []
-        per_doc = None
-        if not args.skip_per_document:
-            log("baseline (a): per-document loop")
-            per_doc = per_document(model.folder, texts, tokens, args.device)
-            runs.append(per_doc)
-        log("baseline (b): batched loop")
-        batched_run = batched(model.folder, texts, tokens, args.device)
-        runs.append(batched_run)
-        log("Albatross: embedding only")
-        embedding = albatross_embedding(model.folder, passages, tokens, encoder)
-        runs.append(embedding)
-        log("Albatross: end to end")
-        runs.append(albatross_end_to_end(model.folder, corpus_file, len(passages), tokens, encoder,
-                                         "Albatross end to end (read, embed, SQL, FAISS)"))
-        if args.int8:
-            int8 = replace(encoder, quantize_int8=True)
-            log("Albatross int8: embedding only, end to end")
-            int8_embedding = albatross_embedding(model.folder, passages, tokens, int8,
-                                                 "Albatross embedding only, int8 opt-in")
-            runs.append(int8_embedding)
-            runs.append(albatross_end_to_end(model.folder, corpus_file, len(passages), tokens, int8,
-                                             "Albatross end to end, int8 opt-in"))
+        per_doc_name = None if args.skip_per_document else "per-document transformers loop"
+        batched_name = f"batched transformers loop (sorted, batch {BASELINE_BATCH})"
+        systems = [(batched_name, lambda: batched(model.folder, texts, tokens, args.device))]
+        if per_doc_name:
+            systems.insert(0, (per_doc_name, lambda: per_document(model.folder, texts, tokens, args.device)))
+        encoders = {d: EncoderConfig(device=DeviceConfig(device=args.device, dtype=d)) for d in dtypes}
+        for dtype, encoder in encoders.items():
+            embed_label = _label("Albatross embedding only", dtype, dtypes)
+            e2e_label = _label("Albatross end to end (read, embed, SQL, FAISS)", dtype, dtypes)
+            systems.append((embed_label, lambda e=encoder, n=embed_label: albatross_embedding(
+                model.folder, passages, tokens, e, n)))
+            systems.append((e2e_label, lambda e=encoder, n=e2e_label: albatross_end_to_end(
+                model.folder, corpus_file, len(passages), tokens, e, n)))
+        runs = interleaved(systems, args.rounds)
+
+        encoder = encoders[dtypes[0]]
         base = albert_base_shaped(Path(workdir), model.folder)
         model_passages = passages[: args.model_docs]
         model_tokens = _count_tokens(model.folder, texts[: args.model_docs])
         log(f"model comparison on {len(model_passages)} passages")
-        small = albatross_embedding(model.folder, model_passages, model_tokens, encoder, model.label)
-        large = albatross_embedding(base.folder, model_passages, model_tokens, encoder, base.label)
+        comparison = interleaved([
+            (model.label, lambda: albatross_embedding(model.folder, model_passages, model_tokens, encoder,
+                                                      model.label)),
+            (base.label, lambda: albatross_embedding(base.folder, model_passages, model_tokens, encoder,
+                                                     base.label)),
+        ], args.rounds)
 
+    reference = runs[batched_name][0].vectors
     lines = [
         f"- corpus: {source}; {tokens} tokens ({tokens / len(passages):.0f} per document, special tokens included)",
-        f"- model: {model.label}; device {args.device}; torch threads {torch.get_num_threads()}",
+        f"- model: {model.label}; device {args.device}; torch threads {torch.get_num_threads()}; "
+        f"{args.rounds} interleaved rounds, medians shown (ratios: median of the per-round ratios, range)",
         "",
-        _table(runs, per_doc, batched_run),
+        _table(runs, per_doc_name, batched_name),
         "",
-        f"- same vectors: Albatross vs batched baseline cosine {_agreement(embedding.vectors, batched_run.vectors)}",
     ]
-    if per_doc is not None:
-        lines.append(f"- per-document vs batched baseline cosine {_agreement(per_doc.vectors, batched_run.vectors)}")
-    if args.int8:
-        lines.append(f"- int8 vs fp32 Albatross vectors cosine {_agreement(int8_embedding.vectors, embedding.vectors)}")
+    for dtype in dtypes:
+        vectors = runs[_label("Albatross embedding only", dtype, dtypes)][0].vectors
+        lines.append(f"- Albatross ({dtype}) vs batched fp32 baseline: cosine {_agreement(vectors, reference)}")
+    if per_doc_name:
+        lines.append(f"- per-document vs batched baseline cosine {_agreement(runs[per_doc_name][0].vectors, reference)}")
+    small, large = _median_run(comparison[model.label]), _median_run(comparison[base.label])
     lines += [
         "",
-        f"Model comparison (Albatross embedding only, {len(model_passages)} passages, same tokenizer):",
+        f"Model comparison (Albatross embedding only, dtype {dtypes[0]}, {len(model_passages)} passages, "
+        "same tokenizer):",
         "",
         markdown_table(
             ["model", "docs/s", "tokens/s", "ratio"],
             [
                 [small.system, f"{small.docs_per_second:.1f}", f"{small.tokens_per_second:.0f}",
-                 f"{small.docs_per_second / large.docs_per_second:.2f}x"],
+                 _ratio(comparison, model.label, base.label)],
                 [large.system, f"{large.docs_per_second:.1f}", f"{large.tokens_per_second:.0f}", "1.00x"],
             ],
         ),
