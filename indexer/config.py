@@ -21,13 +21,23 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "albatross-albe
 class DeviceConfig:
     """Where the encoder runs. ``device='auto'`` picks CUDA when present, else CPU.
 
-    ``dtype='auto'`` means bf16 (or fp16 where bf16 is unsupported) on CUDA and fp32 on CPU:
-    on CPUs without native bf16, bf16 autocast measured about 5x slower than fp32.
+    ``dtype='auto'`` means bf16 (or fp16 where bf16 is unsupported) on CUDA and fp32 on CPU
+    (bf16 measured about 5x slower than fp32 on CPUs without native bf16) -- or, with
+    ``int8_on_cpu``, int8 Linear layers on CPU when the model keeps its vectors under them: int8
+    weights, activations quantised to int8 per batch, checked at load time to keep the vectors of
+    probe texts within cosine 0.99 of fp32 (else fp32 stays). ``dtype='int8'`` asks for it
+    outright (CPU only).
+
+    int8 is about 1.4x faster on CPU but a text's vector then moves slightly with its batch-mates
+    (cosine >= 0.997 for the shipped model), so bulk ingestion turns ``int8_on_cpu`` on (a
+    document is embedded once, in large batches) and searchers leave it off (a query's vector
+    never depends on the queries it was batched with).
     """
 
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None
+    int8_on_cpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,18 +46,12 @@ class EncoderConfig:
 
     ``hf_cache_dir`` is the Hugging Face hub cache (the folder holding ``models--org--name``)
     searched for model ids that are not folders; None means folders only.
-
-    ``quantize_int8`` (CPU only, off by default) runs the model's Linear layers with dynamic int8
-    quantisation: faster on CPU, but the vectors move (cosine to the fp32 ones 0.92 on average,
-    0.89 at worst, for the trained default model on MS MARCO passages: bench/RESULTS.md), so one
-    collection must be ingested and searched with the same setting. Opt in knowingly.
     """
 
     batch_tokens: int = 16384
     max_batch: int = 128
     device: DeviceConfig = field(default_factory=DeviceConfig)
     hf_cache_dir: Path | None = None
-    quantize_int8: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,13 @@ class AppConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     default_model: Path = DEFAULT_MODEL_DIR
+
+
+def for_bulk_ingestion(config: AppConfig) -> AppConfig:
+    """``config`` for embedding many documents once: int8 on CPU where the model allows it
+    (``DeviceConfig.int8_on_cpu``); an explicit dtype is kept as it is."""
+    device = replace(config.encoder.device, int8_on_cpu=True)
+    return replace(config, encoder=replace(config.encoder, device=device))
 
 
 def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:

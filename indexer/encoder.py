@@ -8,6 +8,9 @@ token windows with character offsets.
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
 import logging
 import threading
 import warnings
@@ -32,6 +35,7 @@ from indexer.config import DeviceConfig, EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.pooling import output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
+from indexer.samples import SAMPLE_CORPUS
 from indexer.whitening import Whitening
 
 log = logging.getLogger(__name__)
@@ -55,10 +59,20 @@ _MIN_BATCH_TOKENS = 1024
 _MIN_VOCABULARY = 16
 
 
+# int8 is taken only when it keeps the vectors: the shipped model's MS MARCO vectors stay at
+# cosine >= 0.994 of fp32, while an earlier build of it fell to 0.89 (bench/RESULTS.md).
+_INT8_MIN_COSINE = 0.99
+_PROBE_TEXTS = 48
+
+
 @dataclass(frozen=True)
 class _Placement:
+    """Device and activation dtype; ``int8`` True forces int8 Linear layers, None means "if
+    the model keeps its vectors under them" (auto on CPU), False means never."""
+
     device: torch.device
     dtype: torch.dtype
+    int8: bool | None = False
 
 
 class Encoder:
@@ -88,6 +102,7 @@ class Encoder:
         self._dimension = output_dimension(model.config.hidden_size, spec.pooling)
         # Only ask for every layer's states when the spec pools something other than the last.
         self._all_layers = tuple(spec.layers) != (-1,)
+        self._int8_cosine: float | None = None
 
     @classmethod
     def load(cls, model_ref: str, spec: CollectionSpec, config: EncoderConfig) -> Encoder:
@@ -106,16 +121,11 @@ class Encoder:
             folder, config=model_config, local_files_only=True, dtype=placement.dtype
         )
         model.to(placement.device).eval()
-        if config.quantize_int8:
-            model = _quantize_int8(model, placement)
-        log.info(
-            "loaded %s on %s as %s%s",
-            folder,
-            placement.device,
-            placement.dtype,
-            " (dynamic int8 Linear layers)" if config.quantize_int8 else "",
-        )
-        return cls(tokenizer, model, spec, config, placement, folder)
+        encoder = cls(tokenizer, model, spec, config, placement, folder)
+        if placement.int8 is not False:
+            encoder = encoder._with_int8(required=bool(placement.int8))
+        log.info("loaded %s on %s as %s", folder, placement.device, encoder.precision)
+        return encoder
 
     @property
     def dimension(self) -> int:
@@ -142,6 +152,19 @@ class Encoder:
     @property
     def dtype(self) -> torch.dtype:
         return self._placement.dtype
+
+    @property
+    def quantized(self) -> bool:
+        """True when the Linear layers run in int8 (CPU), activations in ``dtype``."""
+        return self._int8_cosine is not None
+
+    @property
+    def precision(self) -> str:
+        """``float32``, ``bfloat16``, ``float16``, or ``int8 (min cosine to float32 ... on probe
+        texts)``, for logs and benchmarks."""
+        if self._int8_cosine is not None:
+            return f"int8 (min cosine to float32 {self._int8_cosine:.4f} on probe texts)"
+        return str(self._placement.dtype).removeprefix("torch.")
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -222,6 +245,31 @@ class Encoder:
         return [
             (chunks, vectors[bounds[i] : bounds[i + 1]]) for i, chunks in enumerate(chunked)
         ]
+
+    def _with_int8(self, *, required: bool) -> Encoder:
+        """This encoder with int8 Linear layers, when ``required`` or when the int8 vectors of
+        the probe texts stay within ``_INT8_MIN_COSINE`` of the fp32 ones; else ``self``.
+
+        int8 activations are quantised per batch, so a text's vector moves slightly with its
+        batch-mates (cosine >= 0.997 for the shipped model); fp32 is batch-independent.
+        Loading pays two passes over the probe texts (a fraction of a second for small models).
+        """
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            raise InvalidArgument("int8 needs the CPU in float32 (on a GPU use bf16/fp16)", field="dtype")
+        probe = _probe_texts()
+        exact = _l2_normalise(self.pooled(probe))
+        quantized = copy.copy(self)
+        quantized._model = _quantize_int8(self._model)
+        cosine = float(np.min(np.sum(exact * _l2_normalise(quantized.pooled(probe)), axis=1)))
+        if cosine < _INT8_MIN_COSINE:
+            if not required:
+                log.info("int8 would move this model's vectors (min cosine %.4f < %.2f): float32",
+                         cosine, _INT8_MIN_COSINE)
+                return self
+            log.warning("dtype int8 moves this model's vectors: min cosine %.4f to float32 on the "
+                        "probe texts (auto would keep float32 below %.2f)", cosine, _INT8_MIN_COSINE)
+        quantized._int8_cosine = cosine
+        return quantized
 
     def _check_window(self, window: int, overlap: int) -> None:
         validate_window(window, overlap)
@@ -306,20 +354,36 @@ def _placement(device_config: DeviceConfig) -> _Placement:
         raise InvalidArgument(f"unknown device {name!r}", field="device") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgument(f"device {name!r} asked for but CUDA is not available", field="device")
-    return _Placement(device=device, dtype=_dtype(device_config.dtype, device))
+    return _precision(device_config.dtype, device, int8_on_cpu=device_config.int8_on_cpu)
 
 
-def _dtype(name: str, device: torch.device) -> torch.dtype:
+def _precision(name: str, device: torch.device, *, int8_on_cpu: bool = False) -> _Placement:
+    """``auto``: bf16/fp16 on CUDA; fp32 on CPU (on CPUs without native bf16, bf16 measured about
+    5x slower: DESIGN.md), with int8 Linear layers if ``int8_on_cpu`` and the model keeps its
+    vectors under them. ``int8``: CPU only, always."""
     if name == "auto":
         if device.type != "cuda":
-            # On CPUs without native bf16, bf16 measured about 5x slower than fp32 (DESIGN.md).
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return _Placement(device, torch.float32, int8=None if int8_on_cpu else False)
+        return _Placement(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if name == "int8":
+        if device.type != "cpu":
+            raise InvalidArgument("dtype int8 runs on the CPU only; on a GPU use bf16 or fp16", field="dtype")
+        return _Placement(device, torch.float32, int8=True)
     if name not in _DTYPES:
         raise InvalidArgument(
-            f"unknown dtype {name!r}; choose auto or one of {', '.join(_DTYPES)}", field="dtype"
+            f"unknown dtype {name!r}; choose auto, int8 or one of {', '.join(_DTYPES)}", field="dtype"
         )
-    return _DTYPES[name]
+    return _Placement(device, _DTYPES[name])
+
+
+def _probe_texts() -> list[str]:
+    """Texts of one, three or eight shipped WordNet glosses (about 10 to 150 tokens), always the
+    same: the sample on which int8 must keep a model's vectors."""
+    with SAMPLE_CORPUS.open(encoding="utf-8") as stream:
+        rows = [json.loads(line) for line in itertools.islice(stream, 8 * _PROBE_TEXTS)]
+    glosses = [f"{row['title']}: {row['text']}" for row in rows]
+    sizes = (1, 3, 8)
+    return [" ".join(glosses[8 * i : 8 * i + sizes[i % 3]]) for i in range(_PROBE_TEXTS)]
 
 
 def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
@@ -386,17 +450,13 @@ def _batches(lengths: Sequence[int], config: EncoderConfig) -> list[range]:
     return batches
 
 
-def _quantize_int8(model: PreTrainedModel, placement: _Placement) -> PreTrainedModel:
-    """Dynamic int8 quantisation of every Linear layer (CPU fp32 only): weights stored as int8,
-    activations quantised per batch. Faster on CPU; the vectors change slightly."""
-    if placement.device.type != "cpu" or placement.dtype != torch.float32:
-        raise InvalidArgument(
-            "quantize_int8 needs the CPU in float32 (on a GPU use bf16/fp16)", field="quantize_int8"
-        )
+def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
+    """A copy of ``model`` with every Linear layer dynamically quantised: int8 weights, int8
+    activations quantised per batch, fp32 everywhere else (CPU, fp32 models)."""
     with warnings.catch_warnings():
         # torch.ao points users to torchao; the eager API is what runs on this torch.
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
 
 
 def _pad(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,6 +50,12 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="folder of the SQLite file and snapshots")
     parser.add_argument("--db", help="SQLAlchemy URL of a shared database (e.g. postgresql+psycopg://...)")
     parser.add_argument("--device", help="encoder device: auto (default), cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "int8", "bfloat16", "float16"],
+        help="encoder precision: auto (default: bf16 on GPU; on CPU fp32, and int8 for bulk "
+        "ingestion where the model keeps its vectors), float32 (exact), int8 (CPU) ...",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
 
@@ -81,6 +87,8 @@ def app_config(args: argparse.Namespace) -> AppConfig:
     encoder = config.encoder
     if getattr(args, "device", None):
         encoder = replace(encoder, device=replace(encoder.device, device=args.device))
+    if getattr(args, "dtype", None):
+        encoder = replace(encoder, device=replace(encoder.device, dtype=args.dtype))
     server = config.server
     if getattr(args, "port", None) is not None:
         server = replace(server, port=args.port)

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
-from indexer.config import AppConfig
+from indexer.config import AppConfig, for_bulk_ingestion
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
@@ -100,7 +100,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
     """``ingest --engine ray``: the collection is created here, the documents embedded on Ray."""
     from indexer.distributed import RayIngestOptions, ingest_with_ray
 
-    config = app_config(args)
+    config = for_bulk_ingestion(app_config(args))
     workspace = Workspace.open(config)
     try:
         ensure_collection(workspace, args.collection, args)
@@ -145,7 +145,7 @@ def ingest_metrics(args: argparse.Namespace) -> Iterator[IngestMetrics | None]:
 def run_ingest(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         return run_ingest_on_ray(args)
-    config = app_config(args)
+    config = for_bulk_ingestion(app_config(args))
     with ingest_metrics(args) as metrics:
         return ingest_paths(config, args, metrics)
 

@@ -89,6 +89,20 @@ def test_ingest_reports_the_bad_record_keeps_the_good_ones_and_exits_1(
     assert stats(tmp_path, tiny_albert_dir, "c")["last_sequence"] == 5
 
 
+def test_bulk_ingestion_embeds_in_int8_on_cpu_unless_told_otherwise(
+    tmp_path: Path, tiny_albert_dir: Path, corpus: Path
+) -> None:
+    """The tiny model keeps its vectors under int8 (the encoder checks), so ``ingest`` takes it;
+    ``--dtype float32`` asks for exact vectors."""
+    fast = albatross(tmp_path / "a", tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress")
+    assert "as int8 (min cosine to float32" in fast.stderr, fast.stderr
+    exact = albatross(
+        tmp_path / "b", tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress",
+        "--dtype", "float32",
+    )
+    assert "as float32" in exact.stderr and "int8" not in exact.stderr, exact.stderr
+
+
 def test_delete_and_stats_agree(tmp_path: Path, tiny_albert_dir: Path, corpus: Path) -> None:
     albatross(tmp_path, tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress")
     result = albatross(tmp_path, tiny_albert_dir, "delete", "--collection", "c", "owl", "tea", "nope")

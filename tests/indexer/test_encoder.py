@@ -237,6 +237,66 @@ def test_unknown_devices_and_dtypes_are_rejected(tiny_albert_dir):
             Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig(device=DeviceConfig("cuda")))
 
 
+BULK = EncoderConfig(device=DeviceConfig(device="cpu", int8_on_cpu=True))
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(np.sum(a * b, axis=1)))
+
+
+def test_bulk_ingestion_takes_int8_on_cpu_when_the_model_keeps_its_vectors(encoder, tiny_albert_dir):
+    exact = Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig())
+    bulk = Encoder.load(str(tiny_albert_dir), spec(), BULK)
+    assert not exact.quantized and exact.precision == "float32"
+    assert bulk.quantized and bulk.precision.startswith("int8 (min cosine to float32 0.99")
+    assert _min_cosine(bulk.encode(TEXTS), exact.encode(TEXTS)) > 0.99
+    # Activations are quantised per batch: close to, not equal to, the vector in another batch.
+    alone = np.stack([bulk.encode([text])[0] for text in TEXTS])
+    assert _min_cosine(alone, bulk.encode(TEXTS)) > 0.99
+
+
+@pytest.fixture(scope="module")
+def fragile_dir(tiny_albert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny ALBERT with one embedding coordinate scaled up 1000x and the projection's weights
+    for it down as much: float32 computes the same function, but int8 spends the 255 levels of the
+    projection's input on that coordinate and those of its weights on the others, crushing both."""
+    folder = tmp_path_factory.mktemp("fragile")
+    for source in tiny_albert_dir.iterdir():
+        shutil.copy(source, folder / source.name)
+    model = AutoModel.from_pretrained(tiny_albert_dir)
+    with torch.no_grad():
+        norm = model.embeddings.LayerNorm
+        norm.weight[0] *= 1000.0
+        norm.bias[0] *= 1000.0
+        model.encoder.embedding_hidden_mapping_in.weight[:, 0] /= 1000.0
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_bulk_ingestion_keeps_float32_for_a_model_that_int8_would_move(fragile_dir, tiny_albert_dir):
+    bulk = Encoder.load(str(fragile_dir), spec(), BULK)
+    assert not bulk.quantized and bulk.precision == "float32"
+    original = Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig())
+    assert _min_cosine(bulk.encode(TEXTS), original.encode(TEXTS)) > 0.9999  # same function in fp32
+
+
+def test_dtype_int8_is_int8_even_where_it_moves_the_vectors(fragile_dir, caplog):
+    forced = Encoder.load(str(fragile_dir), spec(), EncoderConfig(device=DeviceConfig("cpu", "int8")))
+    exact = Encoder.load(str(fragile_dir), spec(), EncoderConfig())
+    assert forced.quantized
+    assert _min_cosine(forced.encode(TEXTS), exact.encode(TEXTS)) < 0.99
+    assert "moves this model's vectors" in caplog.text
+
+
+def test_int8_is_refused_off_the_cpu():
+    from indexer.encoder import _precision
+
+    with pytest.raises(InvalidArgument, match="CPU only"):
+        _precision("int8", torch.device("cuda"))
+    assert _precision("auto", torch.device("cpu"), int8_on_cpu=True).int8 is None
+    assert _precision("float32", torch.device("cpu"), int8_on_cpu=True).int8 is False
+
+
 def _model_files(source: Path, target: Path) -> Path:
     target.mkdir()
     for name in ("config.json", "model.safetensors"):
