@@ -48,6 +48,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--groups", type=int, default=1,
                        help="layer groups: 1 = all layers share one (default); 2 = two halves")
     build.add_argument("--intermediate-size", type=int, default=1536, help="feed-forward width")
+    build.add_argument("--embedding-size", type=int, default=256,
+                       help="factorised word embedding size (the shipped phase-2 model: 128)")
+    build.add_argument("--bag-epochs", type=int, default=18,
+                       help="epochs fitting the static start's bag to the teacher (0: not fitted)")
     build.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
@@ -101,6 +105,7 @@ def build(args: argparse.Namespace) -> None:
                                    max_minutes=args.max_minutes, init=args.init,
                                    init_from=str(args.init_from) if args.init_from else None,
                                    groups=args.groups, intermediate_size=args.intermediate_size,
+                                   embedding_size=args.embedding_size, bag_epochs=args.bag_epochs,
                                    **tuning)
     ckpt_dir = cache / "checkpoints"
     if args.resume or distill.latest_checkpoint(ckpt_dir) is None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AlbertConfig, AlbertModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from indexer.training.bag import fit_factorised, fit_table
 from indexer.training.teacher import budget_batches
 
 #: Albert special pieces -> the teacher's equivalents.
@@ -250,17 +252,44 @@ def _linear_layer_norm(norm: torch.nn.LayerNorm) -> None:
     norm.bias.zero_()
 
 
-@torch.no_grad()
 def static_start(student: AlbertModel, pieces: list[str], teacher_tokenizer: PreTrainedTokenizerBase,
-                 teacher: PreTrainedModel, layer: int = 0) -> None:
-    """Make ``student`` compute the bag of piece vectors (see above), in place."""
-    emb, hidden = student.config.embedding_size, student.config.hidden_size
+                 teacher: PreTrainedModel, layer: int = 0,
+                 fit_on: tuple[Sequence[Sequence[int]], torch.Tensor] | None = None,
+                 fit_epochs: int = 18) -> None:
+    """Make ``student`` compute the bag of piece vectors (see above), in place.
+
+    ``fit_on`` = (token ids per text, (n, d) unit teacher vectors): fit the bag to them first
+    (``indexer.training.bag``) instead of taking each piece's isolated teacher vector.
+    """
+    coords, basis = start_bag(student.config, pieces, teacher_tokenizer, teacher, fit_on, fit_epochs)
+    _write_static(student, coords, basis, teacher, layer)
+
+
+def start_bag(config: AlbertConfig, pieces: list[str], teacher_tokenizer: PreTrainedTokenizerBase,
+              teacher: PreTrainedModel,
+              fit_on: tuple[Sequence[Sequence[int]], torch.Tensor] | None = None,
+              fit_epochs: int = 18) -> tuple[torch.Tensor, torch.Tensor]:
+    """The static start's bag as (coords (V, E-3) with row norms <= 1, basis (E-3, H) with
+    orthonormal rows in the hidden safe subspace)."""
+    rank = config.embedding_size - 3
     bag = bag_vectors(piece_output_vectors(pieces, teacher_tokenizer, teacher))
-    inner_h = safe_subspace(hidden)
-    in_safe = (bag @ inner_h) @ inner_h.T  # (V, H) projected into the hidden safe subspace
-    rank = emb - 3
-    coords, basis = truncated_svd(in_safe, rank)  # coords (V, r); basis (r, H), rows in the subspace
-    coords = coords / coords.norm(dim=1).max()
+    inner_h = safe_subspace(config.hidden_size)
+    if fit_on is not None:
+        rows, targets = fit_on
+        bag = fit_table(bag, rows, targets, frozen=SPECIAL_PIECES, epochs=fit_epochs)
+    coords, basis = truncated_svd((bag @ inner_h) @ inner_h.T, rank)
+    if fit_on is not None:
+        table = fit_factorised(coords, basis, inner_h, rows, targets, frozen=SPECIAL_PIECES)
+        coords, basis = truncated_svd(table, rank)
+    return coords / coords.norm(dim=1).max(), basis
+
+
+@torch.no_grad()
+def _write_static(student: AlbertModel, coords: torch.Tensor, basis: torch.Tensor,
+                  teacher: PreTrainedModel, layer: int) -> None:
+    """Write the bag (coords @ basis) into ``student``'s embeddings and make every layer the
+    identity on it (see above)."""
+    emb, hidden = student.config.embedding_size, student.config.hidden_size
     inner_e = safe_subspace(emb)  # (E, r)
     s_emb = student.embeddings
     s_emb.word_embeddings.weight.copy_(coords @ inner_e.T + big_direction(emb))
