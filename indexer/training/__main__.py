@@ -53,6 +53,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--bag-epochs", type=int, default=18,
                        help="epochs fitting the static start's bag to the teacher (0: not fitted)")
     build.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
+    build.add_argument("--embedding-lr", type=float, default=None,
+                       help="peak learning rate of the word embeddings (default: --lr)")
+    build.add_argument("--relational-weight", type=float, default=None,
+                       help="weight of the in-batch neighbour KL term (default 1.0)")
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
                        default=None, help="stop after this stage (for pilots)")
@@ -100,7 +104,9 @@ def build(args: argparse.Namespace) -> None:
 
     from indexer.training import distill, export
 
-    tuning = {"lr": args.lr} if args.lr is not None else {}
+    tuning = {name: value for name, value in (("lr", args.lr), ("embedding_lr", args.embedding_lr),
+                                              ("relational_weight", args.relational_weight))
+              if value is not None}
     config = distill.DistillConfig(total_steps=args.steps, seed=args.seed,
                                    max_minutes=args.max_minutes, init=args.init,
                                    init_from=str(args.init_from) if args.init_from else None,

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AlbertModel, AlbertTokenizer, BertConfig, BertModel, BertTokenizer
@@ -213,3 +214,33 @@ def test_a_grown_student_computes_exactly_what_the_exported_model_computes(expor
     with pytest.raises(ValueError, match="intermediate_size"):
         load_exported(new_student(student_config(120, hidden_size=32, num_layers=2, embedding_size=8,
                                                  heads=2, intermediate_size=32)), exported)
+
+
+def test_neighbour_agreement_is_one_for_the_teacher_itself_and_low_for_noise() -> None:
+    from indexer.training.distill import neighbour_agreement
+
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(200, 16)).astype(np.float32)
+    teacher /= np.linalg.norm(teacher, axis=1, keepdims=True)
+    assert neighbour_agreement(teacher.copy(), teacher) == 1.0
+    noise = rng.normal(size=(200, 16)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    assert neighbour_agreement(noise, teacher) < 0.2  # chance is 10 / 199
+    nearby = teacher + 0.05 * noise
+    nearby /= np.linalg.norm(nearby, axis=1, keepdims=True)
+    assert 0.5 < neighbour_agreement(nearby, teacher) < 1.0
+
+
+def test_the_word_embeddings_learn_at_their_own_rate() -> None:
+    from indexer.training.distill import DistillConfig, parameter_groups
+
+    model = tiny_student(100)
+    embedding, rest = parameter_groups(model, DistillConfig(lr=3e-5, embedding_lr=1e-3))
+    assert (embedding["peak_lr"], rest["peak_lr"]) == (1e-3, 3e-5)
+    ids = {id(p) for p in embedding["params"]}
+    assert id(model.embeddings.word_embeddings.weight) in ids
+    assert id(model.encoder.embedding_hidden_mapping_in.weight) in ids
+    assert id(model.embeddings.position_embeddings.weight) not in ids
+    assert len(embedding["params"]) + len(rest["params"]) == len(list(model.parameters()))
+    same = parameter_groups(model, DistillConfig(lr=3e-4))
+    assert same[0]["peak_lr"] == same[1]["peak_lr"] == 3e-4
