@@ -254,8 +254,6 @@ class Encoder:
         batch-mates (cosine >= 0.997 for the shipped model); fp32 is batch-independent.
         Loading pays two passes over the probe texts (a fraction of a second for small models).
         """
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            raise InvalidArgument("int8 needs the CPU in float32 (on a GPU use bf16/fp16)", field="dtype")
         probe = _probe_texts()
         exact = _l2_normalise(self.pooled(probe))
         quantized = copy.copy(self)
