@@ -1,17 +1,19 @@
 """CPU fast-path alternatives to PyTorch eager, each against eager in the same run.
 
-``python -m bench.cpu_alternatives [--docs 600] [--model FOLDER]``
+``python -m bench.cpu_alternatives [--docs 400] [--rounds 6] [--model FOLDER]``
 
 Measures, on the first ``--docs`` MS MARCO passages in length-sorted batches of 32, the seconds
 to embed them and the cosine of each alternative's vectors to eager fp32:
 
-- two worker threads with one torch thread each, instead of one forward with two threads;
-- dynamic int8 on the feed-forward Linear layers, and on every Linear layer;
-- ONNX Runtime on the exported graph, when ``onnxruntime`` and ``onnx`` are installed (they are
-  not dependencies of the project).
+- dynamic int8 on the feed-forward Linear layers, and on every Linear layer (what
+  ``albatross ingest`` uses on CPU where the model keeps its vectors);
+- ONNX Runtime on the exported graph, fp32 and with its own dynamic int8 on the MatMuls, when
+  ``onnxruntime`` and ``onnx`` are installed (they are not dependencies of the project);
+- two worker threads with one torch thread each, instead of one forward with two threads.
 
-Results are printed, not recorded: these are the pilots behind the "tried and not kept" lines of
-``bench/RESULTS.md``.
+Every system runs once per round, in alternating order; the table gives the median seconds and
+the median and range of the per-round speed-ups, because a shared host moves single passes by
++-30%. Results are printed, not recorded: they are the pilots behind ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import copy
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,11 +54,13 @@ def torch_embedder(tokenizer, model: torch.nn.Module) -> Embed:  # type: ignore[
     return embed
 
 
-def onnx_embedder(tokenizer, model: torch.nn.Module, folder: Path) -> Embed | None:  # type: ignore[no-untyped-def]
+def onnx_embedders(tokenizer, model: torch.nn.Module, folder: Path) -> dict[str, Embed]:  # type: ignore[no-untyped-def]
+    """ONNX Runtime fp32 and int8 (dynamic, MatMul weights only) sessions of ``model``."""
     try:
         import onnxruntime
+        from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
-        return None
+        return {}
 
     class Pooled(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -66,36 +71,46 @@ def onnx_embedder(tokenizer, model: torch.nn.Module, folder: Path) -> Embed | No
             hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return pooled(hidden, attention_mask)
 
-    path = folder / "model.onnx"
+    exported, quantized = folder / "model.onnx", folder / "model-int8.onnx"
     example = (torch.ones(2, 16, dtype=torch.long), torch.ones(2, 16, dtype=torch.long))
     axes = {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "pooled": {0: "b"}}
-    torch.onnx.export(Pooled(model), example, str(path), input_names=["input_ids", "attention_mask"],
+    torch.onnx.export(Pooled(model), example, str(exported), input_names=["input_ids", "attention_mask"],
                       output_names=["pooled"], dynamic_axes=axes, opset_version=17, dynamo=False)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # Quantising every op (the default) also quantised the embedding gather: cosine 0.71.
+    quantize_dynamic(str(exported), str(quantized), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
 
-    def embed(batch: list[list[int]]) -> np.ndarray:
-        inputs = tokenizer.pad({"input_ids": batch}, return_tensors="np")
-        feeds = {name: inputs[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
-        return session.run(None, feeds)[0]
+    def session(path: Path) -> Embed:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        runner = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    return embed
+        def embed(batch: list[list[int]]) -> np.ndarray:
+            inputs = tokenizer.pad({"input_ids": batch}, return_tensors="np")
+            feeds = {name: inputs[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+            return runner.run(None, feeds)[0]
+
+        return embed
+
+    return {"ONNX Runtime fp32": session(exported), "ONNX Runtime int8 (MatMul)": session(quantized)}
 
 
 def timed(embed: Embed, batches: list[list[list[int]]], workers: int = 1) -> tuple[float, np.ndarray]:
+    torch.set_num_threads(2 // workers)
     began = time.perf_counter()
     if workers == 1:
         parts = [embed(b) for b in batches]
     else:
         with ThreadPoolExecutor(workers) as pool:
             parts = list(pool.map(embed, batches))
-    return time.perf_counter() - began, np.concatenate(parts)
+    seconds = time.perf_counter() - began
+    torch.set_num_threads(2)
+    return seconds, np.concatenate(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu_alternatives")
-    parser.add_argument("--docs", type=int, default=600)
+    parser.add_argument("--docs", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -106,31 +121,39 @@ def main(argv: list[str] | None = None) -> None:
     ids.sort(key=len)
     batches = [ids[s : s + BATCH] for s in range(0, len(ids), BATCH)]
     ffn = {name for name, _ in model.named_modules() if name.endswith((".ffn", ".ffn_output"))}
-    int8_ffn = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), ffn, dtype=torch.qint8)
-    int8_all = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
     eager = torch_embedder(tokenizer, model)
-    timed(eager, batches[:2])  # warm-up
-    rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        onnx = onnx_embedder(tokenizer, model, Path(scratch))
-        for _ in range(2):  # two rounds: the first pass of each path also pays its warm-up
-            torch.set_num_threads(2)
-            base_s, reference = timed(eager, batches)
-            candidates: list[tuple[str, Embed, int]] = [
-                ("int8 feed-forward", torch_embedder(tokenizer, int8_ffn), 1),
-                ("int8 every Linear", torch_embedder(tokenizer, int8_all), 1),
-            ]
-            if onnx is not None:
-                candidates.append(("ONNX Runtime", onnx, 1))
-            for name, embed, workers in candidates:
-                seconds, vectors = timed(embed, batches, workers)
-                rows.append([name, f"{seconds:.2f}", f"{base_s:.2f}", f"{base_s / seconds:.2f}x",
-                             f"{float((vectors * reference).sum(1).min()):.4f}"])
-            torch.set_num_threads(1)
-            seconds, vectors = timed(eager, batches, workers=2)
-            rows.append(["2 workers x 1 thread", f"{seconds:.2f}", f"{base_s:.2f}", f"{base_s / seconds:.2f}x",
-                         f"{float((vectors * reference).sum(1).min()):.4f}"])
-    print(markdown_table(["alternative", "seconds", "eager seconds", "speed-up", "min cosine to eager"], rows))
+        systems: list[tuple[str, Embed, int]] = [
+            ("eager fp32", eager, 1),
+            ("int8 feed-forward", torch_embedder(tokenizer, _int8(model, ffn)), 1),
+            ("int8 every Linear", torch_embedder(tokenizer, _int8(model, {torch.nn.Linear})), 1),
+            *((name, embed, 1) for name, embed in onnx_embedders(tokenizer, model, Path(scratch)).items()),
+            ("2 workers x 1 thread", eager, 2),
+        ]
+        for _, embed, workers in systems:
+            timed(embed, batches[:2], workers)  # warm-up
+        _, reference = timed(eager, batches)
+        seconds: dict[str, list[float]] = {name: [] for name, _, _ in systems}
+        cosine: dict[str, float] = {}
+        for number in range(args.rounds):
+            for name, embed, workers in systems if number % 2 == 0 else systems[::-1]:
+                took, vectors = timed(embed, batches, workers)
+                seconds[name].append(took)
+                cosine[name] = float((vectors * reference).sum(1).min())
+    base = np.array(seconds["eager fp32"])
+    rows = []
+    for name, _, _ in systems:
+        ratios = base / np.array(seconds[name])
+        rows.append([name, f"{np.median(seconds[name]):.2f}", f"{np.median(ratios):.2f}x",
+                     f"{ratios.min():.2f}-{ratios.max():.2f}", f"{cosine[name]:.4f}"])
+    print(f"{len(passages)} passages, {sum(map(len, ids))} tokens, {args.rounds} interleaved rounds\n")
+    print(markdown_table(["alternative", "median s", "speed-up (median)", "range", "min cosine to eager"], rows))
+
+
+def _int8(model: torch.nn.Module, layers: set) -> torch.nn.Module:  # type: ignore[type-arg]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), layers, dtype=torch.qint8)
 
 
 if __name__ == "__main__":
