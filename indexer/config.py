@@ -32,12 +32,18 @@ class DeviceConfig:
     (cosine >= 0.996 for the shipped model), so bulk ingestion turns ``int8_on_cpu`` on (a
     document is embedded once, in large batches) and searchers leave it off (a query's vector
     never depends on the queries it was batched with).
+
+    ``cpu_streams`` > 1 runs that many forward passes at once on CPU, each with ``threads`` (or
+    every core) divided by ``cpu_streams`` torch threads: small matrices keep one thread busier
+    than two threads share one (int8 on 2 cores: 1.17x, bench/RESULTS.md). torch's thread count
+    is process-wide, so only bulk ingestion, which owns its process, turns it on.
     """
 
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None
     int8_on_cpu: bool = False
+    cpu_streams: int = 1
 
 
 @dataclass(frozen=True)
@@ -143,10 +149,14 @@ class AppConfig:
     default_model: Path = DEFAULT_MODEL_DIR
 
 
+BULK_CPU_STREAMS = 2
+
+
 def for_bulk_ingestion(config: AppConfig) -> AppConfig:
     """``config`` for embedding many documents once: int8 on CPU where the model allows it
-    (``DeviceConfig.int8_on_cpu``); an explicit dtype is kept as it is."""
-    device = replace(config.encoder.device, int8_on_cpu=True)
+    (``DeviceConfig.int8_on_cpu``; an explicit dtype is kept as it is) and two concurrent forward
+    passes on CPU (``DeviceConfig.cpu_streams``)."""
+    device = replace(config.encoder.device, int8_on_cpu=True, cpu_streams=BULK_CPU_STREAMS)
     return replace(config, encoder=replace(config.encoder, device=device))
 
 

@@ -12,10 +12,12 @@ import copy
 import itertools
 import json
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,7 @@ class _Placement:
     device: torch.device
     dtype: torch.dtype
     int8: bool | None = False
+    streams: int = 1
 
 
 class Encoder:
@@ -243,9 +246,7 @@ class Encoder:
                 window_ids.append(prefix + body[first:last] + suffix)
         vectors = self._finish(self._pooled_ids(window_ids), whitening)
         bounds = np.cumsum([0] + [len(chunks) for chunks in chunked])
-        return [
-            (chunks, vectors[bounds[i] : bounds[i + 1]]) for i, chunks in enumerate(chunked)
-        ]
+        return [(chunks, vectors[bounds[i] : bounds[i + 1]]) for i, chunks in enumerate(chunked)]
 
     def _with_int8(self, *, required: bool) -> Encoder:
         """This encoder with int8 Linear layers, when ``required`` or when the int8 vectors of
@@ -262,11 +263,18 @@ class Encoder:
         cosine = float(np.min(np.sum(exact * _l2_normalise(quantized.pooled(probe)), axis=1)))
         if cosine < _INT8_MIN_COSINE:
             if not required:
-                log.info("int8 would move this model's vectors (min cosine %.4f < %.2f): float32",
-                         cosine, _INT8_MIN_COSINE)
+                log.info(
+                    "int8 would move this model's vectors (min cosine %.4f < %.2f): float32",
+                    cosine,
+                    _INT8_MIN_COSINE,
+                )
                 return self
-            log.warning("dtype int8 moves this model's vectors: min cosine %.4f to float32 on the "
-                        "probe texts (auto would keep float32 below %.2f)", cosine, _INT8_MIN_COSINE)
+            log.warning(
+                "dtype int8 moves this model's vectors: min cosine %.4f to float32 on the "
+                "probe texts (auto would keep float32 below %.2f)",
+                cosine,
+                _INT8_MIN_COSINE,
+            )
         quantized._int8_cosine = cosine
         return quantized
 
@@ -291,9 +299,17 @@ class Encoder:
         """Token ids (special tokens included) -> pooled float32 (n, d) in input order."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         pooled = np.empty((len(ids), self._dimension), dtype=np.float32)
-        for batch in _batches([len(ids[i]) for i in order], self._config):
-            members = [order[i] for i in batch]
-            pooled[members] = self._forward([ids[i] for i in members])
+        groups = [[order[i] for i in batch] for batch in _batches([len(ids[i]) for i in order], self._config)]
+        streams = min(self._placement.streams, len(groups))
+        if streams > 1:
+            # torch releases the GIL inside its kernels, so threads are enough to run
+            # the batches side by side; each has its own share of torch's threads.
+            with ThreadPoolExecutor(streams, thread_name_prefix="albatross-encode") as pool:
+                results = list(pool.map(lambda members: self._forward([ids[i] for i in members]), groups))
+        else:
+            results = [self._forward([ids[i] for i in members]) for members in groups]
+        for members, vectors in zip(groups, results, strict=True):
+            pooled[members] = vectors
         return pooled
 
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
@@ -339,11 +355,10 @@ def _split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list
 
 def _placement(device_config: DeviceConfig) -> _Placement:
     """Device and dtype from config: ``auto`` = CUDA if present, bf16/fp16 there, fp32 on CPU."""
-    # torch's thread count is process-wide: the encoder sets it only when configured.
-    if device_config.threads is not None:
-        if device_config.threads < 1:
-            raise InvalidArgument("threads must be >= 1", field="threads")
-        torch.set_num_threads(device_config.threads)
+    if device_config.threads is not None and device_config.threads < 1:
+        raise InvalidArgument("threads must be >= 1", field="threads")
+    if device_config.cpu_streams < 1:
+        raise InvalidArgument("cpu_streams must be >= 1", field="cpu_streams")
     name = device_config.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -353,7 +368,20 @@ def _placement(device_config: DeviceConfig) -> _Placement:
         raise InvalidArgument(f"unknown device {name!r}", field="device") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgument(f"device {name!r} asked for but CUDA is not available", field="device")
-    return _precision(device_config.dtype, device, int8_on_cpu=device_config.int8_on_cpu)
+    streams = device_config.cpu_streams if device.type == "cpu" else 1
+    _set_torch_threads(device_config.threads, streams)
+    return replace(
+        _precision(device_config.dtype, device, int8_on_cpu=device_config.int8_on_cpu), streams=streams
+    )
+
+
+def _set_torch_threads(threads: int | None, streams: int) -> None:
+    """torch's thread count is process-wide: the encoder sets it only when configured, to
+    ``threads`` (or every core, with several streams) shared out among the streams."""
+    if threads is None and streams == 1:
+        return
+    total = threads if threads is not None else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, total // streams))
 
 
 def _precision(name: str, device: torch.device, *, int8_on_cpu: bool = False) -> _Placement:
@@ -455,7 +483,9 @@ def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
     with warnings.catch_warnings():
         # torch.ao points users to torchao; the eager API is what runs on this torch.
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+        return torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
+        )
 
 
 def _pad(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

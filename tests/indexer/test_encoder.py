@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -295,6 +296,42 @@ def test_int8_is_refused_off_the_cpu():
         _precision("int8", torch.device("cuda"))
     assert _precision("auto", torch.device("cpu"), int8_on_cpu=True).int8 is None
     assert _precision("float32", torch.device("cpu"), int8_on_cpu=True).int8 is False
+
+
+@pytest.fixture
+def torch_threads():
+    """cpu_streams sets torch's process-wide thread count: put it back for the other tests."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cpu_streams_run_batches_side_by_side_with_the_same_vectors(encoder, tiny_albert_dir, torch_threads,
+                                                                    monkeypatch):
+    streamed = Encoder.load(
+        str(tiny_albert_dir),
+        spec(max_length=64, window=32, overlap=8),
+        EncoderConfig(batch_tokens=64, max_batch=3, device=DeviceConfig("cpu", "float32", threads=2, cpu_streams=2)),
+    )
+    assert torch.get_num_threads() == 1  # two threads shared out among two streams
+    threads: set[str] = set()
+    forward = Encoder._forward
+
+    def recording(self, ids):
+        threads.add(threading.current_thread().name)
+        return forward(self, ids)
+
+    monkeypatch.setattr(Encoder, "_forward", recording)
+    np.testing.assert_allclose(streamed.encode(TEXTS), encoder.encode(TEXTS), atol=1e-5)
+    assert any(name.startswith("albatross-encode") for name in threads)
+
+
+def test_bulk_ingestion_asks_for_two_cpu_streams_and_zero_streams_are_refused(tiny_albert_dir):
+    from indexer.config import AppConfig, for_bulk_ingestion
+
+    assert for_bulk_ingestion(AppConfig()).encoder.device.cpu_streams == 2
+    with pytest.raises(InvalidArgument, match="cpu_streams"):
+        Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig(device=DeviceConfig("cpu", cpu_streams=0)))
 
 
 def _model_files(source: Path, target: Path) -> Path:
