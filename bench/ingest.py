@@ -13,7 +13,8 @@ Systems, all on the same passages (title + newline + text, mean pooling, unit ve
   (FAISS built from SQL, caught up from the change log).
 
 Albatross runs as ``albatross ingest`` does (``for_bulk_ingestion``: on CPU, int8 Linear layers
-when the model keeps its vectors under them); ``--dtypes auto,float32`` adds the exact rows.
+when the model keeps its vectors under them, and two forward passes at once sharing the cores);
+``--dtypes auto,float32`` adds the exact rows. Every system gets the same torch thread count.
 
 Model loading is outside every timer; each system encodes one warm-up text first. Systems run
 in ``--rounds`` interleaved rounds (order reversed every other round) and the table shows medians,
@@ -38,6 +39,7 @@ from bench import corpus
 from bench.common import Stopwatch, append_results, log, markdown_table
 from bench.models import albert_base_shaped, default_model
 from indexer.config import (
+    BULK_CPU_STREAMS,
     AppConfig,
     DeviceConfig,
     EncoderConfig,
@@ -80,8 +82,9 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-def per_document(folder: Path, texts: list[str], tokens: int, device: str) -> Run:
-    """Baseline (a): one document at a time."""
+def per_document(folder: Path, texts: list[str], tokens: int, device: str, threads: int) -> Run:
+    """Baseline (a): one document at a time, on torch's default thread count."""
+    torch.set_num_threads(threads)  # Albatross's CPU streams change the process-wide count
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder).to(device).eval()
     vectors = []
@@ -95,8 +98,9 @@ def per_document(folder: Path, texts: list[str], tokens: int, device: str) -> Ru
     return Run("per-document transformers loop", len(texts), tokens, watch.seconds, torch.cat(vectors).numpy())
 
 
-def batched(folder: Path, texts: list[str], tokens: int, device: str) -> Run:
-    """Baseline (b): length-sorted batches of 32, ``inference_mode``."""
+def batched(folder: Path, texts: list[str], tokens: int, device: str, threads: int) -> Run:
+    """Baseline (b): length-sorted batches of 32, ``inference_mode``, torch's default threads."""
+    torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder).to(device).eval()
     vectors = torch.empty((len(texts), model.config.hidden_size))
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     args = parser.parse_args(argv)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    # Every system gets the cores torch would use by default; Albatross shares them out among
+    # its CPU streams (DeviceConfig.cpu_streams), the baselines give all of them to one forward.
+    threads = torch.get_num_threads()
 
     passages, source = corpus.load(args.docs, args.corpus)
     texts = [embedding_text(p.title, p.text) for p in passages]
@@ -248,12 +255,12 @@ def main(argv: list[str] | None = None) -> None:
         log(f"{len(passages)} passages, {tokens} tokens, model {model.label}")
         per_doc_name = None if args.skip_per_document else "per-document transformers loop"
         batched_name = f"batched transformers loop (sorted, batch {BASELINE_BATCH})"
-        systems = [(batched_name, lambda: batched(model.folder, texts, tokens, args.device))]
+        systems = [(batched_name, lambda: batched(model.folder, texts, tokens, args.device, threads))]
         if per_doc_name:
-            systems.insert(0, (per_doc_name, lambda: per_document(model.folder, texts, tokens, args.device)))
+            systems.insert(0, (per_doc_name, lambda: per_document(model.folder, texts, tokens, args.device, threads)))
         # As `albatross ingest` runs it: bulk ingestion may take int8 on CPU (DeviceConfig).
         encoders = {d: for_bulk_ingestion(_app(model.folder, Path(workdir), EncoderConfig(
-            device=DeviceConfig(device=args.device, dtype=d)))).encoder for d in dtypes}
+            device=DeviceConfig(device=args.device, dtype=d, threads=threads)))).encoder for d in dtypes}
         for dtype, encoder in encoders.items():
             embed_label = _label("Albatross embedding only", dtype, dtypes)
             e2e_label = _label("Albatross end to end (read, embed, SQL, FAISS)", dtype, dtypes)
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = interleaved(systems, args.rounds)
 
         # Speed depends on the shape: both models in float32, so int8 cannot favour either.
-        encoder = EncoderConfig(device=DeviceConfig(device=args.device, dtype="float32"))
+        encoder = EncoderConfig(device=DeviceConfig(device=args.device, dtype="float32", threads=threads))
         base = albert_base_shaped(Path(workdir), model.folder)
         model_passages = passages[: args.model_docs]
         model_tokens = _count_tokens(model.folder, texts[: args.model_docs])
@@ -279,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     reference = runs[batched_name][0].vectors
     lines = [
         f"- corpus: {source}; {tokens} tokens ({tokens / len(passages):.0f} per document, special tokens included)",
-        f"- model: {model.label}; device {args.device}; torch threads {torch.get_num_threads()}; "
+        f"- model: {model.label}; device {args.device}; {threads} torch threads per system (Albatross: "
+        f"{BULK_CPU_STREAMS if args.device == 'cpu' else 1} streams sharing them); "
         f"{args.rounds} interleaved rounds, medians shown (ratios: median of the per-round ratios, range)",
         "",
         _table(runs, per_doc_name, batched_name),
