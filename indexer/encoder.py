@@ -368,11 +368,17 @@ def _placement(device_config: DeviceConfig) -> _Placement:
         raise InvalidArgument(f"unknown device {name!r}", field="device") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgument(f"device {name!r} asked for but CUDA is not available", field="device")
-    streams = device_config.cpu_streams if device.type == "cpu" else 1
+    streams = _cpu_streams(device_config) if device.type == "cpu" else 1
     _set_torch_threads(device_config.threads, streams)
     return replace(
         _precision(device_config.dtype, device, int8_on_cpu=device_config.int8_on_cpu), streams=streams
     )
+
+
+def _cpu_streams(device_config: DeviceConfig) -> int:
+    """Concurrent forward passes on CPU: as configured, but never more than the threads they share."""
+    total = device_config.threads if device_config.threads is not None else (os.cpu_count() or 1)
+    return max(1, min(device_config.cpu_streams, total))
 
 
 def _set_torch_threads(threads: int | None, streams: int) -> None:

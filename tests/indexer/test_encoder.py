@@ -326,10 +326,13 @@ def test_cpu_streams_run_batches_side_by_side_with_the_same_vectors(encoder, tin
     assert any(name.startswith("albatross-encode") for name in threads)
 
 
-def test_bulk_ingestion_asks_for_two_cpu_streams_and_zero_streams_are_refused(tiny_albert_dir):
+def test_bulk_ingestion_asks_for_two_cpu_streams_and_zero_streams_are_refused(tiny_albert_dir, torch_threads):
     from indexer.config import AppConfig, for_bulk_ingestion
 
     assert for_bulk_ingestion(AppConfig()).encoder.device.cpu_streams == 2
+    one_core = Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig(device=DeviceConfig("cpu", threads=1,
+                                                                                            cpu_streams=2)))
+    assert one_core._placement.streams == 1  # a one-CPU worker (a Ray actor) runs one stream
     with pytest.raises(InvalidArgument, match="cpu_streams"):
         Encoder.load(str(tiny_albert_dir), spec(), EncoderConfig(device=DeviceConfig("cpu", cpu_streams=0)))
 
