@@ -29,7 +29,7 @@ class DeviceConfig:
     outright (CPU only).
 
     int8 is about 1.4x faster on CPU but a text's vector then moves slightly with its batch-mates
-    (cosine >= 0.996 for the shipped model), so bulk ingestion turns ``int8_on_cpu`` on (a
+    (cosine >= 0.993 for the shipped model), so bulk ingestion turns ``int8_on_cpu`` on (a
     document is embedded once, in large batches) and searchers leave it off (a query's vector
     never depends on the queries it was batched with).
 

@@ -253,7 +253,7 @@ class Encoder:
         the probe texts stay within ``_INT8_MIN_COSINE`` of the fp32 ones; else ``self``.
 
         int8 activations are quantised per batch, so a text's vector moves slightly with its
-        batch-mates (cosine >= 0.996 for the shipped model); fp32 is batch-independent.
+        batch-mates (cosine >= 0.993 for the shipped model); fp32 is batch-independent.
         Loading pays two passes over the probe texts (a fraction of a second for small models).
         """
         probe = _probe_texts()
