@@ -34,9 +34,10 @@ class DeviceConfig:
     never depends on the queries it was batched with).
 
     ``cpu_streams`` > 1 runs that many forward passes at once on CPU, each with ``threads`` (or
-    every core) divided by ``cpu_streams`` torch threads: small matrices keep one thread busier
-    than two threads share one (int8 on 2 cores: 1.17x, bench/RESULTS.md). torch's thread count
-    is process-wide, so only bulk ingestion, which owns its process, turns it on.
+    every core) divided by ``cpu_streams`` torch threads: int8 matrices this small do not keep two
+    threads busy in one pass (on 2 cores, two one-thread streams measured 1.48x eager fp32, one
+    two-thread pass 1.26x: bench/RESULTS.md). torch's thread count is process-wide, so only bulk
+    ingestion, which owns its process, turns it on.
     """
 
     device: str = "auto"
