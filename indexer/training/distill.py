@@ -319,6 +319,18 @@ def train_step(model: AlbertModel, optimizer: torch.optim.Optimizer, ids: list[l
     return float(cos_loss.detach()), float(kl.detach())
 
 
+def teacher_rows(vectors: np.ndarray, n_texts: int, source: Path) -> np.ndarray:
+    """The teacher vectors of the first ``n_texts`` texts.
+
+    ``--texts N`` trains on a prefix of the selection whose labels may already be cached in full:
+    the held-out rows must then be the prefix's last ones, not the file's.
+    """
+    if len(vectors) < n_texts:
+        raise ValueError(f"{source} holds {len(vectors)} teacher vectors for {n_texts} texts: "
+                         "delete it to label the texts again")
+    return vectors[:n_texts]
+
+
 def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
         config: DistillConfig, log_path: Path) -> Path:
     """Distil until ``total_steps`` or ``max_minutes``; resume from the newest checkpoint.
@@ -326,7 +338,7 @@ def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
     The last ``heldout`` texts of the (already shuffled) corpus are never trained on; their mean
     cosine to the teacher is logged every ``eval_every`` steps.  Returns the last checkpoint.
     """
-    vectors = np.load(vectors_path)
+    vectors = teacher_rows(np.load(vectors_path), len(texts), vectors_path)
     ids = tokenize(tok_dir, texts, config.max_length)
     lengths = np.array([len(r) for r in ids])
     train_rows = np.arange(len(texts) - config.heldout)
