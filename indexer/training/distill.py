@@ -166,32 +166,21 @@ def save_checkpoint(folder: Path, state: dict, keep: int) -> Path:
 
 
 @torch.no_grad()
-def heldout_cosine(model: AlbertModel, ids: list[list[int]], vectors: np.ndarray) -> float:
-    """Mean cosine between student and teacher on held-out rows (ids aligned with vectors)."""
+def embed_heldout(model: AlbertModel, ids: list[list[int]], dimension: int) -> np.ndarray:
+    """The student's unit vectors of the held-out rows, (n, dimension), in ``ids`` order."""
     model.eval()
     order = np.argsort([len(r) for r in ids])
-    total = 0.0
-    for b in range(0, len(order), 64):
-        idx = order[b:b + 64]
-        s = encode_batch(model, [ids[i] for i in idx])
-        total += float((s * torch.from_numpy(vectors[idx]).float()).sum())
-    model.train()
-    return total / len(ids)
-
-
-@torch.no_grad()
-def heldout_neighbours(model: AlbertModel, ids: list[list[int]], vectors: np.ndarray,
-                       k: int = 10) -> float:
-    """Share of each held-out text's k nearest held-out texts (by the teacher) that the student
-    also ranks in its k nearest: the neighbour ranking retrieval consumes, without eval data."""
-    model.eval()
-    order = np.argsort([len(r) for r in ids])
-    student = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
+    student = np.zeros((len(ids), dimension), dtype=np.float32)
     for b in range(0, len(order), 64):
         idx = order[b:b + 64]
         student[idx] = encode_batch(model, [ids[i] for i in idx]).numpy()
     model.train()
-    return neighbour_agreement(student, vectors.astype(np.float32), k)
+    return student
+
+
+def heldout_cosine(student: np.ndarray, vectors: np.ndarray) -> float:
+    """Mean cosine between student and teacher vectors of the same held-out rows."""
+    return float(np.mean(np.sum(student * vectors, axis=1)))
 
 
 def neighbour_agreement(student: np.ndarray, teacher: np.ndarray, k: int = 10) -> float:
@@ -342,7 +331,7 @@ def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
     ids = tokenize(tok_dir, texts, config.max_length)
     lengths = np.array([len(r) for r in ids])
     train_rows = np.arange(len(texts) - config.heldout)
-    held_ids, held_vectors = ids[-config.heldout:], vectors[-config.heldout:]
+    held_ids, held_vectors = ids[-config.heldout:], vectors[-config.heldout:].astype(np.float32)
 
     # A resumed run's weights come from its checkpoint: no need to fit a start first.
     fit_on = None if latest_checkpoint(ckpt_dir) is not None else (
@@ -369,8 +358,10 @@ def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
         record.text(f"# run start {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
                     f"config={asdict(config)}")
         def evaluate(step: int, prefix: str = "") -> float:
-            cos = heldout_cosine(model, held_ids, held_vectors)
-            hits = heldout_neighbours(model, held_ids, held_vectors)
+            # One pass over the held-out texts serves both measures.
+            student = embed_heldout(model, held_ids, held_vectors.shape[1])
+            cos = heldout_cosine(student, held_vectors)
+            hits = neighbour_agreement(student, held_vectors)
             record.text(f"step {step} {prefix}heldout_cos {cos:.4f} neighbours@10 {hits:.4f}")
             return cos
 
