@@ -19,8 +19,8 @@ import torch
 from indexer.config import DEFAULT_MODEL_DIR, DeviceConfig, EncoderConfig
 from indexer.encoder import Encoder
 from indexer.records import CollectionSpec
-from indexer.training.compare import paired_bootstrap, per_query_metrics
-from indexer.training.quick_eval import load_beir
+from indexer.training.compare import paired_bootstrap
+from indexer.training.quick_eval import load_beir, per_query_metrics
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-5k"
 

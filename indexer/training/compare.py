@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.training.quick_eval import BeirSet, Embedder, load_beir, load_embedder, ndcg_at_k, recall_at_k
+from indexer.training.quick_eval import BeirSet, Embedder, load_beir, load_embedder, per_query_metrics
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,6 @@ class Paired:
     high: float
     b_better: int
     a_better: int
-
-
-def per_query_metrics(data: BeirSet, docs: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(queries, 2) array of nDCG@10 and Recall@100 of exact cosine search over unit vectors."""
-    top = np.argsort(-(queries @ docs.T), axis=1)[:, :100]
-    rows = []
-    for qi, qid in enumerate(data.query_ids):
-        ranked = [data.doc_ids[j] for j in top[qi]]
-        rows.append((ndcg_at_k(ranked, data.qrels[qid]), recall_at_k(ranked, data.qrels[qid], 100)))
-    return np.asarray(rows, dtype=np.float64)
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 10_000, seed: int = 0) -> Paired:

@@ -81,20 +81,23 @@ def recall_at_k(ranked: list[str], judged: dict[str, int], k: int = 100,
     return len(relevant & set(ranked[:k])) / len(relevant) if relevant else 0.0
 
 
+def per_query_metrics(data: BeirSet, docs: np.ndarray, queries: np.ndarray, k: int = 100) -> np.ndarray:
+    """(queries, 2) array of nDCG@10 and Recall@k of exact cosine search over unit vectors."""
+    top = np.argsort(-(queries @ docs.T), axis=1)[:, :k]
+    rows = []
+    for qi, qid in enumerate(data.query_ids):
+        ranked = [data.doc_ids[j] for j in top[qi]]
+        rows.append((ndcg_at_k(ranked, data.qrels[qid]), recall_at_k(ranked, data.qrels[qid], k)))
+    return np.asarray(rows, dtype=np.float64)
+
+
 def evaluate(data: BeirSet, embed: Embedder, k: int = 100) -> dict[str, float]:
     """Mean nDCG@10 and Recall@100 of exact cosine search with ``embed``.
 
     ``embed`` maps n strings to float32 (n, d) unit vectors.
     """
-    docs = embed(data.doc_texts)
-    queries = embed(data.query_texts)
-    top = np.argsort(-(queries @ docs.T), axis=1)[:, :k]
-    ndcg, recall = [], []
-    for qi, qid in enumerate(data.query_ids):
-        ranked = [data.doc_ids[j] for j in top[qi]]
-        ndcg.append(ndcg_at_k(ranked, data.qrels[qid]))
-        recall.append(recall_at_k(ranked, data.qrels[qid], k))
-    return {"ndcg@10": float(np.mean(ndcg)), "recall@100": float(np.mean(recall)),
+    ndcg, recall = per_query_metrics(data, embed(data.doc_texts), embed(data.query_texts), k).mean(axis=0)
+    return {"ndcg@10": float(ndcg), "recall@100": float(recall),
             "queries": len(data.query_ids), "passages": len(data.doc_ids)}
 
 
