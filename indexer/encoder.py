@@ -300,14 +300,18 @@ class Encoder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         pooled = np.empty((len(ids), self._dimension), dtype=np.float32)
         groups = [[order[i] for i in batch] for batch in _batches([len(ids[i]) for i in order], self._config)]
+
+        def forward(members: list[int]) -> np.ndarray:
+            return self._forward([ids[i] for i in members])
+
         streams = min(self._placement.streams, len(groups))
         if streams > 1:
             # torch releases the GIL inside its kernels, so threads are enough to run
             # the batches side by side; each has its own share of torch's threads.
             with ThreadPoolExecutor(streams, thread_name_prefix="albatross-encode") as pool:
-                results = list(pool.map(lambda members: self._forward([ids[i] for i in members]), groups))
+                results = list(pool.map(forward, groups))
         else:
-            results = [self._forward([ids[i] for i in members]) for members in groups]
+            results = [forward(members) for members in groups]
         for members, vectors in zip(groups, results, strict=True):
             pooled[members] = vectors
         return pooled
@@ -368,26 +372,25 @@ def _placement(device_config: DeviceConfig) -> _Placement:
         raise InvalidArgument(f"unknown device {name!r}", field="device") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgument(f"device {name!r} asked for but CUDA is not available", field="device")
-    streams = _cpu_streams(device_config) if device.type == "cpu" else 1
-    _set_torch_threads(device_config.threads, streams)
+    cpu_streams = device_config.cpu_streams if device.type == "cpu" else 1
+    streams = _share_threads(device_config.threads, cpu_streams)
     return replace(
         _precision(device_config.dtype, device, int8_on_cpu=device_config.int8_on_cpu), streams=streams
     )
 
 
-def _cpu_streams(device_config: DeviceConfig) -> int:
-    """Concurrent forward passes on CPU: as configured, but never more than the threads they share."""
-    total = device_config.threads if device_config.threads is not None else (os.cpu_count() or 1)
-    return max(1, min(device_config.cpu_streams, total))
+def _share_threads(threads: int | None, cpu_streams: int) -> int:
+    """Concurrent forward passes: ``cpu_streams``, but never more than the threads they share.
 
-
-def _set_torch_threads(threads: int | None, streams: int) -> None:
-    """torch's thread count is process-wide: the encoder sets it only when configured, to
-    ``threads`` (or every core, with several streams) shared out among the streams."""
-    if threads is None and streams == 1:
-        return
+    torch's thread count is process-wide: the encoder sets it only when configured, to
+    ``threads`` (or every core, with several streams) divided among the streams.
+    """
+    if threads is None and cpu_streams == 1:
+        return 1
     total = threads if threads is not None else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, total // streams))
+    streams = min(cpu_streams, total)
+    torch.set_num_threads(total // streams)
+    return streams
 
 
 def _precision(name: str, device: torch.device, *, int8_on_cpu: bool = False) -> _Placement:
