@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import corpus
 from indexer.config import DEFAULT_MODEL_DIR, DeviceConfig, EncoderConfig
 from indexer.encoder import Encoder
 from indexer.records import CollectionSpec
 from indexer.training.compare import paired_bootstrap
 from indexer.training.quick_eval import load_beir, per_query_metrics
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-5k"
+DATA = corpus.MSMARCO.parent
 
 
 def _encoder(model: str, dtype: str) -> Encoder:
