@@ -183,7 +183,7 @@ def _median_run(runs: list[Run]) -> Run:
     return replace(runs[0], seconds=float(np.median([run.seconds for run in runs])))
 
 
-def _ratio(runs: dict[str, list[Run]], system: str, baseline: str) -> str:
+def ratio(runs: dict[str, list[Run]], system: str, baseline: str) -> str:
     """Median over rounds of ``baseline seconds / system seconds`` (each round its own ratio, so
     a noisy round shifts one sample, not the figure), with the range when there are several."""
     if system == baseline:
@@ -203,8 +203,8 @@ def _table(runs: dict[str, list[Run]], per_doc: str | None, batched_name: str) -
             f"{run.seconds:.1f}",
             f"{run.docs_per_second:.1f}",
             f"{run.tokens_per_second:.0f}",
-            _ratio(runs, system, per_doc) if per_doc else "-",
-            _ratio(runs, system, batched_name),
+            ratio(runs, system, per_doc) if per_doc else "-",
+            ratio(runs, system, batched_name),
         ])
     header = ["system", "docs", "median s", "docs/s", "tokens/s", "vs per-document", "vs batched"]
     return markdown_table(header, rows)
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
             ["model", "docs/s", "tokens/s", "ratio"],
             [
                 [small.system, f"{small.docs_per_second:.1f}", f"{small.tokens_per_second:.0f}",
-                 _ratio(comparison, model.label, base.label)],
+                 ratio(comparison, model.label, base.label)],
                 [large.system, f"{large.docs_per_second:.1f}", f"{large.tokens_per_second:.0f}", "1.00x"],
             ],
         ),

@@ -299,7 +299,9 @@ class Encoder:
         """Token ids (special tokens included) -> pooled float32 (n, d) in input order."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         pooled = np.empty((len(ids), self._dimension), dtype=np.float32)
-        groups = [[order[i] for i in batch] for batch in _batches([len(ids[i]) for i in order], self._config)]
+        budget = self._config.token_budget(self.device.type)
+        lengths = [len(ids[i]) for i in order]
+        groups = [[order[i] for i in batch] for batch in _batches(lengths, budget, self._config.max_batch)]
 
         def forward(members: list[int]) -> np.ndarray:
             return self._forward([ids[i] for i in members])
@@ -459,21 +461,21 @@ def _check_spec(spec: CollectionSpec, model_config: PretrainedConfig) -> None:
             )
 
 
-def _batches(lengths: Sequence[int], config: EncoderConfig) -> list[range]:
+def _batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[range]:
     """Consecutive index ranges over length-descending ``lengths`` within the batch budget.
 
-    A batch costs ``size * longest`` padded tokens; it stays within ``config.batch_tokens`` and
-    ``config.max_batch`` (a single text longer than the budget still gets a batch of its own).
+    A batch costs ``size * longest`` padded tokens; it stays within ``budget`` tokens and
+    ``max_batch`` texts (a single text longer than the budget still gets a batch of its own).
     Once it holds ``_MIN_BATCH_TOKENS`` it also closes before a text more than
     ``_PADDING_TOLERANCE`` shorter than its longest, so little of the forward pass goes to padding.
     """
-    if config.batch_tokens < 1 or config.max_batch < 1:
+    if budget < 1 or max_batch < 1:
         raise InvalidArgument("batch_tokens and max_batch must be >= 1", field="batch_tokens")
     batches: list[range] = []
     start = 0
     while start < len(lengths):
         longest = lengths[start]
-        size = max(1, min(config.max_batch, config.batch_tokens // max(longest, 1)))
+        size = max(1, min(max_batch, budget // max(longest, 1)))
         limit = min(start + size, len(lengths))
         stop = start + 1
         shortest_kept = longest * (1 - _PADDING_TOLERANCE)

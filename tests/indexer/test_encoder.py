@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import AlbertTokenizer, AutoModel, AutoTokenizer
 
-from indexer.config import DeviceConfig, EncoderConfig
+from indexer.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, DeviceConfig, EncoderConfig
 from indexer.encoder import Encoder
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.records import CollectionSpec, PoolingMode
@@ -86,6 +86,25 @@ def test_batches_respect_the_token_budget_and_the_batch_cap(encoder, monkeypatch
         assert len(lengths) == 1 or len(lengths) * max(lengths) <= SMALL_BATCHES.batch_tokens
     flat = [length for batch in seen for length in batch]
     assert flat == sorted(flat, reverse=True), "batches are formed from length-sorted texts"
+
+
+def test_without_a_budget_a_cpu_forward_pass_holds_the_cpu_budget(tiny_albert_dir, monkeypatch):
+    """80 texts of 64 tokens fit one batch under the GPU budget and need three under the CPU one."""
+    assert CPU_BATCH_TOKENS < GPU_BATCH_TOKENS
+    assert EncoderConfig().token_budget("cuda") == GPU_BATCH_TOKENS
+    assert EncoderConfig(batch_tokens=500).token_budget("cpu") == EncoderConfig(batch_tokens=500).token_budget("cuda") == 500
+    cpu = Encoder.load(str(tiny_albert_dir), spec(max_length=64), EncoderConfig(device=DeviceConfig("cpu")))
+    seen: list[list[int]] = []
+    forward = Encoder._forward
+
+    def recording(self, ids):
+        seen.append([len(row) for row in ids])
+        return forward(self, ids)
+
+    monkeypatch.setattr(Encoder, "_forward", recording)
+    cpu.encode([" ".join(sample_lines()[:8])] * 80)
+    assert all(length == 64 for batch in seen for length in batch)
+    assert [len(batch) for batch in seen] == [32, 32, 16]
 
 
 def test_concurrent_chunking_and_encoding_from_threads_agree_with_serial_calls(encoder):
