@@ -57,7 +57,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                        help="peak learning rate of the word embeddings (default: --lr)")
     build.add_argument("--relational-weight", type=float, default=None,
                        help="weight of the in-batch neighbour KL term (default 1.0)")
-    build.add_argument("--threads", type=int, default=2)
+    build.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
+    build.add_argument("--device", default="auto",
+                       help="auto (a CUDA GPU when present, else the CPU), cpu or cuda: the teacher "
+                            "labels and the student trains there (bf16 autocast on a GPU)")
+    build.add_argument("--tokens-per-batch", type=int, default=None,
+                       help="padded tokens per training batch (default 3072; a GPU fills with more)")
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
                        default=None, help="stop after this stage (for pilots)")
     return parser.parse_args(argv)
@@ -68,8 +73,10 @@ def build(args: argparse.Namespace) -> None:
     import torch
 
     from indexer.training import corpus, teacher, vocab
+    from indexer.training.distill import training_device
 
     torch.set_num_threads(args.threads)
+    device = training_device(args.device)  # before any stage: a wrong device fails at once
     cache: Path = args.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
@@ -98,21 +105,23 @@ def build(args: argparse.Namespace) -> None:
     vectors_path = cache / "teacher.npy"
     if not vectors_path.exists():
         log.info("stage teacher: embedding %d texts with the teacher", len(texts))
-        teacher.cache_vectors([t.text for t in texts], vectors_path, cache / "teacher-parts")
+        teacher.cache_vectors([t.text for t in texts], vectors_path, cache / "teacher-parts",
+                              device=device)
     if args.stop_after == "teacher":
         return
 
     from indexer.training import distill, export
 
     tuning = {name: value for name, value in (("lr", args.lr), ("embedding_lr", args.embedding_lr),
-                                              ("relational_weight", args.relational_weight))
+                                              ("relational_weight", args.relational_weight),
+                                              ("tokens_per_batch", args.tokens_per_batch))
               if value is not None}
     config = distill.DistillConfig(total_steps=args.steps, seed=args.seed,
                                    max_minutes=args.max_minutes, init=args.init,
                                    init_from=str(args.init_from) if args.init_from else None,
                                    groups=args.groups, intermediate_size=args.intermediate_size,
                                    embedding_size=args.embedding_size, bag_epochs=args.bag_epochs,
-                                   **tuning)
+                                   device=args.device, **tuning)
     ckpt_dir = cache / "checkpoints"
     if args.resume or distill.latest_checkpoint(ckpt_dir) is None:
         log.info("stage distill: %s", config)

@@ -115,9 +115,9 @@ model = AlbertModel.from_pretrained(folder, add_pooling_layer=False)
 - **Optimiser**: AdamW, lr {cfg.get("lr", "?")} ({_embedding_lr(cfg)}), {cfg.get("warmup_steps", "?")} warm-up steps
   then cosine decay over {cfg.get("total_steps", "?")} steps, length-bucketed batches of at most
   {cfg.get("tokens_per_batch", "?")} tokens, max {cfg.get("max_length", "?")} tokens per text,
-  seed {cfg.get("seed", "?")}, 2 CPU threads.
+  seed {cfg.get("seed", "?")}.
 - **Run**: {facts.steps:,} steps in {facts.elapsed_minutes:.0f} min of wall time (paused
-  intervals included) on a 2-core x86 CPU, no GPU, shared with other work (see the notes below).
+  intervals included) on {facts.trained_on} (the notes below say what else ran beside it).
   Held-out cosine to the teacher (1,000 corpus texts never trained on): {held}.
 - **Command** (seeded; every stage is cached in `~/.cache/albatross/train` and skipped when
   present, `--resume` continues distillation from the newest checkpoint):

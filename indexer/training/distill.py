@@ -10,10 +10,15 @@ Batches are length-bucketed under a token budget (padding is wasted CPU), and th
 state (model, optimiser, step, epoch, position in the epoch, elapsed time) is checkpointed every
 few minutes with an atomic rename, so a killed run resumes where it stopped.  SIGTERM and
 SIGINT make the loop checkpoint and return.
+
+On a GPU (``device`` auto or cuda) the student's forward and backward passes run under bf16
+autocast while weights, optimiser state and the loss stay fp32; checkpoints are written from and
+read into CPU memory, so a run started on a GPU resumes or exports on a CPU and back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -81,6 +86,37 @@ class DistillConfig:
     eval_every: int = 200
     checkpoint_every_s: float = 300.0
     keep_checkpoints: int = 2
+    # "auto": a CUDA GPU when present, else the CPU (where the shipped model was trained).
+    device: str = "auto"
+
+
+def training_device(name: str) -> torch.device:
+    """The device ``name`` asks for (``auto``: CUDA when present); an unusable one is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown training device {name!r}: use auto, cpu or cuda") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training device {name!r} asked for, but this machine has no CUDA GPU")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"training device {name!r} is not supported: use auto, cpu or cuda")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """Where a run trained, for the model card."""
+    if device.type == "cuda":
+        return f"one {torch.cuda.get_device_name(device)} GPU (bf16 autocast)"
+    return f"a {os.cpu_count()}-core CPU ({torch.get_num_threads()} torch threads), no GPU"
+
+
+def _precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a GPU (tensor-core matmuls); plain fp32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def length_batches(lengths: np.ndarray, indices: np.ndarray, config: DistillConfig,
@@ -117,7 +153,7 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor,
     Returns (cosine loss, relational KL), both scalars.
     """
     cos_loss = 1.0 - (student * teacher).sum(dim=-1).mean()
-    eye = torch.eye(len(student), dtype=torch.bool)
+    eye = torch.eye(len(student), dtype=torch.bool, device=student.device)
     s_sim = (student @ student.T / config.temperature).masked_fill(eye, -1e4)
     t_sim = (teacher @ teacher.T / config.temperature).masked_fill(eye, -1e4)
     kl = torch.nn.functional.kl_div(torch.log_softmax(s_sim, dim=-1),
@@ -127,15 +163,18 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor,
 
 
 def encode_batch(model: AlbertModel, ids: list[list[int]]) -> torch.Tensor:
-    """Mean-pooled unit vectors (b, d) for already tokenised rows (padded here with id 0)."""
+    """Mean-pooled fp32 unit vectors (b, d), on the model's device, for already tokenised rows
+    (padded here with id 0)."""
     longest = max(len(r) for r in ids)
     input_ids = torch.zeros((len(ids), longest), dtype=torch.long)
     mask = torch.zeros((len(ids), longest), dtype=torch.long)
     for i, row in enumerate(ids):
         input_ids[i, :len(row)] = torch.tensor(row)
         mask[i, :len(row)] = 1
-    hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-    return mean_pool(hidden, mask)
+    input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+    with _precision(model.device):
+        hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    return mean_pool(hidden.float(), mask)
 
 
 def lr_factor(step: int, config: DistillConfig) -> float:
@@ -173,7 +212,7 @@ def embed_heldout(model: AlbertModel, ids: list[list[int]], dimension: int) -> n
     student = np.zeros((len(ids), dimension), dtype=np.float32)
     for b in range(0, len(order), 64):
         idx = order[b:b + 64]
-        student[idx] = encode_batch(model, [ids[i] for i in idx]).numpy()
+        student[idx] = encode_batch(model, [ids[i] for i in idx]).cpu().numpy()
     model.train()
     return student
 
@@ -271,7 +310,7 @@ def restore(model: AlbertModel, optimizer: torch.optim.Optimizer, ckpt_dir: Path
     state = {"step": 0, "epoch": 0, "position": 0, "elapsed_s": 0.0, "corpus": corpus}
     path = latest_checkpoint(ckpt_dir)
     if path is not None:
-        saved = torch.load(path, weights_only=False)
+        saved = torch.load(path, weights_only=False, map_location="cpu")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state.update({k: saved[k] for k in ("step", "epoch", "position", "elapsed_s")})
@@ -300,12 +339,23 @@ def train_step(model: AlbertModel, optimizer: torch.optim.Optimizer, ids: list[l
     """One AdamW step on one batch; teacher: (b, d) targets.  Returns (cos loss, KL)."""
     for group in optimizer.param_groups:
         group["lr"] = group["peak_lr"] * lr_factor(step, config)
-    cos_loss, kl = distill_loss(encode_batch(model, ids), teacher, config)
+    cos_loss, kl = distill_loss(encode_batch(model, ids), teacher.to(model.device), config)
     optimizer.zero_grad(set_to_none=True)
     (cos_loss + config.relational_weight * kl).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     return float(cos_loss.detach()), float(kl.detach())
+
+
+def _on_cpu(state: object) -> object:
+    """``state`` (nested dicts, lists and tensors) with every tensor copied to CPU memory."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {key: _on_cpu(value) for key, value in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_on_cpu(value) for value in state)
+    return state
 
 
 def teacher_rows(vectors: np.ndarray, n_texts: int, source: Path) -> np.ndarray:
@@ -336,10 +386,13 @@ def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
     # A resumed run's weights come from its checkpoint: no need to fit a start first.
     fit_on = None if latest_checkpoint(ckpt_dir) is not None else (
         [ids[i] for i in train_rows], torch.from_numpy(vectors[train_rows]).float())
-    model = build_student(tok_dir, config, fit_on=fit_on)
+    device = training_device(config.device)
+    model = build_student(tok_dir, config, fit_on=fit_on).to(device)
+    log.info("distilling on %s", device)
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr,
                                   weight_decay=config.weight_decay)
     state = restore(model, optimizer, ckpt_dir, corpus_fingerprint(texts))
+    state["trained_on"] = describe_device(device)
     model.train()
     stop = _StopFlag()
     began, last_ckpt = time.monotonic(), time.monotonic()
@@ -347,8 +400,8 @@ def run(texts: list[Text], vectors_path: Path, tok_dir: Path, ckpt_dir: Path,
 
     def snapshot() -> Path:
         state["elapsed_s"] = elapsed0 + time.monotonic() - began
-        return save_checkpoint(ckpt_dir, {**state, "model": model.state_dict(),
-                                          "optimizer": optimizer.state_dict(),
+        return save_checkpoint(ckpt_dir, {**state, "model": _on_cpu(model.state_dict()),
+                                          "optimizer": _on_cpu(optimizer.state_dict()),
                                           "config": asdict(config),
                                           "student_config": model.config.to_dict()},
                                config.keep_checkpoints)

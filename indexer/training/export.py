@@ -47,6 +47,8 @@ class TrainingFacts:
     evaluations: list[dict] = field(default_factory=list)
     log_tail: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)  # the DistillConfig of the last run, as a dict
+    # Where the last run trained; checkpoints written before runs recorded it were all CPU ones.
+    trained_on: str = "a 2-core x86 CPU, no GPU"
     notes: str = ""  # free-form markdown from the build (pilots, caveats), cache/card_notes.md
 
 
@@ -125,6 +127,7 @@ def read_facts(meta: dict, texts: Iterable[Text], log_path: Path | None,
                          source_counts=source_counts(texts), evaluations=evals,
                          log_tail=[x for x in lines if x.startswith("step")][-3:],
                          config=meta.get("config", {}),
+                         trained_on=meta.get("trained_on", TrainingFacts.trained_on),
                          notes=notes_path.read_text() if notes_path and notes_path.exists() else "")
 
 

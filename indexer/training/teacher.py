@@ -73,25 +73,30 @@ def budget_batches(lengths: np.ndarray, tokens_per_batch: int = 4096,
 @torch.inference_mode()
 def embed(texts: list[str], tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel,
           max_length: int = 128, tokens_per_batch: int = 4096) -> np.ndarray:
-    """Teacher vectors for ``texts``: float32 (n, 384), row i belongs to texts[i]."""
+    """Teacher vectors for ``texts``: float32 (n, 384), row i belongs to texts[i].
+
+    Runs in fp32 on the model's device: the labels are what the student is measured against.
+    """
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     for idx in budget_batches(np.array([len(r) for r in ids]), tokens_per_batch):
         enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+        enc = enc.to(model.device)
         hidden = model(input_ids=enc["input_ids"],
                        attention_mask=enc["attention_mask"]).last_hidden_state
-        out[idx] = mean_pool(hidden, enc["attention_mask"]).numpy()
+        out[idx] = mean_pool(hidden, enc["attention_mask"]).cpu().numpy()
     return out
 
 
 def cache_vectors(texts: list[str], path: Path, parts_dir: Path, part_size: int = 4096,
-                  max_length: int = 128) -> np.ndarray:
+                  max_length: int = 128, device: torch.device | None = None) -> np.ndarray:
     """Embed ``texts`` with the teacher and save fp16 (n, 384) at ``path`` atomically.
 
     Work is done in parts of ``part_size`` texts (in corpus order), each saved to ``parts_dir``
     as it finishes, so an interrupted run resumes instead of starting over.
     """
     tokenizer, model = load_teacher()
+    model.to(device or torch.device("cpu"))
     parts_dir.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     parts = []
