@@ -104,6 +104,14 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._started
 
 
+def require_plotting() -> None:
+    """Stop at once, not after minutes of measuring, when matplotlib (the ``bench`` extra) is absent."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("this benchmark draws a plot and needs matplotlib: pip install -e '.[bench]'")
+
+
 def plot_path(requested: Path | None, committed: Path, *, record: bool) -> Path:
     """Where a benchmark draws its plot: ``--plot`` if given, else the committed picture when the
     run is recorded in RESULTS.md, else a scratch file (a trial run must not replace the picture

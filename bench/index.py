@@ -26,7 +26,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from bench.common import Stopwatch, append_results, log, markdown_table, plot_path
+from bench.common import Stopwatch, append_results, log, markdown_table, plot_path, require_plotting
 from indexer.index import SEARCH_SEPARATOR, VectorIndex
 
 DIMENSION = 384
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     args = parser.parse_args(argv)
     committed = Path(__file__).with_name("index_recall_qps.png")
+    require_plotting()
     args.plot = plot_path(args.plot, committed, record=not args.no_record)
 
     points: list[Point] = []

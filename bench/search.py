@@ -29,7 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from bench import corpus
-from bench.common import Stopwatch, append_results, log, markdown_table, percentiles, plot_path
+from bench.common import (
+    Stopwatch,
+    append_results,
+    log,
+    markdown_table,
+    percentiles,
+    plot_path,
+    require_plotting,
+)
 from bench.models import default_model
 
 EMBED_BATCH = 5_000
@@ -322,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve is not None:
         serve(args.serve, args.model, args.batch_max_size, args.serve / f"stats-{args.batch_max_size}.json")
         return
+    require_plotting()
 
     sizes = [int(s) for s in args.sizes.split(",")]
     levels = [int(c) for c in args.concurrency.split(",")]
