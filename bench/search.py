@@ -10,6 +10,10 @@ callers on grpc.aio channels, each sending its next query when the last one is a
 Micro-batching on is the server default (``batch_max_size`` 32, 2 ms wait); off is
 ``batch_max_size=1``. The server subprocess also counts the texts per forward pass and the
 queries per index search, and how late its event loop wakes up (a stalled loop shows there).
+
+Both servers run for the whole benchmark, each on its own copy of the store, and every point is
+measured on and off back to back (in alternating order), so a busy spell of a shared host falls
+on both sides of a ratio instead of on one of them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -341,13 +346,15 @@ def main(argv: list[str] | None = None) -> None:
         with Stopwatch() as watch:
             populate(data_dir, model.folder, sizes)
         log(f"populated in {watch.seconds:.0f} s")
-        for batching in (True, False):
-            server = Server(data_dir, model.folder, 32 if batching else 1)
-            try:
-                for size in sizes:
-                    for concurrency in levels:
-                        results.append(run_load(server, size, batching, concurrency, args.seconds))
-            finally:
+        shutil.copytree(data_dir, Path(folder) / "data-off")
+        servers = {True: Server(data_dir, model.folder, 32)}
+        try:
+            servers[False] = Server(Path(folder) / "data-off", model.folder, 1)
+            for point, (size, concurrency) in enumerate((s, c) for s in sizes for c in levels):
+                for batching in (True, False) if point % 2 == 0 else (False, True):
+                    results.append(run_load(servers[batching], size, batching, concurrency, args.seconds))
+        finally:
+            for server in servers.values():
                 server.close()
     results.sort(key=lambda r: (r.size, not r.batching, r.concurrency))
     _plot(results, args.plot)
