@@ -23,10 +23,11 @@ class Workspace:
     ingestor: Ingestor
 
     @classmethod
-    def open(cls, config: AppConfig) -> Workspace:
+    def open(cls, config: AppConfig, *, collection_ttl_s: float = 0.0) -> Workspace:
+        """``collection_ttl_s``: how long the catalog may remember a collection (``Catalog``)."""
         store = Store.open(config.store)
         encoders = EncoderRegistry(config.encoder, config.default_model)
-        catalog = Catalog(store, encoders)
+        catalog = Catalog(store, encoders, info_ttl_s=collection_ttl_s)
         return cls(config, store, encoders, catalog, Ingestor(store, catalog, config.ingest))
 
     def close(self) -> None:

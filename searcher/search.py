@@ -38,9 +38,13 @@ class CollectionCatalog(Protocol):
 
     def get(self, name: str) -> CollectionInfo: ...
 
+    def cached(self, name: str) -> CollectionInfo | None: ...
+
     def stats(self, name: str) -> CollectionStats: ...
 
     def encoder_for(self, info: CollectionInfo) -> TextEncoder: ...
+
+    def ready_encoder(self, info: CollectionInfo) -> TextEncoder | None: ...
 
 
 class SearchStore(Protocol):
@@ -128,6 +132,11 @@ class SearchService:
     async def _run(self, func: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
+    async def _collection(self, name: str) -> CollectionInfo:
+        """From the catalog's memory when it has it: an executor hop would queue the call behind
+        the forward passes of other searches."""
+        return self._catalog.cached(name) or await self._run(self._catalog.get, name)
+
     async def search(
         self, collection: str, text: str, k: int, metadata_filter: MetadataFilter | None = None
     ) -> list[Hit]:
@@ -143,13 +152,13 @@ class SearchService:
         metadata_filter: MetadataFilter | None = None,
     ) -> list[list[Hit]]:
         """One ranked list of at most ``k`` documents per query text, in order."""
-        info = await self._run(self._catalog.get, collection)
+        info = await self._collection(collection)
         queries = await self._embed(info, texts)
         return await self._search(info, queries, k, metadata_filter)
 
     async def embed(self, collection: str, texts: Sequence[str]) -> np.ndarray:
         """The vectors ``search_batch`` would search with: float32 (n, d)."""
-        info = await self._run(self._catalog.get, collection)
+        info = await self._collection(collection)
         return await self._embed(info, texts)
 
     async def search_vectors(
@@ -160,7 +169,7 @@ class SearchService:
         metadata_filter: MetadataFilter | None = None,
     ) -> list[list[Hit]]:
         """As ``search_batch`` for vectors float32 (n, d) already in the collection's space."""
-        info = await self._run(self._catalog.get, collection)
+        info = await self._collection(collection)
         if vectors.ndim != 2 or vectors.shape[1] != info.dimension:
             raise InvalidArgument(
                 f"vectors of collection {collection!r} have {info.dimension} dimensions, "
@@ -170,7 +179,7 @@ class SearchService:
         return await self._search(info, vectors, k, metadata_filter)
 
     async def _embed(self, info: CollectionInfo, texts: Sequence[str]) -> np.ndarray:
-        encoder = await self._run(self._catalog.encoder_for, info)
+        encoder = self._catalog.ready_encoder(info) or await self._run(self._catalog.encoder_for, info)
         if len(texts) == 1:
             # A lone query waits briefly for concurrent ones to share its forward pass.
             return (await self._batcher.embed(info.id, encoder, texts[0]))[None, :]
@@ -225,12 +234,12 @@ class SearchService:
 
     async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]:
         """The stored documents among ``external_ids`` (unknown ids are left out)."""
-        info = await self._run(self._catalog.get, collection)
+        info = await self._collection(collection)
         return await self._run(self._store.get_documents, info.id, list(external_ids))
 
     async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, int, int]:
         """(info, SQL stats, index sequence, index vectors) of ``collection`` on this server."""
-        info = await self._run(self._catalog.get, collection)
+        info = await self._collection(collection)
         stats = await self._run(self._catalog.stats, collection)
         sequence, vectors = self._indexes.status(info)
         return info, stats, sequence, vectors

@@ -155,7 +155,8 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     shard = ShardSpec(config.shard_count, config.shard_index)  # invalid: fails before anything opens
     executor = ThreadPoolExecutor(max_workers=EXECUTOR_WORKERS, thread_name_prefix="albatross")
     metrics = ServerMetrics(CollectorRegistry())
-    workspace = Workspace.open(app)
+    # Writes by other processes reach this server within its poll interval; so may a drop.
+    workspace = Workspace.open(app, collection_ttl_s=config.poll_interval_s)
     indexes = LiveIndexes(
         workspace.store,
         _index_opener(workspace.store, app.store.snapshot_dir, shard),

@@ -35,8 +35,14 @@ class Catalog:
     def get(self, name: str) -> CollectionInfo:
         return INFO
 
+    def cached(self, name: str) -> CollectionInfo | None:
+        return None
+
     def encoder_for(self, info: CollectionInfo) -> OneHotEncoder:
         return self.encoder
+
+    def ready_encoder(self, info: CollectionInfo) -> OneHotEncoder | None:
+        return None
 
 
 class Index:
