@@ -59,6 +59,8 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
     server: dict[str, float]
+    # CPU seconds the server process spent during the point (warm-up included), per answered query.
+    server_cpu_ms_per_query: float | None = None
 
     @property
     def qps(self) -> float:
@@ -180,6 +182,14 @@ class Server:
             raise RuntimeError(f"the server did not start (said {line!r})")
         self.target = f"127.0.0.1:{int(line)}"
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process so far (None off Linux)."""
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict[str, float]:
         self._stats.unlink(missing_ok=True)
         self._process.send_signal(signal.SIGUSR1)
@@ -242,9 +252,16 @@ async def _load(target: str, collection: str, concurrency: int, seconds: float, 
 
 def run_load(server: Server, size: int, batching: bool, concurrency: int, seconds: float) -> LoadResult:
     texts = corpus.queries(5_000, seed=concurrency)
+    started = server.cpu_seconds()
     latencies, errors = asyncio.run(_load(server.target, f"s{size}", concurrency, seconds, texts))
+    ended = server.cpu_seconds()
     stats = server.stats()
-    result = LoadResult(size, batching, concurrency, len(latencies), errors, seconds, latencies, stats)
+    cpu_ms = None
+    if started is not None and ended is not None and latencies:
+        # The warm-up's queries are not in ``latencies``: scale them in by the point's rate.
+        answered = len(latencies) * (WARM_UP_S + seconds) / seconds
+        cpu_ms = 1000 * (ended - started) / answered
+    result = LoadResult(size, batching, concurrency, len(latencies), errors, seconds, latencies, stats, cpu_ms)
     p50, p95, p99 = percentiles(latencies)
     log(f"{size} vectors, batching {'on' if batching else 'off'}, c={concurrency}: {result.qps:.1f} q/s, "
         f"p50 {p50:.1f} p95 {p95:.1f} p99 {p99:.1f} ms, {errors} errors, server {stats}")
@@ -296,9 +313,11 @@ def _report(results: list[LoadResult], model_label: str, args: argparse.Namespac
             f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}", r.errors,
             f"{r.server['texts_per_forward']:.1f}", f"{r.server['queries_per_search']:.1f}",
             f"{r.server['loop_lag_p99_ms']:.1f}",
+            "-" if r.server_cpu_ms_per_query is None else f"{r.server_cpu_ms_per_query:.1f}",
         ])
     header = ["vectors", "micro-batching", "concurrency", "queries/s", "p50 ms", "p95 ms", "p99 ms",
-              "errors", "texts/forward", "queries/index search", "loop lag p99 ms"]
+              "errors", "texts/forward", "queries/index search", "loop lag p99 ms",
+              "server CPU ms/query"]
     lines = [
         f"- model: {model_label}; Flat index; k=10; {args.seconds:.0f} s per point after "
         f"{WARM_UP_S:.0f} s warm-up; server `batch_max_size` 32 (on) or 1 (off), `batch_max_wait_ms` 2",
