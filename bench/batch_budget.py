@@ -21,10 +21,9 @@ import torch
 
 from bench import corpus
 from bench.common import append_results, log, markdown_table
-from bench.ingest import _app, _count_tokens, albatross_embedding, interleaved, ratio
+from bench.ingest import albatross_embedding, app_config, count_tokens, interleaved, load_texts, ratio
 from bench.models import default_model
 from indexer.config import GPU_BATCH_TOKENS, DeviceConfig, EncoderConfig, for_bulk_ingestion
-from indexer.ingest import embedding_text
 
 
 def _label(budget: int, dtype: str) -> str:
@@ -46,15 +45,14 @@ def main(argv: list[str] | None = None) -> None:
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     threads = torch.get_num_threads()
 
-    passages, source = corpus.load(args.docs, args.corpus)
-    texts = [embedding_text(p.title, p.text) for p in passages]
+    passages, source, texts = load_texts(args.docs, args.corpus)
     with tempfile.TemporaryDirectory(prefix="albatross-bench-models-") as workdir:
         model = default_model(Path(workdir))
-        tokens = _count_tokens(model.folder, texts)
+        tokens = count_tokens(model.folder, texts)
         log(f"{len(passages)} passages, {tokens} tokens, model {model.label}")
         systems = []
         for dtype in dtypes:
-            bulk = for_bulk_ingestion(_app(model.folder, Path(workdir), EncoderConfig(
+            bulk = for_bulk_ingestion(app_config(model.folder, Path(workdir), EncoderConfig(
                 device=DeviceConfig(device=args.device, dtype=dtype, threads=threads)))).encoder
             for budget in budgets:
                 label = _label(budget, dtype)

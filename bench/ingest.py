@@ -119,7 +119,7 @@ def batched(folder: Path, texts: list[str], tokens: int, device: str, threads: i
                watch.seconds, vectors.numpy())
 
 
-def _app(folder: Path, data_dir: Path, encoder: EncoderConfig) -> AppConfig:
+def app_config(folder: Path, data_dir: Path, encoder: EncoderConfig) -> AppConfig:
     return AppConfig(
         store=StoreConfig(data_dir=data_dir),
         encoder=encoder,
@@ -133,7 +133,7 @@ def albatross_embedding(
 ) -> Run:
     """Albatross's chunk + embed step alone (no SQL, no FAISS)."""
     with tempfile.TemporaryDirectory(prefix="albatross-bench-") as data_dir:
-        workspace = Workspace.open(_app(folder, Path(data_dir), encoder))
+        workspace = Workspace.open(app_config(folder, Path(data_dir), encoder))
         try:
             info = workspace.catalog.create("bench", CollectionSpec(model=""))
             collection_encoder = workspace.catalog.encoder_for(info)
@@ -153,7 +153,7 @@ def albatross_end_to_end(
 ) -> Run:
     """read -> chunk -> embed -> SQL -> FAISS, into a temporary SQLite workspace."""
     with tempfile.TemporaryDirectory(prefix="albatross-bench-") as data_dir:
-        app = _app(folder, Path(data_dir), encoder)
+        app = app_config(folder, Path(data_dir), encoder)
         workspace = Workspace.open(app)
         try:
             info = workspace.catalog.create("bench", CollectionSpec(model=""))
@@ -168,7 +168,13 @@ def albatross_end_to_end(
     return Run(label, docs, tokens, watch.seconds)
 
 
-def _count_tokens(folder: Path, texts: list[str]) -> int:
+def load_texts(docs: int, corpus_file: Path | None) -> tuple[list[corpus.Passage], str, list[str]]:
+    """The benchmark's passages, where they came from, and the text Albatross embeds for each."""
+    passages, source = corpus.load(docs, corpus_file)
+    return passages, source, [embedding_text(p.title, p.text) for p in passages]
+
+
+def count_tokens(folder: Path, texts: list[str]) -> int:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"])
 
@@ -246,12 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     # its CPU streams (DeviceConfig.cpu_streams), the baselines give all of them to one forward.
     threads = torch.get_num_threads()
 
-    passages, source = corpus.load(args.docs, args.corpus)
-    texts = [embedding_text(p.title, p.text) for p in passages]
+    passages, source, texts = load_texts(args.docs, args.corpus)
     with tempfile.TemporaryDirectory(prefix="albatross-bench-models-") as workdir:
         model = default_model(Path(workdir))
         corpus_file = corpus.write_jsonl(passages, Path(workdir) / "corpus.jsonl")
-        tokens = _count_tokens(model.folder, texts)
+        tokens = count_tokens(model.folder, texts)
         log(f"{len(passages)} passages, {tokens} tokens, model {model.label}")
         per_doc_name = None if args.skip_per_document else "per-document transformers loop"
         batched_name = f"batched transformers loop (sorted, batch {BASELINE_BATCH})"
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         if per_doc_name:
             systems.insert(0, (per_doc_name, lambda: per_document(model.folder, texts, tokens, args.device, threads)))
         # As `albatross ingest` runs it: bulk ingestion may take int8 on CPU (DeviceConfig).
-        encoders = {d: for_bulk_ingestion(_app(model.folder, Path(workdir), EncoderConfig(
+        encoders = {d: for_bulk_ingestion(app_config(model.folder, Path(workdir), EncoderConfig(
             device=DeviceConfig(device=args.device, dtype=d, threads=threads)))).encoder for d in dtypes}
         for dtype, encoder in encoders.items():
             embed_label = _label("Albatross embedding only", dtype, dtypes)
@@ -274,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         encoder = EncoderConfig(device=DeviceConfig(device=args.device, dtype="float32", threads=threads))
         base = albert_base_shaped(Path(workdir), model.folder)
         model_passages = passages[: args.model_docs]
-        model_tokens = _count_tokens(model.folder, texts[: args.model_docs])
+        model_tokens = count_tokens(model.folder, texts[: args.model_docs])
         log(f"model comparison on {len(model_passages)} passages")
         comparison = interleaved([
             (model.label, lambda: albatross_embedding(model.folder, model_passages, model_tokens, encoder,

@@ -70,7 +70,8 @@ def test_a_text_alone_equals_the_same_text_in_a_mixed_batch(encoder):
         np.testing.assert_allclose(encoder.encode([text])[0], mixed[index], atol=1e-5)
 
 
-def test_batches_respect_the_token_budget_and_the_batch_cap(encoder, monkeypatch):
+def record_batch_lengths(monkeypatch) -> list[list[int]]:
+    """The token lengths of every forward pass's rows, appended as ``Encoder._forward`` runs."""
     seen: list[list[int]] = []
     forward = Encoder._forward
 
@@ -79,6 +80,11 @@ def test_batches_respect_the_token_budget_and_the_batch_cap(encoder, monkeypatch
         return forward(self, ids)
 
     monkeypatch.setattr(Encoder, "_forward", recording)
+    return seen
+
+
+def test_batches_respect_the_token_budget_and_the_batch_cap(encoder, monkeypatch):
+    seen = record_batch_lengths(monkeypatch)
     encoder.encode(TEXTS)
     assert sum(len(batch) for batch in seen) == len(TEXTS) and len(seen) > 1
     for lengths in seen:
@@ -94,14 +100,7 @@ def test_without_a_budget_a_cpu_forward_pass_holds_the_cpu_budget(tiny_albert_di
     assert EncoderConfig().token_budget("cuda") == GPU_BATCH_TOKENS
     assert EncoderConfig(batch_tokens=500).token_budget("cpu") == EncoderConfig(batch_tokens=500).token_budget("cuda") == 500
     cpu = Encoder.load(str(tiny_albert_dir), spec(max_length=64), EncoderConfig(device=DeviceConfig("cpu")))
-    seen: list[list[int]] = []
-    forward = Encoder._forward
-
-    def recording(self, ids):
-        seen.append([len(row) for row in ids])
-        return forward(self, ids)
-
-    monkeypatch.setattr(Encoder, "_forward", recording)
+    seen = record_batch_lengths(monkeypatch)
     cpu.encode([" ".join(sample_lines()[:8])] * 80)
     assert all(length == 64 for batch in seen for length in batch)
     assert [len(batch) for batch in seen] == [32, 32, 16]
