@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from indexer.errors import InvalidArgument
+
 
 class PoolingMode(enum.StrEnum):
     """How token embeddings become one vector (see ``indexer.pooling``)."""
@@ -30,6 +32,61 @@ class ChangeOp(enum.StrEnum):
 
     ADD = "add"
     REMOVE = "remove"
+
+
+class LexicalAnalyzer(enum.StrEnum):
+    """How text becomes terms for the lexical index (see ``indexer.lexical``).
+
+    ``english``: words lowercased, English stop words dropped, Snowball (Porter 2) stems;
+    ``simple``: words lowercased, nothing dropped nor stemmed (any alphabetic language, identifiers);
+    ``cjk``: character unigrams and bigrams, for Chinese, Japanese and Korean, which have no spaces.
+    """
+
+    ENGLISH = "english"
+    SIMPLE = "simple"
+    CJK = "cjk"
+
+
+class SearchMode(enum.StrEnum):
+    """Which legs answer a query: the vector index, the lexical index, or both fused."""
+
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
+
+class FusionMethod(enum.StrEnum):
+    """How a hybrid search merges its two ranked lists (see ``searcher.fusion``)."""
+
+    RRF = "rrf"
+    CONVEX = "convex"
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A fusion and its parameters: ``rrf_k`` is RRF's rank constant; ``dense_weight`` is the
+    dense side's share of a convex combination of min-max normalised scores."""
+
+    method: FusionMethod = FusionMethod.RRF
+    rrf_k: int = 60
+    dense_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rrf_k <= 100_000:
+            raise InvalidArgument(f"fusion.rrf_k must be between 1 and 100000, got {self.rrf_k}", field="rrf_k")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise InvalidArgument(
+                f"fusion.dense_weight must be between 0 and 1, got {self.dense_weight}", field="dense_weight"
+            )
+
+
+@dataclass(frozen=True)
+class LexicalSpec:
+    """A collection's lexical index: its analyser (fixed at creation: the terms in the index and
+    in a query must come out of the same analyser) and the fusion hybrid searches use by default."""
+
+    analyzer: LexicalAnalyzer = LexicalAnalyzer.ENGLISH
+    fusion: Fusion = field(default_factory=Fusion)
 
 
 @dataclass(frozen=True)
@@ -92,6 +149,7 @@ class CollectionSpec:
     index_spec: str = "Flat"
     vector_dtype: str = "float32"
     whitening: bool = False
+    lexical: LexicalSpec = field(default_factory=LexicalSpec)
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,20 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
+from indexer.records import (
+    CollectionInfo,
+    CollectionSpec,
+    Fusion,
+    FusionMethod,
+    LexicalAnalyzer,
+    LexicalSpec,
+    PoolingMode,
+)
 
 # SQLite only gives AUTOINCREMENT (ids never reused) to a column declared exactly INTEGER PRIMARY KEY;
 # its INTEGER is 64-bit anyway. PostgreSQL gets a BIGINT identity, whose sequence never goes back.
@@ -75,6 +84,8 @@ class CollectionRow(Base):
     index_spec: Mapped[str] = mapped_column(String(256))
     vector_dtype: Mapped[str] = mapped_column(String(16))
     whitening: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The collection's ``LexicalSpec`` (analyser and default fusion) as JSON: see ``lexical_to_json``.
+    lexical: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -139,6 +150,30 @@ def _spec_of(row: CollectionRow) -> CollectionSpec:
         index_spec=row.index_spec,
         vector_dtype=row.vector_dtype,
         whitening=row.use_whitening,
+        lexical=lexical_from_json(row.lexical),
+    )
+
+
+def lexical_to_json(spec: LexicalSpec) -> dict[str, Any]:
+    fusion = spec.fusion
+    return {
+        "analyzer": spec.analyzer.value,
+        "fusion": {"method": fusion.method.value, "rrf_k": fusion.rrf_k, "dense_weight": fusion.dense_weight},
+    }
+
+
+def lexical_from_json(stored: dict[str, Any] | None) -> LexicalSpec:
+    """A stored ``LexicalSpec``; rows written before the column existed hold ``{}``: the defaults."""
+    stored = stored or {}
+    fusion = stored.get("fusion") or {}
+    defaults = Fusion()
+    return LexicalSpec(
+        analyzer=LexicalAnalyzer(stored.get("analyzer", LexicalAnalyzer.ENGLISH)),
+        fusion=Fusion(
+            method=FusionMethod(fusion.get("method", defaults.method)),
+            rrf_k=int(fusion.get("rrf_k", defaults.rrf_k)),
+            dense_weight=float(fusion.get("dense_weight", defaults.dense_weight)),
+        ),
     )
 
 
