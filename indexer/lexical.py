@@ -147,10 +147,25 @@ class LexicalIndex:
     # -- writing (visible after ``commit``) -------------------------------------------------------
 
     def add(self, ids: np.ndarray, bodies: Sequence[str]) -> None:
-        """Index ``bodies`` under ``ids`` (int64 (n,)), replacing any chunk already under an id."""
-        for chunk_id, body in zip(np.asarray(ids, dtype=np.int64).tolist(), bodies, strict=True):
-            self._writer.delete_documents_by_term(ID_FIELD, chunk_id)
+        """Index ``bodies`` under ``ids`` (int64 (n,), distinct), replacing any chunk the last
+        commit holds under one of them.
+
+        Only ids already there are deleted first: a deleted document still counts in BM25's
+        statistics until Tantivy merges its segment away, so deleting blindly before every add
+        would make scores depend on how often a replay happened to overlap what was indexed.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        self.remove(self._present(ids))
+        for chunk_id, body in zip(ids.tolist(), bodies, strict=True):
             self._writer.add_document(tantivy.Document(**{ID_FIELD: chunk_id, BODY_FIELD: body}))
+
+    def _present(self, ids: np.ndarray) -> np.ndarray:
+        """The ones of ``ids`` the last commit holds."""
+        if len(ids) == 0 or self.ntotal == 0:
+            return ids[:0]
+        query = tantivy.Query.term_set_query(self._schema, ID_FIELD, ids.tolist())
+        hits = self._searcher.search(query, len(ids), count=False).hits
+        return np.asarray(self._searcher.fast_field_values(ID_FIELD, [a for _, a in hits]), dtype=np.int64)
 
     def remove(self, ids: np.ndarray) -> None:
         """Drop the chunks under ``ids`` (int64 (n,)); absent ids are ignored."""

@@ -73,10 +73,13 @@ class Fusion:
 
     def __post_init__(self) -> None:
         if not 1 <= self.rrf_k <= 100_000:
-            raise InvalidArgument(f"fusion.rrf_k must be between 1 and 100000, got {self.rrf_k}", field="rrf_k")
+            raise InvalidArgument(
+                f"fusion.rrf_k must be between 1 and 100000, got {self.rrf_k}", field="fusion.rrf_k"
+            )
         if not 0.0 <= self.dense_weight <= 1.0:
             raise InvalidArgument(
-                f"fusion.dense_weight must be between 0 and 1, got {self.dense_weight}", field="dense_weight"
+                f"fusion.dense_weight must be between 0 and 1, got {self.dense_weight}",
+                field="fusion.dense_weight",
             )
 
 

@@ -629,9 +629,7 @@ class Store:
         found: dict[int, tuple[str, str]] = {}
         with self._session() as session:
             for batch in _batches(wanted):
-                rows = session.execute(
-                    self._chunk_text_query(collection_id).where(ChunkRow.id.in_(batch))
-                )
+                rows = session.execute(self._chunk_text_query(collection_id).where(ChunkRow.id.in_(batch)))
                 found.update((chunk_id, (title, text)) for chunk_id, title, text in rows)
         ids = sorted(found)
         return np.asarray(ids, dtype=np.int64), [found[i] for i in ids]

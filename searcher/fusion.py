@@ -14,7 +14,7 @@ Ties are broken by the best rank any leg gave, then by id, so a fused list is de
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from indexer.records import Fusion, FusionMethod
 from searcher.results import Hit
@@ -75,3 +75,20 @@ def _merged(hits: Sequence[Hit], score: float) -> Hit:
     """One document's hits from several legs -> one hit: the first leg's chunk (dense when it
     found the document), every leg's score."""
     return replace(hits[0], score=score, legs=tuple(leg for hit in hits for leg in hit.legs))
+
+
+@dataclass(frozen=True)
+class FusionRequest:
+    """What one request asked of the fusion; unset fields (None) take the collection's default."""
+
+    method: FusionMethod | None = None
+    rrf_k: int | None = None
+    dense_weight: float | None = None
+
+    def resolve(self, default: Fusion) -> Fusion:
+        """The fusion to use; ``InvalidArgument`` naming the field when a value is out of range."""
+        return Fusion(
+            method=self.method or default.method,
+            rrf_k=default.rrf_k if self.rrf_k is None else self.rrf_k,
+            dense_weight=default.dense_weight if self.dense_weight is None else self.dense_weight,
+        )

@@ -40,7 +40,7 @@ from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import auth
 from searcher.batching import QueryBatcher
 from searcher.decoding import DecodingInterceptor
-from searcher.live import LiveIndex, LiveIndexes
+from searcher.live import LiveIndex, LiveIndexes, LiveLexicalIndex
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
 from searcher.telemetry import ServerMetrics, TelemetryInterceptor
@@ -117,6 +117,20 @@ def _index_opener(
     return open_index
 
 
+def _lexical_opener(
+    store: Store, snapshot_dir: Path, shard: ShardSpec
+) -> Callable[[CollectionInfo], LiveLexicalIndex]:
+    """Opens the lexical index of a collection (or shard), beside its vector snapshots."""
+    from indexer.lexical_sync import SyncedLexicalIndex
+
+    folder = snapshot_dir if shard.whole else snapshot_dir / shard.name
+
+    def open_lexical(info: CollectionInfo) -> LiveLexicalIndex:
+        return SyncedLexicalIndex.open(store, info, folder, keep=shard.chunk_filter())
+
+    return open_lexical
+
+
 def _grpc_server(config: ServerConfig, metrics: ServerMetrics) -> grpc.aio.Server:
     # Telemetry first (outermost): it also counts and logs the calls authentication refuses.
     # Decoding last: a request that does not decode is INVALID_ARGUMENT, once authenticated.
@@ -163,6 +177,7 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
         executor,
         poll_interval_s=config.poll_interval_s,
         snapshot_every_changes=config.snapshot_every_changes,
+        open_lexical=_lexical_opener(workspace.store, app.store.snapshot_dir, shard),
     )
     batcher = QueryBatcher(
         executor,
