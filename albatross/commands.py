@@ -18,7 +18,7 @@ from albatross.options import add_collection_spec_options, add_store_options, ap
 from indexer.config import AppConfig, for_bulk_ingestion
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import Rejection, count_records, read_path
-from indexer.records import CollectionSpec, PoolingMode
+from indexer.records import CollectionSpec, LexicalAnalyzer, LexicalSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.workspace import Workspace
 
@@ -46,6 +46,7 @@ def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
         index_spec=args.index_spec,
         vector_dtype=args.vector_dtype,
         whitening=args.whitening,
+        lexical=LexicalSpec(analyzer=LexicalAnalyzer(args.analyzer)),
     )
 
 

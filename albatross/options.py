@@ -37,6 +37,12 @@ def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--vector-dtype", default="float32", choices=["float32", "float16"])
     group.add_argument("--whitening", action="store_true", help="fit and apply whitening (raw checkpoints)")
+    group.add_argument(
+        "--analyzer",
+        default="english",
+        choices=["english", "simple", "cjk"],
+        help="words of the lexical index: english (stems, stop words), simple (lowercase), cjk (bigrams)",
+    )
 
 
 def app_config(args: argparse.Namespace) -> AppConfig:
