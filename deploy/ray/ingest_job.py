@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from searcher.cli import main
+from albatross.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["ingest", "--engine", "ray", *sys.argv[1:]]))

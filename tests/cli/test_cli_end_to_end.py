@@ -44,7 +44,7 @@ def albatross(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ALBATROSS_MODEL": str(model)}
     return subprocess.run(
-        [sys.executable, "-m", "searcher.cli", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "albatross", *args, "--data-dir", str(data_dir)],
         input=stdin.decode() if stdin is not None else None,
         capture_output=True,
         text=True,

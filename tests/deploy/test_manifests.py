@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from albatross.cli import build_parser
 from indexer.config import config_from_environment
-from searcher.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -28,9 +28,9 @@ import grpc
 import numpy as np
 import pytest
 
+from albatross import cli, options
 from indexer.config import AppConfig, ServerConfig, StoreConfig
 from indexer.records import Condition, Document, MetadataFilter
-from searcher import cli
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer, create_server
 from tests.reliability import harness
@@ -272,9 +272,9 @@ def test_a_database_locked_past_the_busy_timeout_is_a_clear_message_and_exit_5(
     source = tmp_path / "docs.jsonl"
     source.write_text('{"_id": "x", "text": "a kettle and an umbrella"}\n')
     monkeypatch.setenv("ALBATROSS_MODEL", str(tiny_albert_dir))
-    environment = cli.config_from_environment
+    environment = options.config_from_environment
     monkeypatch.setattr(
-        cli,
+        options,
         "config_from_environment",
         lambda: replace(environment(), store=replace(environment().store, busy_timeout_s=0.3)),
     )

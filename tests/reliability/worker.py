@@ -14,7 +14,7 @@ Modes:
 ``snapshot`` catches the collection's index up and snapshots it, in a tight loop.
 ``serve``    the gRPC searcher (``searcher.server.create_server``, what ``albatross serve`` runs)
              with a snapshot after every change applied; writes its port to ``--ready``.
-``cli``      ``albatross ARGS...`` (``searcher.cli.main``), the command a user runs.
+``cli``      ``albatross ARGS...`` (``albatross.cli.main``), the command a user runs.
 
 Every mode but ``cli`` creates ``--ready`` once set up: the harness times its kills from there.
 """
@@ -32,13 +32,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from albatross import cli
 from indexer.config import AppConfig, IngestConfig, ServerConfig, StoreConfig
 from indexer.errors import CollectionExists, CollectionNotFound
 from indexer.records import CollectionSpec, Document
 from indexer.snapshots import atomic_write
 from indexer.sync import SyncedIndex
 from indexer.workspace import Workspace
-from searcher import cli
 from searcher.server import create_server
 
 COLLECTION = "crash"

@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from albatross.cli import main
+from albatross.exit_codes import EXIT_INVALID, EXIT_NOT_FOUND
 from indexer.config import AppConfig, ServerConfig, StoreConfig, config_from_environment
 from indexer.errors import InvalidArgument
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.auth import bearer_token, channel_credentials
-from searcher.cli import EXIT_INVALID, EXIT_NOT_FOUND, main
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer
 from tests.searcher.serving import running_server

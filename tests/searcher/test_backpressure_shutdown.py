@@ -116,7 +116,7 @@ def serve_process(
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     """``albatross serve --port 0`` in a subprocess: (process, bound port, its stderr file)."""
     port_file, stderr = tmp_path / "port", tmp_path / "stderr.log"
-    command = [sys.executable, "-m", "searcher.cli", "serve", "--port", "0", "--port-file", str(port_file)]
+    command = [sys.executable, "-m", "albatross", "serve", "--port", "0", "--port-file", str(port_file)]
     command += ["--data-dir", str(tmp_path / "data"), "--drain-delay", "2.0", "--grace", "20"]
     env = {**os.environ, "ALBATROSS_MODEL": str(tiny_albert_dir)}
     env.pop("ALBATROSS_TOKEN", None)

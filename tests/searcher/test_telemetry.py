@@ -15,14 +15,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from albatross.cli import build_parser
+from albatross.commands import ingest_paths
+from albatross.options import app_config
 from indexer.config import AppConfig, ServerConfig, StoreConfig
 from indexer.records import Document
 from indexer.telemetry import IngestMetrics
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
-from searcher.cli import app_config, build_parser
 from searcher.client import AlbatrossClient
-from searcher.commands import ingest_paths
 from searcher.server import RunningServer
 from searcher.telemetry import ACCESS_LOGGER, REQUEST_ID
 from tests.searcher.serving import running_server

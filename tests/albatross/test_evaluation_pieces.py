@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from albatross.evaluation.beir import BeirDataset, read_qrels
+from albatross.evaluation.bm25 import BM25, s_stem, terms
+from albatross.evaluation.metrics import mean_metrics, mrr_at, ndcg_at, recall_at
 from indexer.errors import InvalidArgument
-from searcher.beir import BeirDataset, read_qrels
-from searcher.bm25 import BM25, s_stem, terms
-from searcher.retrieval_metrics import mean_metrics, mrr_at, ndcg_at, recall_at
 
 
 def test_ndcg_matches_a_hand_computation() -> None:

@@ -16,21 +16,20 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from indexer.config import AppConfig, config_from_environment, read_token_file
-from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
-from indexer.records import Condition, MetadataFilter, Range
-from indexer.samples import SAMPLE_CORPUS
-from indexer.workspace import Workspace
-from searcher.cli import (
+from albatross.exit_codes import (
     EXIT_INTERNAL,
     EXIT_INVALID,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_PRECONDITION,
     EXIT_UNAVAILABLE,
-    add_store_options,
-    app_config,
 )
+from albatross.options import add_store_options, app_config
+from indexer.config import AppConfig, config_from_environment, read_token_file
+from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
+from indexer.records import Condition, MetadataFilter, Range
+from indexer.samples import SAMPLE_CORPUS
+from indexer.workspace import Workspace
 from searcher.results import Hit
 from searcher.telemetry import ACCESS_LOGGER
 
@@ -263,7 +262,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def search_file(client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None) -> None:
-    from searcher.beir import read_queries
+    from albatross.evaluation.beir import read_queries
 
     queries = read_queries(args.queries)
     out = args.run_out.open("w", encoding="utf-8") if args.run_out else sys.stdout

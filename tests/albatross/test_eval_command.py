@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from searcher.cli import main
+from albatross.cli import main
 
 TOPICS = {
     "owl": "Owls are nocturnal birds of prey that hunt mice in the dark.",

@@ -13,19 +13,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
+from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
+from albatross.options import add_collection_spec_options, add_store_options, app_config
 from indexer.config import AppConfig, for_bulk_ingestion
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.workspace import Workspace
-from searcher.cli import (
-    EXIT_OK,
-    EXIT_REJECTED,
-    add_collection_spec_options,
-    add_store_options,
-    app_config,
-)
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -356,8 +351,8 @@ def eval_systems(args: argparse.Namespace) -> list[tuple[str, CollectionSpec]]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from searcher.beir import BeirDataset
-    from searcher.evaluation import bm25_row, encoder_row, format_table, rows_to_json
+    from albatross.evaluation.beir import BeirDataset
+    from albatross.evaluation.runner import bm25_row, encoder_row, format_table, rows_to_json
 
     config = app_config(args)
     dataset = BeirDataset.load(args.dataset)

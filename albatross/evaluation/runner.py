@@ -15,15 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from albatross.evaluation.beir import BeirDataset
+from albatross.evaluation.bm25 import BM25
+from albatross.evaluation.metrics import mean_metrics
 from indexer.config import AppConfig, IngestConfig, StoreConfig
 from indexer.readers import read_path
 from indexer.records import CollectionSpec
 from indexer.sync import SyncedIndex
 from indexer.workspace import Workspace
-from searcher.beir import BeirDataset
-from searcher.bm25 import BM25
 from searcher.results import OVERFETCH_FACTOR, fold_chunk_hits
-from searcher.retrieval_metrics import mean_metrics
 
 DEPTH = 100  # Recall@100 needs 100 documents per query
 

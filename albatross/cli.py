@@ -1,0 +1,56 @@
+"""The ``albatross`` command: argument parsing and the exit code of each run. No domain logic here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from albatross import commands, serving_commands
+from albatross.exit_codes import exit_code_for
+from indexer.errors import AlbatrossError
+
+log = logging.getLogger("albatross")
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Our own messages at INFO (DEBUG with -v); libraries' chatter only from WARNING up."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for name in ("albatross", "indexer", "searcher"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # one "Loading weights" bar per model is noise here
+    if not verbose:
+        # Load reports flag weights our pooling never uses (e.g. a missing BERT/ALBERT pooler).
+        transformers_logging.set_verbosity_error()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="albatross", description="Albatross semantic search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in (*commands.REGISTRY, *serving_commands.REGISTRY):
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(verbose=getattr(args, "verbose", False))
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except AlbatrossError as error:
+        print(f"albatross {args.command}: {error}", file=sys.stderr)
+        return exit_code_for(error)
+    except KeyboardInterrupt:
+        print(f"albatross {args.command}: interrupted; everything acknowledged is committed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
