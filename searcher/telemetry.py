@@ -157,9 +157,10 @@ class _Call:
         context.set_trailing_metadata(((REQUEST_ID, self.request_id),))
         if self.metrics is not None:
             self.metrics.started.labels(*_split(self.method)).inc()
-        # The peer is read now, while the call is live. ``end`` may run after grpc has finished a
-        # cancelled call (a stream's generator is closed by the event loop later), and
-        # ``context.peer()`` on such a call dereferences NULL inside cygrpc: SIGSEGV, server gone.
+        # The peer is read now, inside grpc's task for the call. When that task ends grpc releases
+        # its core call and leaves a NULL in its place; a stream the client hung up on is closed
+        # later by the event loop (asyncgen finalizer), so ``end`` can run after that, and
+        # ``context.peer()`` there calls into the NULL call: SIGSEGV, the whole server gone.
         return _Started(time.perf_counter(), context.peer())
 
     def end(self, context: grpc.aio.ServicerContext, started: _Started, error: BaseException | None) -> None:
