@@ -48,19 +48,7 @@ class UpsertStatus:
 
 
 def _hits(response: pb.SearchResponse) -> list[Hit]:
-    return [
-        Hit(
-            external_id=hit.id,
-            score=hit.score,
-            title=hit.title,
-            text=hit.text,
-            start=hit.start,
-            end=hit.end,
-            metadata=convert.struct_to_dict(hit.metadata),
-            legs=convert.legs_from_pb(hit),
-        )
-        for hit in response.hits
-    ]
+    return [convert.hit_from_pb(hit) for hit in response.hits]
 
 
 def _document_to_pb(document: Document) -> pb.Document:

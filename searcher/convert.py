@@ -431,8 +431,18 @@ def hit_to_pb(hit: Hit) -> pb.Hit:
     return message
 
 
-def legs_from_pb(message: pb.Hit) -> tuple[LegHit, ...]:
-    return tuple(LegHit(leg.leg, leg.score, leg.rank) for leg in message.legs)
+def hit_from_pb(message: pb.Hit) -> Hit:
+    """The client side of ``hit_to_pb``."""
+    return Hit(
+        external_id=message.id,
+        score=message.score,
+        title=message.title,
+        text=message.text,
+        start=message.start,
+        end=message.end,
+        metadata=struct_to_dict(message.metadata),
+        legs=tuple(LegHit(leg.leg, leg.score, leg.rank) for leg in message.legs),
+    )
 
 
 def hits_to_pb(hits: Sequence[Hit]) -> pb.SearchResponse:

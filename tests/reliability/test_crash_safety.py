@@ -196,7 +196,10 @@ class Campaign:
                 stats = client.get_collection(COLLECTION).stats
                 assert (stats.documents, stats.index_sequence) == (len(facts.documents), facts.last_sequence)
                 assert stats.index_vectors == len(facts.chunk_ids)
-                assert (stats.lexical_sequence, stats.lexical_chunks) == (facts.last_sequence, len(facts.chunk_ids))
+                assert (stats.lexical_sequence, stats.lexical_chunks) == (
+                    facts.last_sequence,
+                    len(facts.chunk_ids),
+                )
                 return harness.assert_found_by_own_text(client, COLLECTION, facts)
 
     def run(self, rounds: int) -> None:

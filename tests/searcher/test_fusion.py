@@ -48,7 +48,7 @@ def test_fuse_rrf_keeps_every_legs_score_and_the_dense_chunk() -> None:
 
 def test_fuse_ties_break_by_best_rank_then_id() -> None:
     # a and x each sit at rank 1 of one leg: equal RRF scores, equal best rank, so by id.
-    fused = fuse(hits("dense", ("x", 0.5)), hits("lexical", ("a", 3.0)), Fusion(), k=2)
+    fused = fuse(hits("dense", ("x", 0.5)), hits("lexical", ("a", 3.0)), Fusion(FusionMethod.RRF), k=2)
     assert [h.external_id for h in fused] == ["a", "x"]
 
 
@@ -76,7 +76,7 @@ ids = st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10)
 def test_fused_lists_are_unique_sorted_and_keep_each_legs_order(dense_ids, lexical_ids, rrf_k, k) -> None:  # type: ignore[no-untyped-def]
     dense = hits("dense", *((key, 1.0 - i / 10) for i, key in enumerate(dense_ids)))
     lexical = hits("lexical", *((key, 10.0 - i) for i, key in enumerate(lexical_ids)))
-    fused = fuse(dense, lexical, Fusion(rrf_k=rrf_k), k)
+    fused = fuse(dense, lexical, Fusion(FusionMethod.RRF, rrf_k=rrf_k), k)
     keys = [h.external_id for h in fused]
     assert len(keys) == len(set(keys)) == min(k, len(set(dense_ids) | set(lexical_ids)))
     assert all(fused[i].score >= fused[i + 1].score for i in range(len(fused) - 1))

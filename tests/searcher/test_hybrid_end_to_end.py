@@ -103,17 +103,18 @@ def first_hit_share(client: AlbatrossClient, corpus: list[tuple[Document, str]],
 def test_identifier_lookups_find_their_passage_first(
     client: AlbatrossClient, corpus: list[tuple[Document, str]]
 ) -> None:
+    """The tiny random encoder is the worst case for fusion: its top hits are noise."""
     lexical = first_hit_share(client, corpus, mode=SearchMode.LEXICAL)
-    convex = first_hit_share(
-        client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.CONVEX, dense_weight=0.5)
-    )
-    hybrid = first_hit_share(client, corpus, mode=SearchMode.HYBRID)
+    hybrid = first_hit_share(client, corpus, mode=SearchMode.HYBRID)  # the collection's default fusion
+    rrf = first_hit_share(client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.RRF))
     dense = first_hit_share(client, corpus, mode=SearchMode.DENSE)
     print(
-        f"identifier found first: lexical {lexical:.3f} hybrid {hybrid:.3f} convex {convex:.3f} dense {dense:.3f}"
+        f"identifier found first: lexical {lexical:.3f} hybrid {hybrid:.3f} rrf {rrf:.3f} dense {dense:.3f}"
     )
-    assert lexical >= EXACT_SHARE and hybrid >= EXACT_SHARE and convex >= EXACT_SHARE
+    assert lexical >= EXACT_SHARE and hybrid >= EXACT_SHARE
     assert dense < lexical  # the encoder has never seen these strings
+    # Why the default is not RRF: ranks alone let the encoder's unrelated top hits tie the passage.
+    assert rrf < hybrid
 
 
 def test_a_hit_says_which_legs_found_it(client: AlbatrossClient, corpus: list[tuple[Document, str]]) -> None:

@@ -17,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Existing collections get "{}", which reads back as the defaults (English, RRF k=60). A plain
+    # Existing collections get "{}", which reads back as the defaults (English, the default fusion). A plain
     # ADD COLUMN, not a batch copy: recreating the table on SQLite would lose its AUTOINCREMENT,
     # and a dropped collection's id could come back.
     op.add_column(
