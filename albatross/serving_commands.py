@@ -330,6 +330,8 @@ DEMO_QUERIES = (
     "a metal that rusts",
     "a sweet red fruit",
 )
+# A rare name: the words themselves answer it (lexical), the encoder has barely seen it (dense).
+KEYWORD_QUERY = "Thamnophis"
 
 
 def register_demo(sub: Subparsers) -> None:
@@ -371,6 +373,10 @@ def ask_demo_queries(target: str, k: int) -> None:
         for query in DEMO_QUERIES:
             print(f"\n> {query}")
             print_hits(client.search(DEMO_COLLECTION, query, k))
+        for mode in SearchMode:
+            print(f"\n> {KEYWORD_QUERY}   (--mode {mode.value})")
+            hits = client.search(DEMO_COLLECTION, KEYWORD_QUERY, k, mode=mode)
+            print_hits(hits, legs=mode is SearchMode.HYBRID)
 
 
 async def serve_and_ask(config: AppConfig, k: int) -> None:
