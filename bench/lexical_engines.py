@@ -37,9 +37,9 @@ Result = dict[str, object]
 
 
 def load_corpus(dataset: BeirDataset) -> Corpus:
-    rows = [
-        json.loads(line) for line in dataset.corpus.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    # Line by line: ``str.splitlines`` would also split inside texts holding U+2028.
+    with dataset.corpus.open(encoding="utf-8") as lines:
+        rows = [json.loads(line) for line in lines if line.strip()]
     return [(row["_id"], body_of(row.get("title") or "", row["text"])) for row in rows]
 
 

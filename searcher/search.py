@@ -36,9 +36,11 @@ T = TypeVar("T")
 
 # Each retry asks the index for this many times more chunks than the last try.
 FETCH_GROWTH = 4
-# Documents each leg of a hybrid search contributes to the fusion (Elasticsearch's
-# rank_window_size): a document ranked past this by both legs cannot reach the fused top k.
-HYBRID_CANDIDATES = 100
+# Documents each leg of a hybrid search contributes to the fusion, at least (k when larger; the
+# rank_window_size of Elasticsearch, whose default is k itself): a document ranked past this by
+# both legs cannot reach the fused top k. Three times the usual k=10; every candidate's chunk is
+# fetched from SQL, which is most of what hybrid adds to a dense search.
+HYBRID_CANDIDATES = 30
 
 # rows of the request, chunks wanted per row -> scores float32 (n, m), chunk ids int64 (n, m)
 ChunkSearch = Callable[[list[int], int], tuple[np.ndarray, np.ndarray]]

@@ -33,7 +33,7 @@ from searcher.results import OVERFETCH_FACTOR, Hit, fold_chunk_hits
 from searcher.search import HYBRID_CANDIDATES
 
 DEPTH = 100  # Recall@100 needs 100 documents per query
-# Each leg contributes what a served hybrid search takes from it for k <= DEPTH.
+# Each leg contributes what a served hybrid search of k = DEPTH takes from it.
 LEG_DEPTH = max(DEPTH, HYBRID_CANDIDATES)
 Rankings = dict[str, list[str]]
 # The fusions every eval measures beside the collection's default: fusing costs no encoding, and
