@@ -17,13 +17,12 @@ import numpy as np
 
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
-from indexer.errors import EmbeddingSpaceMismatch, InvalidCollectionSpec
+from indexer.errors import EmbeddingSpaceMismatch
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
+from indexer.spec import DEFAULT_MODEL_REF, validate_spec
 from indexer.store import Store
 from indexer.whitening import Whitening, fit_whitening
-
-DEFAULT_MODEL_REF = "default"
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,12 @@ class CollectionEncoder:
 
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         return self.encoder.chunk(text, window, overlap)
+
+    def chunk_and_encode(
+        self, texts: Sequence[str], titles: Sequence[str], window: int, overlap: int
+    ) -> list[tuple[list[Chunk], np.ndarray]]:
+        """Each text's chunks and their vectors of this space (``Encoder.chunk_and_encode``)."""
+        return self.encoder.chunk_and_encode(texts, window, overlap, self.whitening, titles=titles)
 
 
 class EncoderRegistry:
@@ -75,27 +80,6 @@ class EncoderRegistry:
                 encoder = Encoder.load(model, spec, self._config)
                 self._loaded[key] = encoder
             return encoder
-
-
-def validate_spec(spec: CollectionSpec) -> None:
-    """Reject specs that cannot work, before anything is loaded or written."""
-    if spec.max_length < 8:
-        raise InvalidCollectionSpec("max_length must be at least 8 tokens", field="max_length")
-    if not 0 <= spec.overlap < spec.window:
-        raise InvalidCollectionSpec(
-            f"overlap ({spec.overlap}) must be >= 0 and smaller than window ({spec.window})",
-            field="overlap",
-        )
-    if spec.window > spec.max_length - 2:
-        raise InvalidCollectionSpec(
-            f"window ({spec.window}) must leave room for the special tokens within max_length "
-            f"({spec.max_length})",
-            field="window",
-        )
-    if spec.vector_dtype not in ("float32", "float16"):
-        raise InvalidCollectionSpec("vector_dtype must be float32 or float16", field="vector_dtype")
-    if not spec.index_spec.strip():
-        raise InvalidCollectionSpec("index_spec must not be empty", field="index_spec")
 
 
 class Catalog:

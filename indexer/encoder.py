@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from indexer.checkpoints import model_revision, resolve_model, tokenizer_hash
-from indexer.chunking import chunk_text, token_windows, validate_window
+from indexer.chunking import chunk_text, token_windows, validate_window, window_input
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.pooling import output_dimension, pool
@@ -216,16 +216,21 @@ class Encoder:
         window: int,
         overlap: int,
         whitening: Whitening | None = None,
+        titles: Sequence[str] | None = None,
     ) -> list[tuple[list[Chunk], np.ndarray]]:
         """For each text, its chunks and their vectors: float32 (len(chunks), d) each.
 
-        Each window is embedded from its own token ids, so nothing is tokenized twice. Feeding
-        ``chunk.text`` to ``encode`` instead re-tokenizes a slice that may start or end inside
-        a word, which can add a token or two (SentencePiece) that ``max_length`` then cuts.
-        All windows of all texts share length-sorted batches.
+        Each text (and its title) is tokenized once and each window embedded from its own token
+        ids. Feeding ``chunk.text`` to ``encode`` instead re-tokenizes a slice that may start or
+        end inside a word, which can add a token or two (SentencePiece) that ``max_length`` then
+        cuts. With ``titles``, every window of a text is embedded after its title's tokens; a
+        title too long to leave room for a full window is cut, the window never is
+        (``chunking.window_input``). All windows of all texts share length-sorted batches.
         """
         self._check_window(window, overlap)
         texts = _as_texts(texts)
+        if not texts:
+            return []
         with self._tokenizer_lock:
             encoded = self._tokenizer(
                 list(texts),
@@ -233,6 +238,11 @@ class Encoder:
                 return_offsets_mapping=True,
                 return_special_tokens_mask=True,
                 verbose=False,
+            )
+            title_ids = (
+                self._tokenizer(list(titles), add_special_tokens=False, verbose=False)["input_ids"]
+                if titles is not None
+                else [[] for _ in texts]
             )
         chunked: list[list[Chunk]] = []
         window_ids: list[list[int]] = []
@@ -243,7 +253,9 @@ class Encoder:
             offsets = encoded["offset_mapping"][index][len(prefix) : len(prefix) + len(body)]
             chunked.append(chunk_text(text, offsets, window, overlap))
             for first, last in token_windows(len(body), window, overlap):
-                window_ids.append(prefix + body[first:last] + suffix)
+                window_ids.append(
+                    window_input(prefix, title_ids[index], body[first:last], suffix, self.max_length)
+                )
         vectors = self._finish(self._pooled_ids(window_ids), whitening)
         bounds = np.cumsum([0] + [len(chunks) for chunks in chunked])
         return [(chunks, vectors[bounds[i] : bounds[i + 1]]) for i, chunks in enumerate(chunked)]

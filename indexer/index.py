@@ -31,6 +31,7 @@ import faiss
 import numpy as np
 
 from indexer.errors import IndexNotReady, InvalidArgument, InvalidCollectionSpec, SnapshotCorrupt
+from indexer.spec import check_dimension
 
 # Framing of ``to_bytes``: magic, then the length of the FAISS blob, the blob, then the tombstones.
 _MAGIC = b"ALBVIDX1"
@@ -226,10 +227,7 @@ class VectorIndex:
     def create(cls, spec: str, dimension: int) -> VectorIndex:
         """An empty index of ``spec``: a FAISS factory string ("Flat", "HNSW32", "IVF64,Flat"),
         optionally with search settings ("HNSW32;efSearch=64", see the module docstring)."""
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
-            raise InvalidCollectionSpec(
-                f"dimension must be a positive integer, got {dimension!r}", field="dimension"
-            )
+        check_dimension(dimension)
         parsed = parse_index_spec(spec)
         if re.match(r"\s*IDMap", parsed.factory, flags=re.IGNORECASE):
             raise InvalidCollectionSpec(

@@ -29,7 +29,6 @@ from indexer.errors import (
     CollectionExists,
     CollectionNotFound,
     InvalidArgument,
-    InvalidCollectionSpec,
     InvalidDocument,
     StoreBusy,
 )
@@ -44,13 +43,11 @@ from indexer.records import (
     DeleteResult,
     EncodedDocument,
     MetadataFilter,
-    PoolingMode,
     StoredChunk,
     StoredDocument,
     WriteResult,
 )
 from indexer.schema import (
-    VECTOR_DTYPES,
     ChangeRow,
     ChunkRow,
     CollectionRow,
@@ -59,6 +56,7 @@ from indexer.schema import (
     decode_vectors,
     encode_vectors,
 )
+from indexer.spec import check_dimension, to_stored
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
@@ -119,18 +117,11 @@ def _is_lock_timeout(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "55P03"
 
 
-def _validate_new_collection(name: str, spec: CollectionSpec, dimension: int) -> None:
+def _validate_new_collection(name: str, dimension: int) -> None:
+    """The last guard before a collection row is written (the spec checked itself when built)."""
     if not isinstance(name, str) or not COLLECTION_NAME.match(name):
         raise InvalidArgument(f"collection name {name!r} must match {COLLECTION_NAME.pattern}", field="name")
-    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
-        raise InvalidCollectionSpec(
-            f"dimension must be a positive integer, got {dimension!r}", field="dimension"
-        )
-    if spec.vector_dtype not in VECTOR_DTYPES:
-        raise InvalidCollectionSpec(
-            f"vector_dtype must be one of {sorted(VECTOR_DTYPES)}, got {spec.vector_dtype!r}",
-            field="vector_dtype",
-        )
+    check_dimension(dimension)
 
 
 def _vector_rows(doc: EncodedDocument, dimension: int, dtype: str) -> list[bytes]:
@@ -301,22 +292,13 @@ class Store:
     def create_collection(
         self, name: str, spec: CollectionSpec, *, dimension: int, model_revision: str, tokenizer_hash: str
     ) -> CollectionInfo:
-        _validate_new_collection(name, spec, dimension)
+        _validate_new_collection(name, dimension)
         row = CollectionRow(
             name=name,
-            model=spec.model,
+            **to_stored(spec),
             model_revision=model_revision,
             tokenizer_hash=tokenizer_hash,
-            pooling=PoolingMode(spec.pooling).value,
-            layers=list(spec.layers),
-            max_length=spec.max_length,
-            window=spec.window,
-            overlap=spec.overlap,
-            normalize=spec.normalize,
-            use_whitening=spec.whitening,
             dimension=dimension,
-            index_spec=spec.index_spec,
-            vector_dtype=spec.vector_dtype,
             last_sequence=0,
         )
         try:
