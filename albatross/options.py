@@ -11,7 +11,7 @@ from typing import Any
 from indexer.config import AppConfig, config_from_environment
 from indexer.errors import InvalidArgument
 from indexer.records import CollectionSpec
-from indexer.spec import enum_type, field_info, is_sequence, spec_fields
+from indexer.spec import MODEL_DEFAULTS_FILE, enum_type, example, field_info, is_sequence, spec_fields
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -74,18 +74,26 @@ def _dest(spec_field: dataclasses.Field[Any]) -> str:
 
 def _option(spec_field: dataclasses.Field[Any]) -> dict[str, Any]:
     """argparse keywords for one field; every default is None (= not given)."""
-    info = field_info(spec_field)
-    default = spec_field.default if spec_field.default is not dataclasses.MISSING else info.cli_default
-    shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
-    option: dict[str, Any] = {"default": None, "help": f"{info.help} (default: {shown})"}
+    option: dict[str, Any] = {"default": None, "help": _help(spec_field)}
     members = enum_type(spec_field)
     if members is not None:
         option["choices"] = [member.value for member in members]
-    elif isinstance(spec_field.default, bool):
+    elif isinstance(example(spec_field), bool):
         option["action"] = argparse.BooleanOptionalAction
-    elif isinstance(spec_field.default, int):
+    elif isinstance(example(spec_field), int):
         option["type"] = int
     return option
+
+
+def _help(spec_field: dataclasses.Field[Any]) -> str:
+    info = field_info(spec_field)
+    if info.derive is not None:
+        return info.help  # says how its default is derived
+    value = example(spec_field)
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    if info.from_model:
+        return f"{info.help} (default: the model folder's {MODEL_DEFAULTS_FILE}, else {shown})"
+    return f"{info.help} (default: {shown})"
 
 
 def app_config(args: argparse.Namespace) -> AppConfig:

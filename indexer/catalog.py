@@ -1,6 +1,6 @@
 """Collections and the encoders that embed them.
 
-A collection is one embedding space (DESIGN invariant 4): it records the model revision and
+A collection is one embedding space (docs/ARCHITECTURE.md, Invariants 4): it records the model revision and
 tokenizer it was created with, and an encoder is only ever used on a collection whose recorded
 space it reproduces. Encoders are loaded once per space and shared by every collection in it.
 """
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.checkpoints import model_defaults, resolve_model
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
 from indexer.errors import EmbeddingSpaceMismatch
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
-from indexer.spec import DEFAULT_MODEL_REF, validate_spec
+from indexer.spec import DEFAULT_MODEL_REF, complete_spec, is_complete, validate_spec
 from indexer.store import Store
 from indexer.whitening import Whitening, fit_whitening
 
@@ -63,6 +64,13 @@ class EncoderRegistry:
         """``default`` (or empty) names the model the package ships."""
         return str(self._default_model) if model_ref in ("", DEFAULT_MODEL_REF) else model_ref
 
+    def complete(self, spec: CollectionSpec) -> CollectionSpec:
+        """``spec`` with its unset fields taken from its model folder (a stored spec is complete)."""
+        if is_complete(spec):
+            return spec
+        folder = resolve_model(self.resolve(spec.model), self._config.hf_cache_dir)
+        return complete_spec(spec, model_defaults(folder))
+
     def loaded(self, spec: CollectionSpec) -> Encoder | None:
         """The encoder of ``spec`` if it is loaded already, else None; never blocks (``load``
         holds the lock while a model loads, so this reads without it: one dict lookup)."""
@@ -72,6 +80,7 @@ class EncoderRegistry:
         return (self.resolve(spec.model), spec.pooling, spec.layers, spec.max_length, spec.normalize)
 
     def load(self, spec: CollectionSpec) -> Encoder:
+        spec = self.complete(spec)
         model = self.resolve(spec.model)
         key = self._key(spec)
         with self._lock:
@@ -102,6 +111,7 @@ class Catalog:
 
     def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
         self._forget(name)
+        spec = self._encoders.complete(spec)
         validate_spec(spec)
         encoder = self._encoders.load(spec)
         validate_index_spec(spec.index_spec, encoder.dimension)

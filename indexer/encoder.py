@@ -31,13 +31,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from indexer.checkpoints import model_revision, resolve_model, tokenizer_hash
+from indexer.checkpoints import model_defaults, model_revision, resolve_model, tokenizer_hash
 from indexer.chunking import chunk_text, token_windows, validate_window, window_input
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.pooling import output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
+from indexer.spec import complete_spec
 from indexer.whitening import Whitening
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,12 @@ class Encoder:
     def load(cls, model_ref: str, spec: CollectionSpec, config: EncoderConfig) -> Encoder:
         """Load tokenizer and model from a local folder or the local hub cache.
 
-        Raises ``ModelNotFound`` when the model is not on this machine and
-        ``InvalidCollectionSpec`` when the spec does not fit the model.
+        Fields the spec leaves unset take the folder's own defaults (``model_defaults``). Raises
+        ``ModelNotFound`` when the model is not here and ``InvalidCollectionSpec`` when the
+        spec does not fit the model.
         """
         folder = resolve_model(model_ref, config.hf_cache_dir)
+        spec = complete_spec(spec, model_defaults(folder))  # the folder says how it is used
         placement = _placement(config.device)
         # The spec is checked against config.json before any weights are read.
         model_config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -135,6 +138,11 @@ class Encoder:
     def dimension(self) -> int:
         """Length of the pooled vectors ``encode`` returns (before any whitening)."""
         return self._dimension
+
+    @property
+    def spec(self) -> CollectionSpec:
+        """The complete spec this encoder embeds with."""
+        return self._spec
 
     @property
     def model_revision(self) -> str:
@@ -409,7 +417,7 @@ def _share_threads(threads: int | None, cpu_streams: int) -> int:
 
 def _precision(name: str, device: torch.device, *, int8_on_cpu: bool = False) -> _Placement:
     """``auto``: bf16/fp16 on CUDA; fp32 on CPU (on CPUs without native bf16, bf16 measured about
-    5x slower: DESIGN.md), with int8 Linear layers if ``int8_on_cpu`` and the model keeps its
+    5x slower: docs/ARCHITECTURE.md, "Known traps"), with int8 Linear layers if ``int8_on_cpu`` and the model keeps its
     vectors under them. ``int8``: CPU only, always."""
     if name == "auto":
         if device.type != "cuda":
@@ -515,7 +523,7 @@ def _pad(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch
     """Right-pad token ids: input_ids and attention_mask, both int64 (batch, longest).
 
     On CUDA the host tensors are pinned and copied with ``non_blocking``, so the copy overlaps
-    the padding of the next batch (untested here: this machine has no GPU).
+    the padding of the next batch (a GPU-only path: the CPU test suite does not reach it).
     """
     longest = max(len(row) for row in ids)
     input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from indexer.records import CollectionInfo
-from indexer.spec import VectorDtype, column_name, field_info, from_stored, is_sequence, spec_fields
+from indexer.spec import VectorDtype, column_name, example, field_info, from_stored, is_sequence, spec_fields
 
 # SQLite only gives AUTOINCREMENT (ids never reused) to a column declared exactly INTEGER PRIMARY KEY;
 # its INTEGER is 64-bit anyway. PostgreSQL gets a BIGINT identity, whose sequence never goes back.
@@ -56,11 +56,11 @@ class Base(DeclarativeBase):
 
 
 def _spec_column(spec_field: dataclasses.Field[Any]) -> Column[Any]:
-    """The column of one spec field, typed by its default (see ``indexer.spec``)."""
+    """The column of one spec field, typed by an example value (see ``indexer.spec``)."""
     info = field_info(spec_field)
-    if isinstance(spec_field.default, bool):
+    if isinstance(example(spec_field), bool):
         kind: Any = Boolean()
-    elif isinstance(spec_field.default, int):
+    elif isinstance(example(spec_field), int):
         kind = Integer()
     elif is_sequence(spec_field):
         kind = JSON()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,10 @@ from indexer.errors import InvalidCollectionSpec
 
 # What the spec's ``model`` says when it means "the model the package ships".
 DEFAULT_MODEL_REF = "default"
+# The file in a model folder that says how its vectors are made (written by
+# ``indexer.training.export``): ``{"pooling": "mean", "layers": [-1], "normalize": true,
+# "max_length": 256}``. Its values are the defaults of a collection created with that model.
+MODEL_DEFAULTS_FILE = "albatross_pooling.json"
 
 
 class PoolingMode(enum.StrEnum):
@@ -52,12 +56,20 @@ class SpecField:
     ``help`` is the CLI help (and the proto comment's gist); ``column`` the SQL column when it
     is not the field's name; ``max_chars`` bounds a string column (None: unbounded text);
     ``cli_default`` the CLI's value for a field the dataclass requires.
+
+    A field whose default is None is "unset" until ``complete_spec`` fills it when the collection
+    is created: ``from_model`` fields take the model folder's ``MODEL_DEFAULTS_FILE`` value, else
+    ``fallback``; ``derive`` fields are computed from the fields before them. ``fallback`` also
+    gives the field's type (SQL column, CLI parsing) where the default cannot.
     """
 
     help: str
     column: str | None = None
     max_chars: int | None = None
     cli_default: Any = None
+    from_model: bool = False
+    fallback: Any = None
+    derive: Callable[[Mapping[str, Any]], Any] | None = None
 
 
 def _spec(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
@@ -73,18 +85,30 @@ class CollectionSpec:
     included (``indexer.ingest`` shortens a title that would not leave room for its window).
 
     Enum fields accept their string values and list fields any sequence; both are normalised
-    here, so an unknown ``pooling`` or ``vector_dtype`` fails when the spec is built.
+    here, so an unknown ``pooling`` or ``vector_dtype`` fails when the spec is built. None means
+    "unset": ``complete_spec`` fills it from the model when the collection is created, so a
+    stored collection's spec is always complete.
     """
 
     model: str = _spec(help="local model folder or cached hub id", cli_default=DEFAULT_MODEL_REF)
-    pooling: PoolingMode = _spec(PoolingMode.MEAN, help="how token vectors become one vector", max_chars=16)
-    layers: tuple[int, ...] = _spec(
-        (-1,), help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)"
+    pooling: PoolingMode = _spec(
+        None, help="how token vectors become one vector", max_chars=16, from_model=True, fallback=PoolingMode.MEAN
     )
-    max_length: int = _spec(512, help="tokens per forward pass")
-    window: int = _spec(256, help="tokens per chunk")
-    overlap: int = _spec(64, help="tokens shared by consecutive chunks")
-    normalize: bool = _spec(True, help="L2-normalise vectors")
+    layers: tuple[int, ...] = _spec(
+        None,
+        help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)",
+        from_model=True,
+        fallback=(-1,),
+    )
+    max_length: int = _spec(None, help="tokens per forward pass", from_model=True, fallback=512)
+    # Half of max_length by default: the other half is room for the title before each window.
+    window: int = _spec(
+        None, help="tokens per chunk (default: half of max_length, at most 256)", fallback=256, derive=lambda spec: min(256, spec["max_length"] // 2)
+    )
+    overlap: int = _spec(
+        None, help="tokens shared by consecutive chunks (default: a quarter of window)", fallback=64, derive=lambda spec: spec["window"] // 4
+    )
+    normalize: bool = _spec(None, help="L2-normalise vectors", from_model=True, fallback=True)
     index_spec: str = _spec(
         "Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ32)", max_chars=256
     )
@@ -115,16 +139,27 @@ def column_name(spec_field: dataclasses.Field[Any]) -> str:
     return field_info(spec_field).column or spec_field.name
 
 
+def example(spec_field: dataclasses.Field[Any]) -> Any:
+    """A value of the field's type: its default, else its fallback (or its CLI default)."""
+    info = field_info(spec_field)
+    if spec_field.default not in (None, dataclasses.MISSING):
+        return spec_field.default
+    return info.fallback if info.fallback is not None else info.cli_default
+
+
 def enum_type(spec_field: dataclasses.Field[Any]) -> type[enum.Enum] | None:
-    """The enum a field's values come from, or None (told by its default)."""
-    return type(spec_field.default) if isinstance(spec_field.default, enum.Enum) else None
+    """The enum a field's values come from, or None."""
+    value = example(spec_field)
+    return type(value) if isinstance(value, enum.Enum) else None
 
 
 def is_sequence(spec_field: dataclasses.Field[Any]) -> bool:
-    return isinstance(spec_field.default, tuple)
+    return isinstance(example(spec_field), tuple)
 
 
 def _normalise(spec_field: dataclasses.Field[Any], value: Any) -> Any:
+    if value is None:
+        return value
     members = enum_type(spec_field)
     if members is not None and not isinstance(value, members):
         try:
@@ -139,11 +174,38 @@ def _normalise(spec_field: dataclasses.Field[Any], value: Any) -> Any:
     return value
 
 
+def is_complete(spec: CollectionSpec) -> bool:
+    return all(getattr(spec, f.name) is not None for f in spec_fields())
+
+
+def complete_spec(spec: CollectionSpec, model_defaults: Mapping[str, Any]) -> CollectionSpec:
+    """``spec`` with every unset field filled, in declaration order.
+
+    model_defaults: what the model folder says (``MODEL_DEFAULTS_FILE``, read by
+        ``indexer.checkpoints.model_defaults``); fields it does not name take their fallback.
+    """
+    values: dict[str, Any] = {}
+    for spec_field in spec_fields():
+        value = getattr(spec, spec_field.name)
+        info = field_info(spec_field)
+        if value is None and info.from_model:
+            value = model_defaults.get(spec_field.name, info.fallback)
+        elif value is None and info.derive is not None:
+            value = info.derive(values)
+        values[spec_field.name] = _normalise(spec_field, value)
+    return CollectionSpec(**values)
+
+
 def to_stored(spec: CollectionSpec) -> dict[str, Any]:
-    """``column -> value`` with JSON/SQL-ready values (enums as strings, tuples as lists)."""
+    """``column -> value`` with JSON/SQL-ready values (enums as strings, tuples as lists).
+
+    Only a complete spec is stored: ``InvalidCollectionSpec`` names a field left unset.
+    """
     stored: dict[str, Any] = {}
     for spec_field in spec_fields():
         value = getattr(spec, spec_field.name)
+        if value is None:
+            raise InvalidCollectionSpec(f"{spec_field.name} is unset (complete the spec first)", field=spec_field.name)
         if isinstance(value, enum.Enum):
             value = value.value
         elif isinstance(value, tuple):

@@ -225,6 +225,8 @@ def spec_to_pb(spec: CollectionSpec) -> pb.CollectionSpec:
     values: dict[str, Any] = {}
     for spec_field in spec_fields():
         value = getattr(spec, spec_field.name)
+        if value is None:  # unset: the server completes it from the model
+            continue
         descriptor = pb.CollectionSpec.DESCRIPTOR.fields_by_name[spec_field.name]
         if isinstance(value, enum.Enum):
             value = _enum_number(descriptor, value) if descriptor.enum_type else value.value

@@ -15,6 +15,7 @@ from indexer.spec import (
     VectorDtype,
     check_dimension,
     column_name,
+    complete_spec,
     from_stored,
     spec_fields,
     to_stored,
@@ -44,7 +45,7 @@ def parse(*flags: str) -> CollectionSpec:
 
 def test_every_declared_field_differs_in_the_non_default_example() -> None:
     """The round trips below prove something only if every field leaves its default."""
-    defaults = CollectionSpec(model="default")
+    defaults = complete_spec(CollectionSpec(model="default"), {})
     assert all(getattr(NON_DEFAULT, f.name) != getattr(defaults, f.name) for f in spec_fields())
 
 
@@ -66,6 +67,18 @@ def test_every_field_has_a_proto_field_whose_unset_value_means_the_default() -> 
         if plain and not isinstance(value, str):
             assert spec_field.default == type(value)(), spec_field.name
     assert convert.spec_from_pb(convert.spec_to_pb(NON_DEFAULT)) == NON_DEFAULT
+
+
+def test_fields_left_unset_stay_unset_on_the_wire() -> None:
+    """A client's partial spec reaches the server partial: the model's defaults fill it there."""
+    partial = CollectionSpec(model="m", window=100)
+
+    assert convert.spec_from_pb(convert.spec_to_pb(partial)) == partial
+
+
+def test_an_unset_field_is_never_stored() -> None:
+    with pytest.raises(InvalidCollectionSpec, match="pooling is unset"):
+        to_stored(CollectionSpec(model="m"))
 
 
 def test_every_field_has_a_cli_option() -> None:
