@@ -114,7 +114,7 @@ def gpu_placement(index_spec: str, gpu_support: bool, gpus: int) -> bool:
     """Whether an index of ``index_spec`` goes to the GPU: only Flat/IVF families have FAISS GPU
     implementations we rely on, and only when faiss-gpu is installed and a GPU is visible.
 
-    Pure so that the decision is tested on this CPU-only machine (no GPU, no faiss-gpu).
+    Pure so that the decision is tested without a GPU or faiss-gpu.
     """
     if not gpu_support or gpus <= 0:
         return False
@@ -126,7 +126,7 @@ def gpu_placement(index_spec: str, gpu_support: bool, gpus: int) -> bool:
 def _to_gpu_if_useful(index: faiss.Index, index_spec: str) -> tuple[faiss.Index, object | None]:
     """Move ``index`` to GPU 0 when ``gpu_placement`` says so; returns (index, GPU resources).
 
-    Untested here: this machine has neither faiss-gpu nor a GPU, so only the decision is tested.
+    Only the decision (``gpu_placement``) is tested: the move itself needs faiss-gpu and a GPU.
     """
     gpu_support = hasattr(faiss, "StandardGpuResources")
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0

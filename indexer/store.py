@@ -1,6 +1,6 @@
 """The SQL store: collections, documents, chunk vectors and the per-collection change log.
 
-SQL is the source of truth (DESIGN invariant 1); the FAISS index is rebuilt or caught up from here.
+SQL is the source of truth (docs/ARCHITECTURE.md, Invariants 1); the FAISS index is rebuilt or caught up from here.
 Plain Python records and NumPy arrays go in and out; SQLAlchemy stays inside this module (and the
 schema / filter compilation it uses).
 

@@ -1,4 +1,5 @@
-"""Keeps each collection's index fresh by tailing the SQL change log (DESIGN invariant 2).
+"""Keeps each collection's index fresh by tailing the SQL change log (docs/ARCHITECTURE.md,
+Invariants 2).
 
 One asyncio task polls every ``poll_interval_s`` (or sooner, when ``wake`` is called after a local
 write): it opens indexes of collections created since the last round, forgets dropped ones and runs
