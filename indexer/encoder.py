@@ -12,12 +12,9 @@ import copy
 import itertools
 import json
 import logging
-import os
 import threading
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +30,9 @@ from transformers import (
 
 from indexer.checkpoints import model_defaults, model_revision, resolve_model, tokenizer_hash
 from indexer.chunking import chunk_text, token_windows, validate_window, window_input
-from indexer.config import DeviceConfig, EncoderConfig
+from indexer.config import EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
+from indexer.placement import Placement, placement_for, quantize_int8
 from indexer.pooling import output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
@@ -43,14 +41,6 @@ from indexer.whitening import Whitening
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 # Batching: sorted MS MARCO passages cut by the token budget alone (16384 tokens, 128 texts)
 # spent 19% of the forward pass on padding, batches of 32 spent 7%; closing a batch at a 5% drop
 # in length, once it holds 1024 tokens (far past where CPU matmuls stop gaining from size),
@@ -69,17 +59,6 @@ _INT8_MIN_COSINE = 0.99
 _PROBE_TEXTS = 48
 
 
-@dataclass(frozen=True)
-class _Placement:
-    """Device and activation dtype; ``int8`` True forces int8 Linear layers, None means "if
-    the model keeps its vectors under them" (auto on CPU), False means never."""
-
-    device: torch.device
-    dtype: torch.dtype
-    int8: bool | None = False
-    streams: int = 1
-
-
 class Encoder:
     """One model in one embedding space. Build with ``Encoder.load``; safe to share read-only."""
 
@@ -89,7 +68,7 @@ class Encoder:
         model: PreTrainedModel,
         spec: CollectionSpec,
         config: EncoderConfig,
-        placement: _Placement,
+        placement: Placement,
         folder: Path,
     ) -> None:
         self._tokenizer = tokenizer
@@ -119,7 +98,7 @@ class Encoder:
         """
         folder = resolve_model(model_ref, config.hf_cache_dir)
         spec = complete_spec(spec, model_defaults(folder))  # the folder says how it is used
-        placement = _placement(config.device)
+        placement = placement_for(config.device)
         # The spec is checked against config.json before any weights are read.
         model_config = AutoConfig.from_pretrained(folder, local_files_only=True)
         _check_spec(spec, model_config)
@@ -279,7 +258,7 @@ class Encoder:
         probe = _probe_texts()
         exact = _l2_normalise(self.pooled(probe))
         quantized = copy.copy(self)
-        quantized._model = _quantize_int8(self._model)
+        quantized._model = quantize_int8(self._model)
         cosine = float(np.min(np.sum(exact * _l2_normalise(quantized.pooled(probe)), axis=1)))
         if cosine < _INT8_MIN_COSINE:
             if not required:
@@ -379,61 +358,6 @@ def _split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list
     return ids[: body[0]], ids[body[0] : body[-1] + 1], ids[body[-1] + 1 :]
 
 
-def _placement(device_config: DeviceConfig) -> _Placement:
-    """Device and dtype from config: ``auto`` = CUDA if present, bf16/fp16 there, fp32 on CPU."""
-    if device_config.threads is not None and device_config.threads < 1:
-        raise InvalidArgument("threads must be >= 1", field="threads")
-    if device_config.cpu_streams < 1:
-        raise InvalidArgument("cpu_streams must be >= 1", field="cpu_streams")
-    name = device_config.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise InvalidArgument(f"unknown device {name!r}", field="device") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument(f"device {name!r} asked for but CUDA is not available", field="device")
-    cpu_streams = device_config.cpu_streams if device.type == "cpu" else 1
-    streams = _share_threads(device_config.threads, cpu_streams)
-    return replace(
-        _precision(device_config.dtype, device, int8_on_cpu=device_config.int8_on_cpu), streams=streams
-    )
-
-
-def _share_threads(threads: int | None, cpu_streams: int) -> int:
-    """Concurrent forward passes: ``cpu_streams``, but never more than the threads they share.
-
-    torch's thread count is process-wide: the encoder sets it only when configured, to
-    ``threads`` (or every core, with several streams) divided among the streams.
-    """
-    if threads is None and cpu_streams == 1:
-        return 1
-    total = threads if threads is not None else (os.cpu_count() or 1)
-    streams = min(cpu_streams, total)
-    torch.set_num_threads(total // streams)
-    return streams
-
-
-def _precision(name: str, device: torch.device, *, int8_on_cpu: bool = False) -> _Placement:
-    """``auto``: bf16/fp16 on CUDA; fp32 on CPU (on CPUs without native bf16, bf16 measured about
-    5x slower: docs/ARCHITECTURE.md, "Known traps"), with int8 Linear layers if ``int8_on_cpu`` and the model keeps its
-    vectors under them. ``int8``: CPU only, always."""
-    if name == "auto":
-        if device.type != "cuda":
-            return _Placement(device, torch.float32, int8=None if int8_on_cpu else False)
-        return _Placement(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    if name == "int8":
-        if device.type != "cpu":
-            raise InvalidArgument("dtype int8 runs on the CPU only; on a GPU use bf16 or fp16", field="dtype")
-        return _Placement(device, torch.float32, int8=True)
-    if name not in _DTYPES:
-        raise InvalidArgument(
-            f"unknown dtype {name!r}; choose auto, int8 or one of {', '.join(_DTYPES)}", field="dtype"
-        )
-    return _Placement(device, _DTYPES[name])
-
-
 def _probe_texts() -> list[str]:
     """Texts of one, three or eight shipped WordNet glosses (about 10 to 150 tokens), always the
     same: the sample on which int8 must keep a model's vectors."""
@@ -506,17 +430,6 @@ def _batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[range]
         batches.append(range(start, stop))
         start = stop
     return batches
-
-
-def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
-    """A copy of ``model`` with every Linear layer dynamically quantised: int8 weights, int8
-    activations quantised per batch, fp32 everywhere else (CPU, fp32 models)."""
-    with warnings.catch_warnings():
-        # torch.ao points users to torchao; the eager API is what runs on this torch.
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(
-            model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
-        )
 
 
 def _pad(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -84,6 +84,19 @@ def record_batch_lengths(monkeypatch) -> list[list[int]]:
     return seen
 
 
+def record_forward_rows(monkeypatch) -> list[list[int]]:
+    """The token ids of every row a forward pass embeds, appended as ``Encoder._forward`` runs."""
+    seen: list[list[int]] = []
+    forward = Encoder._forward
+
+    def recording(self, ids):
+        seen.extend(ids)
+        return forward(self, ids)
+
+    monkeypatch.setattr(Encoder, "_forward", recording)
+    return seen
+
+
 def test_batches_respect_the_token_budget_and_the_batch_cap(encoder, monkeypatch):
     seen = record_batch_lengths(monkeypatch)
     encoder.encode(TEXTS)
@@ -177,14 +190,7 @@ def test_a_long_text_yields_several_overlapping_chunks(encoder):
 
 def test_chunk_and_encode_embeds_each_window_from_its_own_token_ids(encoder, monkeypatch):
     texts = [" ".join(sample_lines()[:8]), "Stop! Go.", "   ", "Fresh bread."]
-    seen: list[list[int]] = []
-    forward = Encoder._forward
-
-    def recording(self, ids):
-        seen.extend(ids)
-        return forward(self, ids)
-
-    monkeypatch.setattr(Encoder, "_forward", recording)
+    seen = record_forward_rows(monkeypatch)
     results = encoder.chunk_and_encode(texts, window=encoder.max_window, overlap=8)
     tokenizer = encoder.tokenizer
     expected_windows = []
@@ -215,14 +221,7 @@ def test_a_long_title_with_a_full_window_keeps_every_token_of_the_window(encoder
     title_ids = tokenizer(title, add_special_tokens=False)["input_ids"]
     window = encoder.max_window - 4
     assert len(body) > 2 * window and len(title_ids) > encoder.max_length
-    seen: list[list[int]] = []
-    forward = Encoder._forward
-
-    def recording(self, ids):
-        seen.extend(ids)
-        return forward(self, ids)
-
-    monkeypatch.setattr(Encoder, "_forward", recording)
+    seen = record_forward_rows(monkeypatch)
     ((chunks, vectors),) = encoder.chunk_and_encode([text], window, 8, titles=[title])
 
     expected = []
@@ -345,12 +344,12 @@ def test_dtype_int8_is_int8_even_where_it_moves_the_vectors(fragile_dir, caplog)
 
 
 def test_int8_is_refused_off_the_cpu():
-    from indexer.encoder import _precision
+    from indexer.placement import precision_for
 
     with pytest.raises(InvalidArgument, match="CPU only"):
-        _precision("int8", torch.device("cuda"))
-    assert _precision("auto", torch.device("cpu"), int8_on_cpu=True).int8 is None
-    assert _precision("float32", torch.device("cpu"), int8_on_cpu=True).int8 is False
+        precision_for("int8", torch.device("cuda"))
+    assert precision_for("auto", torch.device("cpu"), int8_on_cpu=True).int8 is None
+    assert precision_for("float32", torch.device("cpu"), int8_on_cpu=True).int8 is False
 
 
 @pytest.fixture

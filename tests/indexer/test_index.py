@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexNotReady, InvalidArgument, InvalidCollectionSpec, SnapshotCorrupt
-from indexer.index import (
+from indexer.index import VectorIndex
+from indexer.index_spec import (
     IndexSpec,
-    VectorIndex,
     gpu_placement,
     min_training_vectors,
     parse_index_spec,
