@@ -1,8 +1,8 @@
 """Collections and the encoders that embed them.
 
-A collection is one embedding space (docs/ARCHITECTURE.md, Invariants 4): it records the model revision and
-tokenizer it was created with, and an encoder is only ever used on a collection whose recorded
-space it reproduces. Encoders are loaded once per space and shared by every collection in it.
+A collection is one embedding space (docs/ARCHITECTURE.md, Invariants 4): it records the model
+revision and tokenizer it was created with, and an encoder is only ever used on a collection whose
+recorded space it reproduces. Encoders are loaded once per space and shared by every collection in it.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from indexer.store import Store
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class DocumentOutcome:
     """What happened to one document. ``sequence`` is set once its transaction committed."""
@@ -109,7 +110,7 @@ class Ingestor:
 
         Documents arrive validated from the edge that built them (``indexer.readers``,
         ``searcher.convert``, or ``indexer.validation.validate_document`` for library callers);
-        the store's own checks are the last guard (docs/ARCHITECTURE.md, "Bad input").
+        the store's own checks are the last guard (docs/ARCHITECTURE.md, "A document's way in").
         """
         return self._commit(self._prepare(collection, documents))
 
@@ -141,8 +142,9 @@ class Ingestor:
             written = set(result.written)
             for doc in prepared.documents:
                 status = DocumentStatus.WRITTEN if doc.external_id in written else DocumentStatus.UNCHANGED
+                outcome = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence)
                 for position in prepared.positions[doc.external_id]:
-                    outcomes[position] = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence)
+                    outcomes[position] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
 
     def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult:

@@ -76,8 +76,8 @@ def share_threads(threads: int | None, cpu_streams: int) -> int:
 
 def precision_for(name: str, device: torch.device, *, int8_on_cpu: bool = False) -> Placement:
     """``auto``: bf16/fp16 on CUDA; fp32 on CPU (on CPUs without native bf16, bf16 measured about
-    5x slower: docs/ARCHITECTURE.md, "Known traps"), with int8 Linear layers if ``int8_on_cpu`` and the model keeps its
-    vectors under them. ``int8``: CPU only, always."""
+    5x slower: docs/ARCHITECTURE.md, "Known traps"), with int8 Linear layers if ``int8_on_cpu``
+    and the model keeps its vectors under them. ``int8``: CPU only, always."""
     if name == "auto":
         if device.type != "cuda":
             return Placement(device, torch.float32, int8=None if int8_on_cpu else False)

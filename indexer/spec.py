@@ -4,7 +4,8 @@
 collection is created (one collection = one embedding space, docs/ARCHITECTURE.md). Each field
 carries a ``SpecField`` in its metadata, and from the dataclass fields with that metadata come:
 
-- the SQL columns of ``collections`` (``indexer.schema``), one per field, typed by its default;
+- the SQL columns of ``collections`` (``indexer.schema``), one per field, typed by its default
+  (or its fallback);
 - the proto conversion both ways (``searcher.convert``), matched by field name;
 - the CLI options of ``collections create`` and ``ingest`` (``albatross.options``).
 
@@ -82,7 +83,8 @@ class CollectionSpec:
 
     ``overlap`` is the number of tokens two consecutive windows share (what Hugging Face calls
     ``stride``). ``max_length`` caps one forward pass, special tokens and the chunk's title
-    included (``indexer.ingest`` shortens a title that would not leave room for its window).
+    included (a title that would not leave room for a whole window is shortened,
+    ``indexer.chunking.window_input``).
 
     Enum fields accept their string values and list fields any sequence; both are normalised
     here, so an unknown ``pooling`` or ``vector_dtype`` fails when the spec is built. None means
@@ -91,24 +93,34 @@ class CollectionSpec:
     """
 
     model: str = _spec(help="local model folder or cached hub id", cli_default=DEFAULT_MODEL_REF)
-    pooling: PoolingMode = _spec(
-        None, help="how token vectors become one vector", max_chars=16, from_model=True, fallback=PoolingMode.MEAN
+    pooling: PoolingMode | None = _spec(
+        None,
+        help="how token vectors become one vector",
+        max_chars=16,
+        from_model=True,
+        fallback=PoolingMode.MEAN,
     )
-    layers: tuple[int, ...] = _spec(
+    layers: tuple[int, ...] | None = _spec(
         None,
         help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)",
         from_model=True,
         fallback=(-1,),
     )
-    max_length: int = _spec(None, help="tokens per forward pass", from_model=True, fallback=512)
+    max_length: int | None = _spec(None, help="tokens per forward pass", from_model=True, fallback=512)
     # Half of max_length by default: the other half is room for the title before each window.
-    window: int = _spec(
-        None, help="tokens per chunk (default: half of max_length, at most 256)", fallback=256, derive=lambda spec: min(256, spec["max_length"] // 2)
+    window: int | None = _spec(
+        None,
+        help="tokens per chunk (default: half of max_length, at most 256)",
+        fallback=256,
+        derive=lambda spec: min(256, spec["max_length"] // 2),
     )
-    overlap: int = _spec(
-        None, help="tokens shared by consecutive chunks (default: a quarter of window)", fallback=64, derive=lambda spec: spec["window"] // 4
+    overlap: int | None = _spec(
+        None,
+        help="tokens shared by consecutive chunks (default: a quarter of window)",
+        fallback=64,
+        derive=lambda spec: spec["window"] // 4,
     )
-    normalize: bool = _spec(None, help="L2-normalise vectors", from_model=True, fallback=True)
+    normalize: bool | None = _spec(None, help="L2-normalise vectors", from_model=True, fallback=True)
     index_spec: str = _spec(
         "Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ32)", max_chars=256
     )

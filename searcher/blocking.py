@@ -1,7 +1,7 @@
 """Blocking calls (SQL, FAISS, the encoder's forward pass) from the event loop, on an executor.
 
 The asyncio server never runs them on the loop itself: a forward pass there would stall every
-client (docs/ARCHITECTURE.md, "Serving a query").
+client (docs/ARCHITECTURE.md, "A query's way out").
 """
 
 from __future__ import annotations

@@ -181,7 +181,8 @@ def dict_to_struct(mapping: Mapping[str, Any], out: struct_pb2.Struct | None = N
 
 
 def spec_from_pb(message: pb.CollectionSpec) -> CollectionSpec:
-    """A ``CollectionSpec`` with the server defaults for every unset field (model "" = default).
+    """The ``CollectionSpec`` a client asks for; fields it leaves unset stay unset (None), for
+    the catalog to fill from the model folder when it creates the collection (model "" = default).
 
     Derived from the spec's declaration: each field reads the proto field of its name. Unset
     means no presence (``optional``), an empty list, a zero enum (``*_UNSPECIFIED``) or an empty
