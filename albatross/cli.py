@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from albatross import commands, serving_commands
-from albatross.exit_codes import exit_code_for
+from albatross.exit_codes import EXIT_INTERRUPTED, exit_code_for
 from indexer.errors import AlbatrossError
 
 log = logging.getLogger("albatross")
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code_for(error)
     except KeyboardInterrupt:
         print(f"albatross {args.command}: interrupted; everything acknowledged is committed", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
