@@ -50,6 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"albatross {args.command}: interrupted; everything acknowledged is committed", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: one line for the operator, the traceback with -v
+        log.debug("traceback of the internal error", exc_info=error)
+        hint = " (run again with -v for the traceback)" if getattr(args, "verbose", None) is False else ""
+        print(
+            f"albatross {args.command}: internal error: {type(error).__name__}: {error}{hint}",
+            file=sys.stderr,
+        )
+        return exit_code_for(error)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from indexer.config import StoreConfig
@@ -31,7 +30,6 @@ from indexer.errors import (
     InvalidArgument,
     InvalidCollectionSpec,
     InvalidDocument,
-    StoreBusy,
 )
 from indexer.filters import compile_filter
 from indexer.migrations import upgrade_to_head
@@ -59,6 +57,7 @@ from indexer.schema import (
     decode_vectors,
     encode_vectors,
 )
+from indexer.store_errors import connection_errors, data_dir_error, database_url, driver_errors
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
@@ -96,27 +95,20 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
 
 
 def _create_engine(config: StoreConfig) -> Engine:
-    url = make_url(config.url)
-    if url.get_backend_name() == "postgresql":
-        # The same bound as SQLite's busy timeout: a writer waits this long for another writer's
-        # row lock, then gets StoreBusy instead of waiting forever behind a stuck transaction.
-        options = f"-c lock_timeout={int(config.busy_timeout_s * 1000)}"
-        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": config.busy_timeout_s, "check_same_thread": False})
+    url = database_url(config.url)
+    with driver_errors(url):
+        if url.get_backend_name() == "postgresql":
+            # The same bound as SQLite's busy timeout: a writer waits this long for another writer's
+            # row lock, then gets StoreBusy instead of waiting forever behind a stuck transaction.
+            options = f"-c lock_timeout={int(config.busy_timeout_s * 1000)}"
+            return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+        if url.get_backend_name() != "sqlite":
+            return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(
+            url, connect_args={"timeout": config.busy_timeout_s, "check_same_thread": False}
+        )
     _configure_sqlite(engine, config.busy_timeout_s)
     return engine
-
-
-def _is_locked(exc: OperationalError) -> bool:
-    message = str(exc.orig).lower()
-    return "database is locked" in message or "database table is locked" in message
-
-
-def _is_lock_timeout(exc: OperationalError) -> bool:
-    """PostgreSQL's lock_not_available (SQLSTATE 55P03), raised when lock_timeout runs out."""
-    return getattr(exc.orig, "sqlstate", None) == "55P03"
 
 
 def _validate_new_collection(name: str, spec: CollectionSpec, dimension: int) -> None:
@@ -220,15 +212,17 @@ class Store:
     def __init__(self, engine: Engine, config: StoreConfig) -> None:
         self._engine = engine
         self._config = config
-        self._sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
         """Create the data folder, connect, and bring the schema to the newest revision."""
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise data_dir_error(config.data_dir, exc) from exc
         store = cls(_create_engine(config), config)
         try:
-            with store._busy_as_store_busy(), store._engine.connect() as connection:
+            with store._translated_errors(), store._engine.connect() as connection:
                 connection.execution_options(**{_WRITE_OPTION: True})
                 upgrade_to_head(connection)
         except BaseException:
@@ -245,29 +239,13 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    @contextmanager
-    def _busy_as_store_busy(self) -> Iterator[None]:
-        try:
-            yield
-        except OperationalError as exc:
-            if self._sqlite and _is_locked(exc):
-                raise StoreBusy(
-                    f"the SQLite database {self._engine.url.database} stayed locked for "
-                    f"{self._config.busy_timeout_s:g}s: another process is writing to it. "
-                    "Retry later, or raise the busy timeout."
-                ) from exc
-            if _is_lock_timeout(exc):
-                raise StoreBusy(
-                    f"PostgreSQL database {self._engine.url.database}: a row lock stayed held for "
-                    f"{self._config.busy_timeout_s:g}s: another writer is working on this collection. "
-                    "Retry later, or raise the busy timeout."
-                ) from exc
-            raise
+    def _translated_errors(self) -> AbstractContextManager[None]:
+        return connection_errors(self._engine.url, self._config.busy_timeout_s)
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
         """One transaction; ``write`` ones take SQLite's writer lock up front."""
-        with self._busy_as_store_busy(), self._engine.connect() as connection:
+        with self._translated_errors(), self._engine.connect() as connection:
             if write:
                 connection.execution_options(**{_WRITE_OPTION: True})
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
