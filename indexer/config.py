@@ -156,6 +156,55 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class RouterConfig:
+    """How the router reaches its shards (its own socket and security are a ``ServerConfig``).
+
+    ``shards[i]`` lists the replicas of shard ``i`` (``host:port``), every one holding the same
+    part of every collection. ``token`` is sent to the shards (None: the caller's own
+    ``authorization`` header is passed on); ``tls_ca`` turns TLS to the shards on, and
+    ``tls_cert`` + ``tls_key`` present the router's client certificate (shards with mutual TLS).
+    A replica that has not answered after ``hedge_after_ms`` gets its request sent to the next one
+    too (None: never hedge); health is probed every ``health_interval_s``.
+    """
+
+    shards: tuple[tuple[str, ...], ...]
+    token: str | None = field(default=None, repr=False)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    hedge_after_ms: float | None = 50.0
+    health_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.shards or not all(self.shards):
+            raise InvalidArgument("the router needs at least one replica of every shard", field="shards")
+        if self.token is not None and not self.token.strip():
+            raise InvalidArgument("the shard token is empty", field="shard_token")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("a client certificate needs its private key", field="shard_tls_cert")
+        if self.hedge_after_ms is not None and self.hedge_after_ms < 0:
+            raise InvalidArgument("the hedge delay must not be negative", field="hedge_after_ms")
+        if self.health_interval_s <= 0:
+            raise InvalidArgument("the health interval must be positive", field="health_interval_s")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None or self.tls_cert is not None
+
+
+def router_from_environment(shards: tuple[tuple[str, ...], ...], environ: Mapping[str, str] | None = None) -> RouterConfig:
+    """A ``RouterConfig`` for ``shards`` with ``ALBATROSS_SHARD_*`` environment variables applied."""
+    env = os.environ if environ is None else environ
+    return RouterConfig(
+        shards=shards,
+        token=env.get("ALBATROSS_SHARD_TOKEN") or None,
+        tls_ca=_env_path(env, "ALBATROSS_SHARD_TLS_CA"),
+        tls_cert=_env_path(env, "ALBATROSS_SHARD_TLS_CERT"),
+        tls_key=_env_path(env, "ALBATROSS_SHARD_TLS_KEY"),
+    )
+
+
+@dataclass(frozen=True)
 class AppConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)

@@ -14,6 +14,7 @@ to a gRPC status code (in ``searcher.errors``) or a CLI exit code in exactly one
     ├── EmbeddingSpaceMismatch     vectors of another space offered to a collection -> FAILED_PRECONDITION
     ├── IndexNotReady              the index cannot answer yet                      -> UNAVAILABLE
     ├── StoreBusy                  the database stayed locked past the busy timeout -> UNAVAILABLE
+    ├── ShardUnavailable           no replica of a shard answered (router)          -> UNAVAILABLE
     ├── Overloaded                 a bounded queue is full                          -> RESOURCE_EXHAUSTED
     └── SnapshotCorrupt            a snapshot file failed to load (fall back to SQL)
 """
@@ -75,6 +76,14 @@ class IndexNotReady(AlbatrossError):
 
 class StoreBusy(AlbatrossError):
     """The database stayed locked (another writer) past the busy timeout."""
+
+
+class ShardUnavailable(AlbatrossError):
+    """No replica of a shard answered; ``shard`` names it (``shard 1 (host:port|host:port)``)."""
+
+    def __init__(self, shard: str, reasons: str) -> None:
+        super().__init__(f"{shard}: no live replica ({reasons})")
+        self.shard = shard
 
 
 class Overloaded(AlbatrossError):

@@ -24,6 +24,7 @@ from indexer.errors import (
     InvalidArgument,
     ModelNotFound,
     Overloaded,
+    ShardUnavailable,
     StoreBusy,
 )
 
@@ -38,6 +39,7 @@ _STATUS_OF: tuple[tuple[type[AlbatrossError], grpc.StatusCode], ...] = (
     (EmbeddingSpaceMismatch, grpc.StatusCode.FAILED_PRECONDITION),
     (IndexNotReady, grpc.StatusCode.UNAVAILABLE),
     (StoreBusy, grpc.StatusCode.UNAVAILABLE),
+    (ShardUnavailable, grpc.StatusCode.UNAVAILABLE),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
