@@ -101,6 +101,33 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class LogRetention:
+    """How long the change log keeps entries (docs/OPERATIONS.md, "Change-log compaction").
+
+    Each searcher records in SQL the oldest sequence it may still replay (its newest snapshot's,
+    or what it has applied without a snapshot) at open, after every snapshot and every
+    ``heartbeat_s``; after a snapshot it prunes the entries every live reader has passed. A reader
+    silent for ``reader_ttl_s`` stops holding the log back, and ``max_entries`` (None: no bound)
+    caps the log whatever the readers need; a reader left behind the pruned point rebuilds from
+    SQL, as one without a snapshot does.
+    """
+
+    reader_ttl_s: float = 24 * 3600.0
+    max_entries: int | None = 10_000_000
+    heartbeat_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.reader_ttl_s <= 0 or self.heartbeat_s <= 0:
+            raise InvalidArgument("log reader TTL and heartbeat must be positive", field="log_reader_ttl_s")
+        if self.heartbeat_s >= self.reader_ttl_s:
+            raise InvalidArgument(
+                "the heartbeat must be shorter than the reader TTL, or live readers expire", field="heartbeat_s"
+            )
+        if self.max_entries is not None and self.max_entries < 0:
+            raise InvalidArgument("log max_entries must not be negative", field="log_max_entries")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The searcher's socket, admission bounds, security and telemetry.
 
@@ -135,6 +162,7 @@ class ServerConfig:
     metrics_host: str | None = None
     drain_delay_s: float = 0.0
     grace_s: float = 10.0
+    log_retention: LogRetention = field(default_factory=LogRetention)
 
     def __post_init__(self) -> None:
         if self.auth_token is not None and not self.auth_token.strip():

@@ -123,6 +123,14 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Compaction:
+    """What ``Store.prune_log`` did: entries at or below ``floor`` are gone, ``removed`` of them now."""
+
+    floor: int
+    removed: int
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """What one committed write transaction did. ``skipped`` were unchanged (same content hash)."""
 

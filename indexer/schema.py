@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -76,6 +77,9 @@ class CollectionRow(Base):
     vector_dtype: Mapped[str] = mapped_column(String(16))
     whitening: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Changes at or below this sequence may have been pruned (``Store.prune_log``): a reader
+    # behind it cannot replay and rebuilds from the chunks instead.
+    log_floor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -122,6 +126,21 @@ class ChangeRow(Base):
     sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     op: Mapped[str] = mapped_column(String(8))
     chunk_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class LogReaderRow(Base):
+    """A searcher tailing a collection's change log, and the oldest sequence it may still need
+    to replay (its newest snapshot's, or what it has applied when it has no snapshot)."""
+
+    __tablename__ = "log_readers"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    reader: Mapped[str] = mapped_column(String(256), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    # Seconds since the epoch, by the reader's clock: readers silent past a TTL stop pinning the log.
+    seen_at: Mapped[float] = mapped_column(Float)
 
 
 # -- rows <-> records --------------------------------------------------------------------------

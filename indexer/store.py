@@ -41,6 +41,7 @@ from indexer.records import (
     CollectionInfo,
     CollectionSpec,
     CollectionStats,
+    Compaction,
     DeleteResult,
     EncodedDocument,
     MetadataFilter,
@@ -55,6 +56,7 @@ from indexer.schema import (
     ChunkRow,
     CollectionRow,
     DocumentRow,
+    LogReaderRow,
     collection_info,
     decode_vectors,
     encode_vectors,
@@ -554,6 +556,46 @@ class Store:
     def last_sequence(self, collection_id: int) -> int:
         with self._session() as session:
             return self._collection_by_id(session, collection_id).last_sequence
+
+    def log_floor(self, collection_id: int) -> int:
+        """Changes at or below this sequence may be pruned: replaying from below it misses some."""
+        with self._session() as session:
+            return self._collection_by_id(session, collection_id).log_floor
+
+    def record_reader(self, collection_id: int, reader: str, position: int, now: float) -> None:
+        """``reader`` may still replay from ``position`` (seen at ``now``, epoch seconds)."""
+        with self._session(write=True) as session:
+            row = session.get(LogReaderRow, (collection_id, reader))
+            if row is None:
+                session.add(LogReaderRow(collection_id=collection_id, reader=reader, position=position, seen_at=now))
+            else:
+                row.position, row.seen_at = position, now
+
+    def prune_log(
+        self, collection_id: int, now: float, *, reader_ttl_s: float, max_entries: int | None
+    ) -> Compaction:
+        """Delete the changes every reader seen within ``reader_ttl_s`` has passed (all of them when
+        none is), and any beyond the newest ``max_entries``; readers silent longer are forgotten."""
+        with self._session(write=True) as session:
+            row = self._lock_collection(session, collection_id)
+            session.execute(
+                delete(LogReaderRow).where(
+                    LogReaderRow.collection_id == collection_id, LogReaderRow.seen_at < now - reader_ttl_s
+                )
+            )
+            slowest = session.execute(
+                select(func.min(LogReaderRow.position)).where(LogReaderRow.collection_id == collection_id)
+            ).scalar_one()
+            floor = row.last_sequence if slowest is None else min(int(slowest), row.last_sequence)
+            if max_entries is not None:
+                floor = max(floor, row.last_sequence - max_entries)
+            if floor <= row.log_floor:
+                return Compaction(floor=row.log_floor, removed=0)
+            removed = session.execute(
+                delete(ChangeRow).where(ChangeRow.collection_id == collection_id, ChangeRow.sequence <= floor)
+            ).rowcount
+            row.log_floor = floor
+            return Compaction(floor=floor, removed=int(removed or 0))
 
     def changes_since(self, collection_id: int, sequence: int, limit: int = 100_000) -> list[Change]:
         """Change-log entries with sequence > ``sequence``, ascending, at most ``limit``."""

@@ -6,6 +6,12 @@ skipped, a REMOVE of an absent id does nothing), so replaying from any sequence 
 index's true position converges to the same state. That is what makes "read the sequence, then
 scan the vectors, then replay" a correct rebuild while writers keep writing: chunk ids are never
 reused, so ADD and REMOVE of one id never need ordering against each other beyond ADD-then-REMOVE.
+
+The log is compacted (``Store.prune_log``): a ``SyncedIndex`` given a ``reader`` name records in
+SQL the oldest sequence it may still replay (``_pin``) and prunes after each snapshot. Replaying
+is only correct from at or above the collection's ``log_floor``; floors only rise, so reading the
+floor *after* a replay tells whether anything that replay needed was pruned under it, and then
+the index is rebuilt from SQL (docs/OPERATIONS.md, "Change-log compaction").
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
+from indexer.config import LogRetention
 from indexer.errors import InvalidArgument
 from indexer.index import VectorIndex, vectors_to_train_well
 from indexer.records import ChangeOp, CollectionInfo
@@ -121,6 +129,9 @@ class SyncedIndex:
         train_sample: int = DEFAULT_TRAIN_SAMPLE,
         page: int = DEFAULT_PAGE,
         keep: ChunkFilter | None = None,
+        reader: str | None = None,
+        retention: LogRetention | None = None,
+        pinned: int | None = None,
     ) -> None:
         self._store = store
         self._info = info
@@ -135,6 +146,11 @@ class SyncedIndex:
         self._keep = keep
         self._lock = threading.RLock()
         self._catch_up_lock = threading.Lock()
+        self._reader = reader
+        self._retention = retention or LogRetention()
+        # Sequence of the snapshot on disk a restart would load, None when there is none to use.
+        self._pinned = pinned
+        self._recorded_at = float("-inf")
 
     @classmethod
     def open(
@@ -146,18 +162,30 @@ class SyncedIndex:
         train_sample: int = DEFAULT_TRAIN_SAMPLE,
         page: int = DEFAULT_PAGE,
         keep: ChunkFilter | None = None,
+        reader: str | None = None,
+        retention: LogRetention | None = None,
     ) -> SyncedIndex:
-        """Newest valid snapshot + replay, else a rebuild from SQL; caught up on return."""
+        """Newest valid snapshot + replay, else a rebuild from SQL; caught up on return.
+
+        With a ``reader`` name, it is recorded before anything is read, so no compaction prunes
+        what this open is about to replay."""
         snapshot = latest(snapshot_dir, info)
         head = store.last_sequence(info.id)
-        if snapshot is not None and snapshot.sequence <= head:
+        if reader is not None:
+            position = head if snapshot is None else min(snapshot.sequence, head)
+            store.record_reader(info.id, reader, position, time.time())
+        floor = store.log_floor(info.id)
+        pinned = None
+        if snapshot is not None and floor <= snapshot.sequence <= head:
             index, sequence, fallback = snapshot.index, snapshot.sequence, False
+            pinned = snapshot.sequence
         else:
             if snapshot is not None:
                 log.warning(
-                    "collection %r: snapshot at sequence %d is ahead of the database (%d); rebuilding",
+                    "collection %r: snapshot at sequence %d is outside the replayable log (%d, %d]; rebuilding",
                     info.name,
                     snapshot.sequence,
+                    floor,
                     head,
                 )
             index, sequence, fallback = build_from_store(store, info, train_sample, keep)
@@ -171,6 +199,9 @@ class SyncedIndex:
             train_sample=train_sample,
             page=page,
             keep=keep,
+            reader=reader,
+            retention=retention,
+            pinned=pinned,
         )
         synced.catch_up()
         return synced
@@ -215,9 +246,16 @@ class SyncedIndex:
     def catch_up(self) -> int:
         """Apply every change committed after ``sequence``; returns how many were applied."""
         with self._catch_up_lock:
+            start = self._sequence
             applied, self._sequence = self._replay(self._index, self._sequence, self._lock)
-            if self._needs_rebuild():
+            if self._store.log_floor(self._info.id) > start:
+                log.warning(
+                    "collection %r: the change log was pruned past sequence %d; rebuilding", self._info.name, start
+                )
                 self._rebuild()
+            elif self._needs_rebuild():
+                self._rebuild()
+            self._heartbeat()
             return applied
 
     def _replay(
@@ -265,6 +303,9 @@ class SyncedIndex:
             self._train_after = 2 * max(index.ntotal, self._train_after)
         with self._lock:
             self._index, self._fallback, self._sequence = index, fallback, sequence
+            # The snapshot on disk no longer describes this index: until the next one, a restart
+            # rebuilds, and this reader needs only what it has not applied yet.
+            self._pinned = None
         # Then whatever was committed while the new index was being built.
         _, self._sequence = self._replay(self._index, self._sequence, self._lock)
 
@@ -276,4 +317,37 @@ class SyncedIndex:
                 log.info("collection %r: no snapshot of the fallback index", self._info.name)
                 return None
             data, sequence, trained_on = self._index.to_bytes(), self._sequence, self._index.trained_on
-        return write_snapshot(self._snapshot_dir, self._info, sequence, data, trained_on)
+        path = write_snapshot(self._snapshot_dir, self._info, sequence, data, trained_on)
+        self._pinned = sequence
+        self.compact()
+        return path
+
+    # -- compaction -----------------------------------------------------------------------------
+
+    @property
+    def _pin(self) -> int:
+        """The oldest sequence this reader may still replay from: its snapshot's, or, without one
+        a restart could load, what it has applied (it only tails from there)."""
+        return self._sequence if self._pinned is None else min(self._pinned, self._sequence)
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        if self._reader is not None and now - self._recorded_at >= self._retention.heartbeat_s:
+            self._store.record_reader(self._info.id, self._reader, self._pin, now)
+            self._recorded_at = now
+
+    def compact(self) -> None:
+        """Record this reader's pin, then prune what every live reader has passed."""
+        if self._reader is None:
+            return
+        now = time.time()
+        self._store.record_reader(self._info.id, self._reader, self._pin, now)
+        self._recorded_at = now
+        done = self._store.prune_log(
+            self._info.id,
+            now,
+            reader_ttl_s=self._retention.reader_ttl_s,
+            max_entries=self._retention.max_entries,
+        )
+        if done.removed:
+            log.info("collection %r: pruned %d log entries (floor %d)", self._info.name, done.removed, done.floor)

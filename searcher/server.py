@@ -14,6 +14,7 @@ as the query batcher admits at most ``max_pending_queries``, so memory stays bou
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from indexer.config import AppConfig
+from indexer.config import AppConfig, LogRetention
 from indexer.records import CollectionInfo
 from indexer.sharding import ShardSpec
 from indexer.store import Store
@@ -83,15 +84,21 @@ class RunningServer:
 
 
 def _index_opener(
-    store: Store, snapshot_dir: Path, shard: ShardSpec
+    store: Store, snapshot_dir: Path, shard: ShardSpec, retention: LogRetention
 ) -> Callable[[CollectionInfo], LiveIndex]:
-    """Opens the index of a collection, or of this server's shard of it (with its own snapshots)."""
+    """Opens the index of a collection, or of this server's shard of it (with its own snapshots).
+
+    The reader name is this host and snapshot folder: a pod restarted on its own volume takes its
+    old place in the change log's reader list instead of adding a new one."""
     from indexer.sync import SyncedIndex
 
     folder = snapshot_dir if shard.whole else snapshot_dir / shard.name
+    reader = f"{socket.gethostname()}:{folder.resolve()}"
 
     def open_index(info: CollectionInfo) -> LiveIndex:
-        return SyncedIndex.open(store, info, folder, keep=shard.chunk_filter())
+        return SyncedIndex.open(
+            store, info, folder, keep=shard.chunk_filter(), reader=reader, retention=retention
+        )
 
     return open_index
 
@@ -107,7 +114,7 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     workspace = Workspace.open(app, collection_ttl_s=config.poll_interval_s)
     indexes = LiveIndexes(
         workspace.store,
-        _index_opener(workspace.store, app.store.snapshot_dir, shard),
+        _index_opener(workspace.store, app.store.snapshot_dir, shard, config.log_retention),
         executor,
         poll_interval_s=config.poll_interval_s,
         snapshot_every_changes=config.snapshot_every_changes,
