@@ -95,9 +95,27 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class WhiteningPolicy:
+    """When a whitening collection's map is fitted (``indexer.whitening.refit_due``): first at
+    ``min_sample`` stored vectors, again each time the collection grows ``growth`` times past the
+    sample, on at most ``max_sample`` vectors spread over the collection."""
+
+    min_sample: int = 1_000
+    growth: float = 4.0
+    max_sample: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_sample <= self.max_sample:
+            raise InvalidArgument("whitening needs 2 <= min_sample <= max_sample", field="min_sample")
+        if self.growth <= 1:
+            raise InvalidArgument("the whitening refit growth must be above 1", field="growth")
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     docs_per_transaction: int = 512
     progress: bool = True
+    whitening: WhiteningPolicy = field(default_factory=WhiteningPolicy)
 
 
 @dataclass(frozen=True)

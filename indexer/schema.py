@@ -76,6 +76,9 @@ class CollectionRow(Base):
     index_spec: Mapped[str] = mapped_column(String(256))
     vector_dtype: Mapped[str] = mapped_column(String(16))
     whitening: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # 0 until a whitening is fitted, then one more at every refit; indexes rebuild when it moves.
+    whitening_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    whitening_fitted_on: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
     # Changes at or below this sequence may have been pruned (``Store.prune_log``): a reader
     # behind it cannot replay and rebuilds from the chunks instead.

@@ -44,10 +44,12 @@ from indexer.records import (
     Compaction,
     DeleteResult,
     EncodedDocument,
+    IndexFacts,
     MetadataFilter,
     PoolingMode,
     StoredChunk,
     StoredDocument,
+    StoredWhitening,
     WriteResult,
 )
 from indexer.schema import (
@@ -348,17 +350,31 @@ class Store:
             self._lock_collection(session, row.id)
             documents = select(DocumentRow.id).where(DocumentRow.collection_id == row.id)
             session.execute(delete(ChangeRow).where(ChangeRow.collection_id == row.id))
+            session.execute(delete(LogReaderRow).where(LogReaderRow.collection_id == row.id))
             session.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(documents)))
             session.execute(delete(DocumentRow).where(DocumentRow.collection_id == row.id))
             session.execute(delete(CollectionRow).where(CollectionRow.id == row.id))
 
-    def set_whitening(self, name: str, blob: bytes) -> None:
+    def set_whitening(self, collection_id: int, blob: bytes, fitted_on: int) -> int:
+        """Store a (re)fitted whitening; returns its version (one more than the last)."""
         with self._session(write=True) as session:
-            self._collection_by_name(session, name).whitening = bytes(blob)
+            row = self._lock_collection(session, collection_id)
+            row.whitening, row.whitening_fitted_on = bytes(blob), fitted_on
+            row.whitening_version += 1
+            return row.whitening_version
 
-    def whitening(self, name: str) -> bytes | None:
+    def whitening(self, collection_id: int) -> StoredWhitening | None:
+        """The collection's current whitening, None before the first fit."""
         with self._session() as session:
-            return self._collection_by_name(session, name).whitening
+            row = self._collection_by_id(session, collection_id)
+            if row.whitening is None or row.whitening_version == 0:
+                return None
+            return StoredWhitening(row.whitening_version, row.whitening_fitted_on or 0, row.whitening)
+
+    def index_facts(self, collection_id: int) -> IndexFacts:
+        with self._session() as session:
+            row = self._collection_by_id(session, collection_id)
+            return IndexFacts(log_floor=row.log_floor, whitening_version=row.whitening_version)
 
     # -- documents ------------------------------------------------------------------------------
 

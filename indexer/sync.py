@@ -31,6 +31,7 @@ from indexer.records import ChangeOp, CollectionInfo
 from indexer.sharding import ChunkFilter
 from indexer.snapshots import latest, write_snapshot
 from indexer.store import Store
+from indexer.whitening import IndexSpace, Whitening
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ MAX_TOMBSTONE_FRACTION = 0.25
 FALLBACK_SPEC = "Flat"
 
 
-def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray:
+def sample_vectors(store: Store, collection_id: int, limit: int) -> np.ndarray:
     """Up to ``limit`` stored vectors spread evenly over the collection by id, float32 (n, d):
     training on the oldest vectors alone would fit the lists to what the collection held then.
     A collection smaller than ``limit`` is taken whole."""
@@ -63,23 +64,33 @@ def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def index_space(store: Store, info: CollectionInfo) -> IndexSpace:
+    """The space ``info``'s index holds its vectors in: its current whitening, if it whitens."""
+    stored = store.whitening(info.id) if info.spec.whitening else None
+    if stored is None:
+        return IndexSpace(normalize=info.spec.normalize)
+    return IndexSpace(Whitening.from_bytes(stored.blob), stored.version, info.spec.normalize)
+
+
 def build_from_store(
     store: Store,
     info: CollectionInfo,
     train_sample: int = DEFAULT_TRAIN_SAMPLE,
     keep: ChunkFilter | None = None,
+    space: IndexSpace | None = None,
 ) -> tuple[VectorIndex, int, bool]:
-    """A fresh index of every live vector (that ``keep`` accepts, when given): ``(index, sequence
-    it covers, fell back to Flat)``.
+    """A fresh index of every live vector (that ``keep`` accepts, when given), in ``space``:
+    ``(index, sequence it covers, fell back to Flat)``.
 
     The sequence is read *before* the scan, so replaying from it covers concurrent writes. IVF/PQ
     training uses the unfiltered sample, so every shard of a collection trains alike.
     """
+    space = space or IndexSpace(normalize=info.spec.normalize)
     sequence = store.last_sequence(info.id)
     index = VectorIndex.create(info.spec.index_spec, info.dimension)
     fallback = False
     if index.needs_training:
-        sample = _training_sample(store, info.id, train_sample)
+        sample = space.apply(sample_vectors(store, info.id, train_sample))
         needed = max(1, vectors_to_train_well(info.spec.index_spec))
         try:
             if len(sample) < needed:
@@ -98,7 +109,7 @@ def build_from_store(
         if keep is not None:
             mask = keep(ids)
             ids, vectors = ids[mask], vectors[mask]
-        index.add(ids, vectors)
+        index.add(ids, space.apply(vectors))
     return index, sequence, fallback
 
 
@@ -132,6 +143,7 @@ class SyncedIndex:
         reader: str | None = None,
         retention: LogRetention | None = None,
         pinned: int | None = None,
+        space: IndexSpace | None = None,
     ) -> None:
         self._store = store
         self._info = info
@@ -151,6 +163,7 @@ class SyncedIndex:
         # Sequence of the snapshot on disk a restart would load, None when there is none to use.
         self._pinned = pinned
         self._recorded_at = float("-inf")
+        self._space = space or IndexSpace(normalize=info.spec.normalize)
 
     @classmethod
     def open(
@@ -169,7 +182,8 @@ class SyncedIndex:
 
         With a ``reader`` name, it is recorded before anything is read, so no compaction prunes
         what this open is about to replay."""
-        snapshot = latest(snapshot_dir, info)
+        space = index_space(store, info)
+        snapshot = latest(snapshot_dir, info, space.version)
         head = store.last_sequence(info.id)
         if reader is not None:
             position = head if snapshot is None else min(snapshot.sequence, head)
@@ -188,7 +202,7 @@ class SyncedIndex:
                     floor,
                     head,
                 )
-            index, sequence, fallback = build_from_store(store, info, train_sample, keep)
+            index, sequence, fallback = build_from_store(store, info, train_sample, keep, space)
         synced = cls(
             store,
             info,
@@ -202,6 +216,7 @@ class SyncedIndex:
             reader=reader,
             retention=retention,
             pinned=pinned,
+            space=space,
         )
         synced.catch_up()
         return synced
@@ -237,9 +252,12 @@ class SyncedIndex:
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """As ``VectorIndex.search``: scores float32 (nq, k'), ids int64 (nq, k'), -1 padded."""
+        """As ``VectorIndex.search``: scores float32 (nq, k'), ids int64 (nq, k'), -1 padded.
+
+        ``queries`` are in the stored vectors' space: the index whitens them as it whitened what it
+        holds, under the same lock, so a refit never pairs one map's queries with another's index."""
         with self._lock:
-            return self._index.search(queries, k, allowed_ids)
+            return self._index.search(self._space.apply(queries), k, allowed_ids)
 
     # -- keeping up -----------------------------------------------------------------------------
 
@@ -247,11 +265,15 @@ class SyncedIndex:
         """Apply every change committed after ``sequence``; returns how many were applied."""
         with self._catch_up_lock:
             start = self._sequence
-            applied, self._sequence = self._replay(self._index, self._sequence, self._lock)
-            if self._store.log_floor(self._info.id) > start:
+            applied, self._sequence = self._replay(self._index, self._space, self._sequence, self._lock)
+            facts = self._store.index_facts(self._info.id)
+            if facts.log_floor > start:
                 log.warning(
                     "collection %r: the change log was pruned past sequence %d; rebuilding", self._info.name, start
                 )
+                self._rebuild()
+            elif self._info.spec.whitening and facts.whitening_version != self._space.version:
+                log.info("collection %r: whitening version %d; rebuilding", self._info.name, facts.whitening_version)
                 self._rebuild()
             elif self._needs_rebuild():
                 self._rebuild()
@@ -259,10 +281,14 @@ class SyncedIndex:
             return applied
 
     def _replay(
-        self, index: VectorIndex, sequence: int, lock: contextlib.AbstractContextManager[object]
+        self,
+        index: VectorIndex,
+        space: IndexSpace,
+        sequence: int,
+        lock: contextlib.AbstractContextManager[object],
     ) -> tuple[int, int]:
-        """Replay changes after ``sequence`` into ``index``, page by page, holding ``lock`` only
-        while FAISS is touched. Returns ``(changes applied, new sequence)``."""
+        """Replay changes after ``sequence`` into ``index`` (vectors put in ``space``), page by
+        page, holding ``lock`` only while FAISS is touched. Returns ``(changes applied, new sequence)``."""
         applied = 0
         while True:
             changes = self._store.changes_since(self._info.id, sequence, self._page)
@@ -277,6 +303,7 @@ class SyncedIndex:
                 ids, vectors = self._store.vectors_for(self._info.id, adds)
             else:
                 ids, vectors = adds, np.zeros((0, self._info.dimension), np.float32)
+            vectors = space.apply(vectors)
             with lock:
                 fresh = ~index.contains(ids, include_removed=True)
                 index.add(ids[fresh], vectors[fresh])
@@ -296,18 +323,19 @@ class SyncedIndex:
     def _rebuild(self) -> None:
         """Build a fresh index from SQL beside the serving one, catch it up, then swap it in."""
         log.info("collection %r: rebuilding the index from SQL", self._info.name)
-        index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample, self._keep)
-        _, sequence = self._replay(index, sequence, contextlib.nullcontext())
+        space = index_space(self._store, self._info)
+        index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample, self._keep, space)
+        _, sequence = self._replay(index, space, sequence, contextlib.nullcontext())
         if fallback:
             # Training failed again: wait for twice as many vectors instead of retrying each time.
             self._train_after = 2 * max(index.ntotal, self._train_after)
         with self._lock:
-            self._index, self._fallback, self._sequence = index, fallback, sequence
+            self._index, self._fallback, self._sequence, self._space = index, fallback, sequence, space
             # The snapshot on disk no longer describes this index: until the next one, a restart
             # rebuilds, and this reader needs only what it has not applied yet.
             self._pinned = None
         # Then whatever was committed while the new index was being built.
-        _, self._sequence = self._replay(self._index, self._sequence, self._lock)
+        _, self._sequence = self._replay(self._index, self._space, self._sequence, self._lock)
 
     def snapshot(self) -> Path | None:
         """Write a snapshot atomically; None (and nothing written) while on the Flat fallback,
@@ -317,7 +345,8 @@ class SyncedIndex:
                 log.info("collection %r: no snapshot of the fallback index", self._info.name)
                 return None
             data, sequence, trained_on = self._index.to_bytes(), self._sequence, self._index.trained_on
-        path = write_snapshot(self._snapshot_dir, self._info, sequence, data, trained_on)
+            version = self._space.version
+        path = write_snapshot(self._snapshot_dir, self._info, sequence, data, trained_on, version)
         self._pinned = sequence
         self.compact()
         return path
