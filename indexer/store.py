@@ -634,15 +634,18 @@ class Store:
         with self._session() as session:
             collection = self._collection_by_id(session, collection_id)
             for batch in _batches(wanted):
+                # The collection is checked on the rows, not in WHERE: given both, SQLite walked
+                # every document of the collection and probed it for every id of the batch
+                # (318 s for 5,000 ids of a 20,000-document collection, 0.05 s without).
                 rows = session.execute(
-                    select(ChunkRow.id, ChunkRow.vector)
+                    select(ChunkRow.id, ChunkRow.vector, DocumentRow.collection_id)
                     .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-                    .where(DocumentRow.collection_id == collection_id, ChunkRow.id.in_(batch))
-                    .order_by(ChunkRow.id)
+                    .where(ChunkRow.id.in_(batch))
                 )
-                for chunk_id, blob in rows:
-                    ids.append(chunk_id)
-                    blobs.append(blob)
+                for chunk_id, blob, owner in rows:
+                    if owner == collection_id:
+                        ids.append(chunk_id)
+                        blobs.append(blob)
             dimension, dtype = collection.dimension, collection.vector_dtype
         order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
         vectors = decode_vectors(blobs, dimension, dtype)
