@@ -14,40 +14,15 @@ from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
-from albatross.options import add_collection_spec_options, add_store_options, app_config
+from albatross.options import add_collection_spec_options, add_store_options, app_config, spec_from_args
 from indexer.config import AppConfig, for_bulk_ingestion
-from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
+from indexer.errors import CollectionExists, CollectionNotFound
 from indexer.readers import Rejection, count_records, read_path
-from indexer.records import CollectionSpec, LexicalAnalyzer, LexicalSpec, PoolingMode
+from indexer.records import CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.workspace import Workspace
 
 Subparsers = Any  # argparse's private _SubParsersAction
-
-
-def parse_layers(raw: str) -> tuple[int, ...]:
-    try:
-        layers = tuple(int(part) for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise InvalidArgument(f"--layers {raw!r} must be comma-separated integers", field="layers") from exc
-    if not layers:
-        raise InvalidArgument("--layers must name at least one layer", field="layers")
-    return layers
-
-
-def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
-    return CollectionSpec(
-        model=args.model,
-        pooling=PoolingMode(args.pooling),
-        layers=parse_layers(args.layers),
-        max_length=args.max_length,
-        window=args.window,
-        overlap=args.overlap,
-        index_spec=args.index_spec,
-        vector_dtype=args.vector_dtype,
-        whitening=args.whitening,
-        lexical=LexicalSpec(analyzer=LexicalAnalyzer(args.analyzer)),
-    )
 
 
 def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace) -> None:
@@ -229,6 +204,12 @@ def register_collections(sub: Subparsers) -> None:
     drop.add_argument("name")
     add_store_options(drop)
     drop.set_defaults(run=run_collections_drop)
+    refit = actions.add_parser(
+        "refit-whitening", help="fit a whitening collection's map again now, on its stored vectors"
+    )
+    refit.add_argument("name")
+    add_store_options(refit)
+    refit.set_defaults(run=run_collections_refit_whitening)
 
 
 def run_collections_create(args: argparse.Namespace) -> int:
@@ -261,6 +242,19 @@ def run_collections_drop(args: argparse.Namespace) -> int:
     finally:
         workspace.close()
     print(f"dropped {args.name}")
+    return EXIT_OK
+
+
+def run_collections_refit_whitening(args: argparse.Namespace) -> int:
+    """Searchers see the new version within their poll interval and rebuild their indexes in it."""
+    config = app_config(args)
+    workspace = Workspace.open(config)
+    try:
+        info = workspace.catalog.get(args.name)
+        version = workspace.catalog.refit_whitening(info, config.ingest.whitening, force=True)
+    finally:
+        workspace.close()
+    print(f"{args.name}: whitening version {version}")
     return EXIT_OK
 
 

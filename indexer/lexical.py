@@ -172,6 +172,10 @@ class LexicalIndex:
         for chunk_id in np.asarray(ids, dtype=np.int64).tolist():
             self._writer.delete_documents_by_term(ID_FIELD, chunk_id)
 
+    def clear(self) -> None:
+        """Drop every chunk (visible after ``commit``): before a refill from SQL."""
+        self._writer.delete_all_documents()
+
     def commit(self) -> None:
         """Publish every add and remove since the last commit (durably, when on disk)."""
         self._writer.commit()

@@ -13,7 +13,9 @@ here too, since an ADD replaces whatever the index holds under that chunk id and
 absent id does nothing, so replaying from an older sequence converges to the same state.
 
 ``open`` = the folder + replay after the manifest's sequence, or a rebuild from SQL when the folder
-or the manifest is missing, torn, of another collection or analyser, or ahead of the database.
+or the manifest is missing, torn, of another collection or analyser, or ahead of the database, or
+when the log was compacted past it (``Store.log_floor``). The lexical index commits every round,
+so it is never behind the vector index's snapshot, which is what pins the log against compaction.
 When another process holds the folder (two servers sharing one data folder), this one builds a
 private in-memory index from SQL instead of waiting.
 """
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from indexer.lexical import LexicalIndex, LexicalIndexBusy, body_of
-from indexer.records import ChangeOp, CollectionInfo
+from indexer.records import ChangeOp, CollectionInfo, LexicalAnalyzer
 from indexer.sharding import ChunkFilter
 from indexer.snapshots import atomic_write, collection_folder
 from indexer.store import Store
@@ -63,7 +65,7 @@ def _usable_sequence(manifest: dict[str, Any] | None, info: CollectionInfo, head
     fits = (
         manifest.get("format") == MANIFEST_FORMAT
         and manifest.get("collection_id") == info.id
-        and manifest.get("analyzer") == info.spec.lexical.analyzer.value
+        and manifest.get("analyzer") == LexicalAnalyzer(info.spec.lexical_analyzer).value
         and isinstance(sequence, int)
         and 0 <= sequence <= head
     )
@@ -122,8 +124,10 @@ class SyncedLexicalIndex:
     ) -> SyncedLexicalIndex:
         """The folder + replay, else a rebuild from SQL; caught up on return."""
         folder, manifest_path = lexical_paths(snapshot_dir, info.name)
-        analyzer = info.spec.lexical.analyzer
+        analyzer = LexicalAnalyzer(info.spec.lexical_analyzer)
         covered = _usable_sequence(_read_manifest(manifest_path), info, store.last_sequence(info.id))
+        if covered is not None and covered < store.log_floor(info.id):
+            covered = None  # the changes after it were compacted away: only a rebuild is correct
         index: LexicalIndex | None = None
         try:
             if covered is not None:
@@ -179,6 +183,12 @@ class SyncedLexicalIndex:
         """Apply and commit every change after ``sequence``; returns how many were applied."""
         with self._write_lock:
             applied = 0
+            if self._store.log_floor(self._info.id) > self._sequence:
+                # Compacted past this index (``Store.prune_log``): its replay would skip changes.
+                log.info("collection %r: change log compacted past the lexical index; rebuilding", self._info.name)
+                self._index.clear()
+                self._sequence = _fill_from_store(self._index, self._store, self._info, self._keep)
+                self._write_manifest()
             while True:
                 changes = self._store.changes_since(self._info.id, self._sequence, self._page)
                 if not changes:

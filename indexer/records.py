@@ -15,16 +15,13 @@ from typing import Any
 
 import numpy as np
 
+# Declared in indexer.spec and re-exported: every record module user finds them here.
 from indexer.errors import InvalidArgument
-
-
-class PoolingMode(enum.StrEnum):
-    """How token embeddings become one vector (see ``indexer.pooling``)."""
-
-    MEAN = "mean"
-    MAX = "max"
-    CLS = "cls"
-    MEAN_MAX = "mean_max"
+from indexer.spec import CollectionSpec as CollectionSpec
+from indexer.spec import FusionMethod as FusionMethod
+from indexer.spec import LexicalAnalyzer as LexicalAnalyzer
+from indexer.spec import PoolingMode as PoolingMode
+from indexer.spec import VectorDtype as VectorDtype
 
 
 class ChangeOp(enum.StrEnum):
@@ -32,19 +29,6 @@ class ChangeOp(enum.StrEnum):
 
     ADD = "add"
     REMOVE = "remove"
-
-
-class LexicalAnalyzer(enum.StrEnum):
-    """How text becomes terms for the lexical index (see ``indexer.lexical``).
-
-    ``english``: words lowercased, English stop words dropped, Snowball (Porter 2) stems;
-    ``simple``: words lowercased, nothing dropped nor stemmed (any alphabetic language, identifiers);
-    ``cjk``: character unigrams and bigrams, for Chinese, Japanese and Korean, which have no spaces.
-    """
-
-    ENGLISH = "english"
-    SIMPLE = "simple"
-    CJK = "cjk"
 
 
 class SearchMode(enum.StrEnum):
@@ -55,23 +39,12 @@ class SearchMode(enum.StrEnum):
     HYBRID = "hybrid"
 
 
-class FusionMethod(enum.StrEnum):
-    """How a hybrid search merges its two ranked lists (see ``searcher.fusion``)."""
-
-    RRF = "rrf"
-    CONVEX = "convex"
-
-
 @dataclass(frozen=True)
 class Fusion:
     """A fusion and its parameters: ``rrf_k`` is RRF's rank constant; ``dense_weight`` is the
-    dense side's share of a convex combination of min-max normalised scores."""
+    dense side's share of a convex combination of min-max normalised scores. A collection's
+    default is in its spec (``fusion``, ``rrf_k``, ``dense_weight``: ``Fusion.of``)."""
 
-    # The default is what measured best here: on msmarco-5k with the shipped model, convex at 0.3
-    # 0.743 nDCG@10, RRF 0.738, convex 0.5 0.737, 0.7 0.719 (dense 0.667, lexical 0.729); and on
-    # identifier lookups only a lexical-leaning convex fusion keeps the passage first (RRF lets
-    # the encoder's unrelated top hits tie it). Re-measure when the default model changes:
-    # docs/OPERATIONS.md "Lexical and hybrid search".
     method: FusionMethod = FusionMethod.CONVEX
     rrf_k: int = 60
     dense_weight: float = 0.3
@@ -87,14 +60,19 @@ class Fusion:
                 field="fusion.dense_weight",
             )
 
+    @classmethod
+    def of(cls, spec: CollectionSpec) -> Fusion:
+        """The default fusion of a collection."""
+        return cls(FusionMethod(spec.fusion), spec.rrf_k, spec.dense_weight)
 
-@dataclass(frozen=True)
-class LexicalSpec:
-    """A collection's lexical index: its analyser (fixed at creation: the terms in the index and
-    in a query must come out of the same analyser) and the fusion hybrid searches use by default."""
 
-    analyzer: LexicalAnalyzer = LexicalAnalyzer.ENGLISH
-    fusion: Fusion = field(default_factory=Fusion)
+class DocumentStatus(enum.StrEnum):
+    """What an upsert did with one document; the proto's ``DOCUMENT_STATUS_<NAME>`` and the
+    ingest metrics' ``outcome`` label are named after these."""
+
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"  # same content hash as the stored version: not re-embedded
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -139,28 +117,6 @@ class EncodedDocument:
 
 
 @dataclass(frozen=True)
-class CollectionSpec:
-    """How a collection's vectors are made and indexed. Fixed at creation: one collection = one space.
-
-    ``overlap`` is the number of tokens two consecutive windows share (what Hugging Face calls
-    ``stride``). ``max_length`` caps one forward pass; it leaves room beyond ``window`` for the
-    title that prefixes every chunk.
-    """
-
-    model: str
-    pooling: PoolingMode = PoolingMode.MEAN
-    layers: tuple[int, ...] = (-1,)
-    max_length: int = 512
-    window: int = 256
-    overlap: int = 64
-    normalize: bool = True
-    index_spec: str = "Flat"
-    vector_dtype: str = "float32"
-    whitening: bool = False
-    lexical: LexicalSpec = field(default_factory=LexicalSpec)
-
-
-@dataclass(frozen=True)
 class CollectionInfo:
     """A collection as recorded in SQL, with the facts of its embedding space."""
 
@@ -186,6 +142,32 @@ class Change:
     sequence: int
     op: ChangeOp
     chunk_id: int
+
+
+@dataclass(frozen=True)
+class StoredWhitening:
+    """A collection's fitted whitening: ``blob`` (``Whitening.to_bytes``), fitted on ``fitted_on``
+    stored vectors; ``version`` counts the fits (1 for the first)."""
+
+    version: int
+    fitted_on: int
+    blob: bytes
+
+
+@dataclass(frozen=True)
+class IndexFacts:
+    """What a searcher checks at every poll: the pruned log floor and the whitening version."""
+
+    log_floor: int
+    whitening_version: int
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What ``Store.prune_log`` did: entries at or below ``floor`` are gone, ``removed`` of them now."""
+
+    floor: int
+    removed: int
 
 
 @dataclass(frozen=True)

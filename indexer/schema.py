@@ -7,8 +7,8 @@ here needs a new revision there.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -16,29 +16,24 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from indexer.records import (
-    CollectionInfo,
-    CollectionSpec,
-    Fusion,
-    FusionMethod,
-    LexicalAnalyzer,
-    LexicalSpec,
-    PoolingMode,
-)
+from indexer.records import CollectionInfo
+from indexer.spec import VectorDtype, column_name, example, field_info, from_stored, is_sequence, spec_fields
 
 # SQLite only gives AUTOINCREMENT (ids never reused) to a column declared exactly INTEGER PRIMARY KEY;
 # its INTEGER is 64-bit anyway. PostgreSQL gets a BIGINT identity, whose sequence never goes back.
@@ -47,7 +42,7 @@ ChunkId = BigInteger().with_variant(Integer(), "sqlite")
 MetadataJSON = JSON().with_variant(JSONB(), "postgresql")
 
 # How ``chunks.vector`` is stored, per ``collections.vector_dtype``; always float32 in memory.
-VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
+VECTOR_DTYPES = {VectorDtype.FLOAT32: np.float32, VectorDtype.FLOAT16: np.float16}
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -61,33 +56,50 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def _spec_column(spec_field: dataclasses.Field[Any]) -> Column[Any]:
+    """The column of one spec field, typed by an example value (see ``indexer.spec``)."""
+    info = field_info(spec_field)
+    if isinstance(example(spec_field), bool):
+        kind: Any = Boolean()
+    elif isinstance(example(spec_field), int):
+        kind = Integer()
+    elif isinstance(example(spec_field), float):
+        kind = Float()
+    elif is_sequence(spec_field):
+        kind = JSON()
+    else:
+        kind = String(info.max_chars) if info.max_chars else Text()
+    return Column(column_name(spec_field), kind, nullable=False)
+
+
 class CollectionRow(Base):
-    """One collection = one embedding space; ``last_sequence`` is the head of its change log."""
+    """One collection = one embedding space; ``last_sequence`` is the head of its change log.
 
-    __tablename__ = "collections"
-    # Never reuse a dropped collection's id: snapshots and live indexes are keyed by it.
-    __table_args__ = {"sqlite_autoincrement": True}
+    Its spec columns come from the declaration of ``CollectionSpec``; the rest describe the
+    space the encoder turned out to make (dimension, revision, tokenizer) and the log head.
+    """
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    model: Mapped[str] = mapped_column(Text)
-    model_revision: Mapped[str] = mapped_column(String(128))
-    tokenizer_hash: Mapped[str] = mapped_column(String(128))
-    pooling: Mapped[str] = mapped_column(String(16))
-    layers: Mapped[list[int]] = mapped_column(JSON)
-    max_length: Mapped[int] = mapped_column(Integer)
-    window: Mapped[int] = mapped_column(Integer)
-    overlap: Mapped[int] = mapped_column(Integer)
-    normalize: Mapped[bool] = mapped_column(Boolean)
-    use_whitening: Mapped[bool] = mapped_column(Boolean, default=False)
-    dimension: Mapped[int] = mapped_column(Integer)
-    index_spec: Mapped[str] = mapped_column(String(256))
-    vector_dtype: Mapped[str] = mapped_column(String(16))
-    whitening: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    # The collection's ``LexicalSpec`` (analyser and default fusion) as JSON: see ``lexical_to_json``.
-    lexical: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
-    last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    __table__ = Table(
+        "collections",
+        Base.metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("name", String(128), nullable=False, unique=True),
+        *(_spec_column(spec_field) for spec_field in spec_fields()),
+        Column("model_revision", String(128), nullable=False),
+        Column("tokenizer_hash", String(128), nullable=False),
+        Column("dimension", Integer, nullable=False),
+        Column("whitening", LargeBinary, nullable=True),
+        # 0 until a whitening is fitted, then one more at every refit; indexes rebuild when it moves.
+        Column("whitening_version", Integer, nullable=False, default=0, server_default="0"),
+        Column("whitening_fitted_on", BigInteger, nullable=True),
+        Column("last_sequence", BigInteger, nullable=False, default=0),
+        # Changes at or below this sequence may have been pruned (``Store.prune_log``): a reader
+        # behind it cannot replay and rebuilds from the chunks instead.
+        Column("log_floor", BigInteger, nullable=False, default=0, server_default="0"),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # Never reuse a dropped collection's id: snapshots and live indexes are keyed by it.
+        sqlite_autoincrement=True,
+    )
 
 
 class DocumentRow(Base):
@@ -135,46 +147,22 @@ class ChangeRow(Base):
     chunk_id: Mapped[int] = mapped_column(BigInteger)
 
 
+class LogReaderRow(Base):
+    """A searcher tailing a collection's change log, and the oldest sequence it may still need
+    to replay (its newest snapshot's, or what it has applied when it has no snapshot)."""
+
+    __tablename__ = "log_readers"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    reader: Mapped[str] = mapped_column(String(256), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    # Seconds since the epoch, by the reader's clock: readers silent past a TTL stop pinning the log.
+    seen_at: Mapped[float] = mapped_column(Float)
+
+
 # -- rows <-> records --------------------------------------------------------------------------
-
-
-def _spec_of(row: CollectionRow) -> CollectionSpec:
-    return CollectionSpec(
-        model=row.model,
-        pooling=PoolingMode(row.pooling),
-        layers=tuple(row.layers),
-        max_length=row.max_length,
-        window=row.window,
-        overlap=row.overlap,
-        normalize=row.normalize,
-        index_spec=row.index_spec,
-        vector_dtype=row.vector_dtype,
-        whitening=row.use_whitening,
-        lexical=lexical_from_json(row.lexical),
-    )
-
-
-def lexical_to_json(spec: LexicalSpec) -> dict[str, Any]:
-    fusion = spec.fusion
-    return {
-        "analyzer": spec.analyzer.value,
-        "fusion": {"method": fusion.method.value, "rrf_k": fusion.rrf_k, "dense_weight": fusion.dense_weight},
-    }
-
-
-def lexical_from_json(stored: dict[str, Any] | None) -> LexicalSpec:
-    """A stored ``LexicalSpec``; rows written before the column existed hold ``{}``: the defaults."""
-    stored = stored or {}
-    fusion = stored.get("fusion") or {}
-    defaults = Fusion()
-    return LexicalSpec(
-        analyzer=LexicalAnalyzer(stored.get("analyzer", LexicalAnalyzer.ENGLISH)),
-        fusion=Fusion(
-            method=FusionMethod(fusion.get("method", defaults.method)),
-            rrf_k=int(fusion.get("rrf_k", defaults.rrf_k)),
-            dense_weight=float(fusion.get("dense_weight", defaults.dense_weight)),
-        ),
-    )
 
 
 def collection_info(row: CollectionRow) -> CollectionInfo:
@@ -182,7 +170,7 @@ def collection_info(row: CollectionRow) -> CollectionInfo:
     return CollectionInfo(
         id=row.id,
         name=row.name,
-        spec=_spec_of(row),
+        spec=from_stored(row),
         dimension=row.dimension,
         model_revision=row.model_revision,
         tokenizer_hash=row.tokenizer_hash,

@@ -18,7 +18,14 @@ from typing import Any
 import grpc
 import numpy as np
 
-from indexer.records import CollectionSpec, Document, MetadataFilter, SearchMode, StoredDocument
+from indexer.records import (
+    CollectionSpec,
+    Document,
+    DocumentStatus,
+    MetadataFilter,
+    SearchMode,
+    StoredDocument,
+)
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
@@ -30,21 +37,29 @@ DEFAULT_TIMEOUT_S = 30.0
 # Documents per streamed UpsertRequest: keeps each message far below the message size limit.
 DOCUMENTS_PER_MESSAGE = 64
 
-_STATUS_NAMES = {
-    pb.DOCUMENT_STATUS_WRITTEN: "written",
-    pb.DOCUMENT_STATUS_UNCHANGED: "unchanged",
-    pb.DOCUMENT_STATUS_REJECTED: "rejected",
-}
 
 
 @dataclass(frozen=True)
 class UpsertStatus:
-    """What the server did with one document: ``status`` is written, unchanged or rejected."""
+    """What the server did with one document: ``status`` is a ``DocumentStatus`` (a string),
+    or "unspecified" from a server that sent none."""
 
     external_id: str
-    status: str
+    status: DocumentStatus | str
     error: str | None
     sequence: int | None
+
+
+@dataclass(frozen=True)
+class SearchAnswer:
+    """A router's answer that may leave shards out (``allow_partial``): ``missing_shards`` names them."""
+
+    hits: list[Hit]
+    missing_shards: tuple[str, ...]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing_shards)
 
 
 def _hits(response: pb.SearchResponse) -> list[Hit]:
@@ -150,7 +165,7 @@ class AlbatrossClient:
         return [
             UpsertStatus(
                 external_id=result.id,
-                status=_STATUS_NAMES.get(result.status, "unspecified"),
+                status=convert.STATUS_FROM_PB.get(result.status, "unspecified"),
                 error=result.error or None,
                 sequence=result.sequence or None,
             )
@@ -209,6 +224,26 @@ class AlbatrossClient:
             filter=convert.filter_to_pb(metadata_filter),
         )
         return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
+
+    def search_allowing_partial(
+        self,
+        collection: str,
+        query: str,
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> SearchAnswer:
+        """As ``search``, but a router answers from the shards it reaches (the answer says which not)."""
+        request = pb.SearchRequest(
+            collection=collection,
+            query=query,
+            k=k,
+            filter=convert.filter_to_pb(metadata_filter),
+            allow_partial=True,
+        )
+        response = self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
+        return SearchAnswer(_hits(response), tuple(response.missing_shards))
 
     def embed(self, collection: str, queries: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
         """The vectors the server searches with for ``queries``: float32 (n, d)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
@@ -22,17 +22,17 @@ from indexer.errors import InvalidArgument
 from indexer.records import (
     CollectionInfo,
     CollectionStats,
+    Fusion,
     MetadataFilter,
     SearchMode,
     StoredChunk,
     StoredDocument,
 )
 from searcher.batching import QueryBatcher, TextEncoder
+from searcher.blocking import BlockingCalls
 from searcher.fusion import FusionRequest, fuse
 from searcher.live import IndexStatus, LiveIndex, LiveIndexes, LiveLexicalIndex
 from searcher.results import Hit, chunk_fetch_size, fold_chunk_hits, should_fetch_more
-
-T = TypeVar("T")
 
 # Each retry asks the index for this many times more chunks than the last try.
 FETCH_GROWTH = 4
@@ -80,7 +80,7 @@ class _RankBatcher:
     """
 
     def __init__(self, executor: Executor, max_size: int) -> None:
-        self._executor = executor
+        self._run = BlockingCalls(executor)
         self._max_size = max_size
         self._waiting: dict[Hashable, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # held so a running batch is not collected
@@ -102,18 +102,17 @@ class _RankBatcher:
         waiting = self._waiting.pop(key, [])
         for start in range(0, len(waiting), self._max_size):
             batch = waiting[start : start + self._max_size]
-            task = asyncio.get_running_loop().create_task(self._run(rank, batch))
+            task = asyncio.get_running_loop().create_task(self._rank_batch(rank, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(
+    async def _rank_batch(
         self,
         rank: Callable[[np.ndarray], list[list[Hit]]],
         batch: list[tuple[np.ndarray, asyncio.Future[list[Hit]]]],
     ) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, rank, np.stack([q for q, _ in batch]))
+            results = await self._run(rank, np.stack([q for q, _ in batch]))
         except Exception as error:  # delivered to every caller of the batch
             for _, future in batch:
                 if not future.done():
@@ -139,11 +138,8 @@ class SearchService:
         self._catalog = catalog
         self._indexes = indexes
         self._batcher = batcher
-        self._executor = executor
+        self._run = BlockingCalls(executor)
         self._ranks = _RankBatcher(executor, batcher.max_size)
-
-    async def _run(self, func: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def _collection(self, name: str) -> CollectionInfo:
         """From the catalog's memory when it has it: an executor hop would queue the call behind
@@ -227,7 +223,7 @@ class SearchService:
         fusion: FusionRequest | None,
     ) -> list[list[Hit]]:
         """Both legs at once (their SQL and index work overlap in the executor), then fused."""
-        chosen = (fusion or FusionRequest()).resolve(info.spec.lexical.fusion)
+        chosen = (fusion or FusionRequest()).resolve(Fusion.of(info.spec))
         depth = max(k, HYBRID_CANDIDATES)
         dense, lexical = await asyncio.gather(
             self._search(info, queries, depth, metadata_filter),

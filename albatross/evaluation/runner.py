@@ -168,11 +168,12 @@ def encoder_rows(
             workspace.close()
     rate, seconds = summary.docs_per_second, summary.seconds
     dense_ids, lexical_ids = ranked_ids(dense), ranked_ids(lexical)
-    analyzer = spec.lexical.analyzer.value
+    analyzer = spec.lexical_analyzer.value
+    default_fusion = Fusion.of(spec)
     hybrid = []
-    for fusion in dict.fromkeys((spec.lexical.fusion, *fusions)):
+    for fusion in dict.fromkeys((default_fusion, *fusions)):
         ids = fused_rankings(dense, lexical, fusion)
-        default = " default" if fusion == spec.lexical.fusion else ""
+        default = " default" if fusion == default_fusion else ""
         name = f"{system} + hybrid ({fusion_name(fusion)}{default})"
         hybrid.append((_row(name, mean_metrics(ids, dataset.qrels), None, seconds), ids))
     return SystemRuns(

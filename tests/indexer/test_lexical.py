@@ -11,7 +11,7 @@ import pytest
 
 from indexer.lexical import LexicalIndex
 from indexer.lexical_sync import SyncedLexicalIndex, lexical_paths
-from indexer.records import CollectionInfo, LexicalAnalyzer, LexicalSpec
+from indexer.records import CollectionInfo, LexicalAnalyzer
 from indexer.sharding import ShardSpec
 from indexer.store import Store
 from tests.conftest_db import encoded, make_collection
@@ -166,7 +166,7 @@ def test_a_torn_or_foreign_index_is_rebuilt_from_sql(
         manifest_path.write_text(json.dumps({**manifest, "sequence": manifest["sequence"] + 100}))
     else:  # a collection of the same name, created again with another analyser
         store.drop_collection(info.name)
-        info = make_collection(store, lexical=LexicalSpec(analyzer=LexicalAnalyzer.SIMPLE))
+        info = make_collection(store, lexical_analyzer=LexicalAnalyzer.SIMPLE)
         churn(store, info, np.random.default_rng(3), rounds=2)
     reopened = SyncedLexicalIndex.open(store, info, tmp_path)
     np.testing.assert_array_equal(reopened.ids(), live_chunk_ids(store, info))

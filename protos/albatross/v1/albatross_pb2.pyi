@@ -16,13 +16,6 @@ class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POOLING_CLS: _ClassVar[Pooling]
     POOLING_MEAN_MAX: _ClassVar[Pooling]
 
-class LexicalAnalyzer(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    LEXICAL_ANALYZER_UNSPECIFIED: _ClassVar[LexicalAnalyzer]
-    LEXICAL_ANALYZER_ENGLISH: _ClassVar[LexicalAnalyzer]
-    LEXICAL_ANALYZER_SIMPLE: _ClassVar[LexicalAnalyzer]
-    LEXICAL_ANALYZER_CJK: _ClassVar[LexicalAnalyzer]
-
 class FusionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FUSION_METHOD_UNSPECIFIED: _ClassVar[FusionMethod]
@@ -47,10 +40,6 @@ POOLING_MEAN: Pooling
 POOLING_MAX: Pooling
 POOLING_CLS: Pooling
 POOLING_MEAN_MAX: Pooling
-LEXICAL_ANALYZER_UNSPECIFIED: LexicalAnalyzer
-LEXICAL_ANALYZER_ENGLISH: LexicalAnalyzer
-LEXICAL_ANALYZER_SIMPLE: LexicalAnalyzer
-LEXICAL_ANALYZER_CJK: LexicalAnalyzer
 FUSION_METHOD_UNSPECIFIED: FusionMethod
 FUSION_METHOD_RRF: FusionMethod
 FUSION_METHOD_CONVEX: FusionMethod
@@ -73,16 +62,8 @@ class Fusion(_message.Message):
     dense_weight: float
     def __init__(self, method: _Optional[_Union[FusionMethod, str]] = ..., rrf_k: _Optional[int] = ..., dense_weight: _Optional[float] = ...) -> None: ...
 
-class LexicalSpec(_message.Message):
-    __slots__ = ("analyzer", "fusion")
-    ANALYZER_FIELD_NUMBER: _ClassVar[int]
-    FUSION_FIELD_NUMBER: _ClassVar[int]
-    analyzer: LexicalAnalyzer
-    fusion: Fusion
-    def __init__(self, analyzer: _Optional[_Union[LexicalAnalyzer, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
-
 class CollectionSpec(_message.Message):
-    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "lexical")
+    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "lexical_analyzer", "fusion", "rrf_k", "dense_weight")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -93,7 +74,10 @@ class CollectionSpec(_message.Message):
     INDEX_SPEC_FIELD_NUMBER: _ClassVar[int]
     VECTOR_DTYPE_FIELD_NUMBER: _ClassVar[int]
     WHITENING_FIELD_NUMBER: _ClassVar[int]
-    LEXICAL_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_ANALYZER_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
+    RRF_K_FIELD_NUMBER: _ClassVar[int]
+    DENSE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     model: str
     pooling: Pooling
     layers: _containers.RepeatedScalarFieldContainer[int]
@@ -104,8 +88,11 @@ class CollectionSpec(_message.Message):
     index_spec: str
     vector_dtype: str
     whitening: bool
-    lexical: LexicalSpec
-    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., lexical: _Optional[_Union[LexicalSpec, _Mapping]] = ...) -> None: ...
+    lexical_analyzer: str
+    fusion: str
+    rrf_k: int
+    dense_weight: float
+    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., lexical_analyzer: _Optional[str] = ..., fusion: _Optional[str] = ..., rrf_k: _Optional[int] = ..., dense_weight: _Optional[float] = ...) -> None: ...
 
 class Collection(_message.Message):
     __slots__ = ("name", "spec", "dimension", "model_revision", "tokenizer_hash")
@@ -284,12 +271,13 @@ class Filter(_message.Message):
     def __init__(self, conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "k", "filter", "vector", "mode", "fusion")
+    __slots__ = ("collection", "query", "k", "filter", "vector", "allow_partial", "mode", "fusion")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FUSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
@@ -297,9 +285,10 @@ class SearchRequest(_message.Message):
     k: int
     filter: Filter
     vector: Vector
+    allow_partial: bool
     mode: SearchMode
     fusion: Fusion
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)
@@ -352,18 +341,23 @@ class LegScore(_message.Message):
     def __init__(self, leg: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits",)
+    __slots__ = ("hits", "partial", "missing_shards")
     HITS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ...) -> None: ...
+    partial: bool
+    missing_shards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "k", "filter", "vectors", "mode", "fusion")
+    __slots__ = ("collection", "queries", "k", "filter", "vectors", "allow_partial", "mode", "fusion")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FUSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
@@ -371,15 +365,20 @@ class SearchBatchRequest(_message.Message):
     k: int
     filter: Filter
     vectors: _containers.RepeatedCompositeFieldContainer[Vector]
+    allow_partial: bool
     mode: SearchMode
     fusion: Fusion
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., allow_partial: _Optional[bool] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
 
 class SearchBatchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "partial", "missing_shards")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SearchResponse]
-    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
+    partial: bool
+    missing_shards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetDocumentsRequest(_message.Message):
     __slots__ = ("collection", "ids")
