@@ -134,5 +134,9 @@ def test_the_other_replicas_lexical_index_tails_the_log_too(
     assert first_lexical("5521") is None  # the old text left the lexical index
     writer.delete(COLLECTION, ["part-doc"])
     seconds_until(lambda: first_lexical("7730") is None)
-    stats = reader.get_collection(COLLECTION).stats
-    assert stats.lexical_sequence == stats.last_sequence
+
+    def lexical_caught_up() -> bool:
+        stats = reader.get_collection(COLLECTION).stats
+        return stats.lexical_sequence == stats.last_sequence and stats.lexical_chunks == stats.chunks
+
+    seconds_until(lexical_caught_up)
