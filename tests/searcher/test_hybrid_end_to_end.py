@@ -161,6 +161,10 @@ def test_bad_mode_inputs_are_invalid_argument(client: AlbatrossClient) -> None:
     with pytest.raises(grpc.RpcError) as error:
         client.search("parts", "x", 3, mode=SearchMode.HYBRID, fusion=FusionRequest(rrf_k=0))
     assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "rrf_k" in error.value.details()
+    with pytest.raises(grpc.RpcError) as error:
+        client.create_collection("bad-fusion", CollectionSpec(model="", dense_weight=1.5))
+    assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "dense_weight" in error.value.details()
+    assert "bad-fusion" not in {c.name for c in client.list_collections()}
     vector = client.embed("parts", ["anything"])[0]
     from protos.albatross.v1 import albatross_pb2 as pb
 
