@@ -16,9 +16,9 @@ from tqdm import tqdm
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
 from albatross.options import add_collection_spec_options, add_store_options, app_config
 from indexer.config import AppConfig, for_bulk_ingestion
-from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
+from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidArgument
 from indexer.readers import Rejection, count_records, read_path
-from indexer.records import CollectionSpec, PoolingMode
+from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.workspace import Workspace
 
@@ -35,29 +35,83 @@ def parse_layers(raw: str) -> tuple[int, ...]:
     return layers
 
 
+# Spec field -> its flag; the parse of each flag's text is ``_SPEC_PARSERS``'s.
+SPEC_FLAGS = {
+    "model": "--model",
+    "pooling": "--pooling",
+    "layers": "--layers",
+    "max_length": "--max-length",
+    "window": "--window",
+    "overlap": "--overlap",
+    "index_spec": "--index-spec",
+    "vector_dtype": "--vector-dtype",
+    "whitening": "--whitening",
+}
+_SPEC_PARSERS: dict[str, Callable[[Any], Any]] = {"pooling": PoolingMode, "layers": parse_layers}
+DEFAULT_MODEL = "default"
+
+
+def given_spec_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields the command line set, parsed."""
+    given = {}
+    for field in SPEC_FLAGS:
+        raw = getattr(args, field, None)
+        if raw is not None:
+            given[field] = _SPEC_PARSERS.get(field, lambda value: value)(raw)
+    return given
+
+
 def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
-    return CollectionSpec(
-        model=args.model,
-        pooling=PoolingMode(args.pooling),
-        layers=parse_layers(args.layers),
-        max_length=args.max_length,
-        window=args.window,
-        overlap=args.overlap,
-        index_spec=args.index_spec,
-        vector_dtype=args.vector_dtype,
-        whitening=args.whitening,
-    )
+    return CollectionSpec(**{"model": DEFAULT_MODEL, **given_spec_fields(args)})
+
+
+def spec_conflicts(info: CollectionInfo, given: dict[str, Any]) -> list[str]:
+    """One ``--flag: the collection has X, given Y`` per given flag the collection disagrees with."""
+    conflicts = []
+    for field, value in given.items():
+        stored = getattr(info.spec, field)
+        if field == "model" and _same_model(stored, value):
+            continue
+        if stored != value:
+            conflicts.append(
+                f"{SPEC_FLAGS[field]}: the collection has {_shown(stored)}, given {_shown(value)}"
+            )
+    return conflicts
+
+
+def _same_model(stored: str, given: str) -> bool:
+    return stored == given or Path(stored).expanduser().resolve() == Path(given).expanduser().resolve()
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, PoolingMode):
+        return value.value
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    return str(value)
 
 
 def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace) -> None:
+    """Create ``name`` from the flags, or check that the flags given agree with it."""
     try:
-        workspace.catalog.get(name)
+        info = workspace.catalog.get(name)
     except CollectionNotFound:
         try:
             info = workspace.catalog.create(name, spec_from_args(args))
         except CollectionExists:
-            return  # another ingest created it meanwhile: write into it, as if it had been there
-        print(f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr)
+            info = workspace.catalog.get(name)  # another ingest created it meanwhile: write into it
+        else:
+            print(
+                f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr
+            )
+            return
+    conflicts = spec_conflicts(info, given_spec_fields(args))
+    if conflicts:
+        raise EmbeddingSpaceMismatch(
+            f"collection {name!r} exists and its embedding space is fixed at creation: "
+            + "; ".join(conflicts)
+            + " (leave the flags out, or create a new collection)"
+        )
 
 
 # --- ingest -----------------------------------------------------------------------------------

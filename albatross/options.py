@@ -23,20 +23,20 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("new collection (used only when the collection is created)")
-    group.add_argument("--model", default="default", help="local model folder or cached hub id")
-    group.add_argument("--pooling", default="mean", choices=["mean", "max", "cls", "mean_max"])
+    """The collection's embedding space; a flag left out is None (``commands.spec_from_args`` fills
+    in ``CollectionSpec``'s default), so a flag given for an existing collection can be checked."""
+    group = parser.add_argument_group("new collection (fixed at creation; given again, they must match)")
+    group.add_argument("--model", help="local model folder or cached hub id (default: default)")
+    group.add_argument("--pooling", choices=["mean", "max", "cls", "mean_max"], help="(default: mean)")
+    group.add_argument("--layers", help="hidden layer(s) to pool, comma-separated (default -1; e.g. 0,-1)")
+    group.add_argument("--max-length", type=int, help="tokens per forward pass (default 512)")
+    group.add_argument("--window", type=int, help="tokens per chunk (default 256)")
+    group.add_argument("--overlap", type=int, help="tokens shared by consecutive chunks (default 64)")
+    group.add_argument("--index-spec", help="FAISS factory string (default Flat; HNSW32, IVF1024,PQ32)")
+    group.add_argument("--vector-dtype", choices=["float32", "float16"], help="(default: float32)")
     group.add_argument(
-        "--layers", default="-1", help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)"
+        "--whitening", action="store_true", default=None, help="fit and apply whitening (raw checkpoints)"
     )
-    group.add_argument("--max-length", type=int, default=512, help="tokens per forward pass")
-    group.add_argument("--window", type=int, default=256, help="tokens per chunk")
-    group.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive chunks")
-    group.add_argument(
-        "--index-spec", default="Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ32)"
-    )
-    group.add_argument("--vector-dtype", default="float32", choices=["float32", "float16"])
-    group.add_argument("--whitening", action="store_true", help="fit and apply whitening (raw checkpoints)")
 
 
 def app_config(args: argparse.Namespace) -> AppConfig:

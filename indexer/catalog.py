@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
-from indexer.errors import EmbeddingSpaceMismatch, InvalidCollectionSpec
+from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidCollectionSpec
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
 from indexer.store import Store
@@ -119,6 +119,7 @@ class Catalog:
     def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
         self._forget(name)
         validate_spec(spec)
+        self._refuse_existing(name)  # before the model loads, which takes seconds for a large one
         encoder = self._encoders.load(spec)
         validate_index_spec(spec.index_spec, encoder.dimension)
         stored_spec = replace(spec, model=spec.model or DEFAULT_MODEL_REF)
@@ -129,6 +130,15 @@ class Catalog:
             model_revision=encoder.model_revision,
             tokenizer_hash=encoder.tokenizer_hash,
         )
+
+    def _refuse_existing(self, name: str) -> None:
+        """CollectionExists when ``name`` is taken (the store refuses it again if another process
+        creates it meanwhile)."""
+        try:
+            self._store.get_collection(name)
+        except CollectionNotFound:
+            return
+        raise CollectionExists(name)
 
     def get(self, name: str) -> CollectionInfo:
         """The collection called ``name``, or ``CollectionNotFound`` (blocking: may ask SQL)."""
