@@ -35,7 +35,7 @@ def parse_layers(raw: str) -> tuple[int, ...]:
     return layers
 
 
-# Spec field -> its flag; the parse of each flag's text is ``_SPEC_PARSERS``'s.
+# The CollectionSpec fields the command line can set, with their flags (two parsed from text).
 SPEC_FLAGS = {
     "model": "--model",
     "pooling": "--pooling",
