@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,16 @@ from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
-from albatross.options import add_collection_spec_options, add_store_options, app_config
+from albatross.options import (
+    add_collection_spec_options,
+    add_store_options,
+    app_config,
+    flag_of,
+    given_spec_values,
+    spec_from_args,
+)
 from indexer.config import AppConfig, for_bulk_ingestion
-from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidArgument
+from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
@@ -25,57 +33,16 @@ from indexer.workspace import Workspace
 Subparsers = Any  # argparse's private _SubParsersAction
 
 
-def parse_layers(raw: str) -> tuple[int, ...]:
-    try:
-        layers = tuple(int(part) for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise InvalidArgument(f"--layers {raw!r} must be comma-separated integers", field="layers") from exc
-    if not layers:
-        raise InvalidArgument("--layers must name at least one layer", field="layers")
-    return layers
-
-
-# The CollectionSpec fields the command line can set, with their flags (two parsed from text).
-SPEC_FLAGS = {
-    "model": "--model",
-    "pooling": "--pooling",
-    "layers": "--layers",
-    "max_length": "--max-length",
-    "window": "--window",
-    "overlap": "--overlap",
-    "index_spec": "--index-spec",
-    "vector_dtype": "--vector-dtype",
-    "whitening": "--whitening",
-}
-_SPEC_PARSERS: dict[str, Callable[[Any], Any]] = {"pooling": PoolingMode, "layers": parse_layers}
-DEFAULT_MODEL = "default"
-
-
-def given_spec_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The spec fields the command line set, parsed."""
-    given = {}
-    for field in SPEC_FLAGS:
-        raw = getattr(args, field, None)
-        if raw is not None:
-            given[field] = _SPEC_PARSERS.get(field, lambda value: value)(raw)
-    return given
-
-
-def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
-    return CollectionSpec(**{"model": DEFAULT_MODEL, **given_spec_fields(args)})
-
-
 def spec_conflicts(info: CollectionInfo, given: dict[str, Any]) -> list[str]:
-    """One ``--flag: the collection has X, given Y`` per given flag the collection disagrees with."""
+    """One ``--flag: the collection has X, given Y`` per option given that the collection's spec
+    disagrees with."""
     conflicts = []
-    for field, value in given.items():
-        stored = getattr(info.spec, field)
-        if field == "model" and _same_model(stored, value):
+    for name, value in given.items():
+        stored = getattr(info.spec, name)
+        if name == "model" and _same_model(stored, value):
             continue
-        if stored != value:
-            conflicts.append(
-                f"{SPEC_FLAGS[field]}: the collection has {_shown(stored)}, given {_shown(value)}"
-            )
+        if _shown(stored) != _shown(value):
+            conflicts.append(f"{flag_of(name)}: the collection has {_shown(stored)}, given {_shown(value)}")
     return conflicts
 
 
@@ -84,8 +51,8 @@ def _same_model(stored: str, given: str) -> bool:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, PoolingMode):
-        return value.value
+    if isinstance(value, Enum):
+        return str(value.value)
     if isinstance(value, tuple):
         return ",".join(str(part) for part in value)
     return str(value)
@@ -105,7 +72,7 @@ def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace)
                 f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr
             )
             return
-    conflicts = spec_conflicts(info, given_spec_fields(args))
+    conflicts = spec_conflicts(info, given_spec_values(args))
     if conflicts:
         raise EmbeddingSpaceMismatch(
             f"collection {name!r} exists and its embedding space is fixed at creation: "

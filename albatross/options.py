@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from indexer.config import AppConfig, config_from_environment
+from indexer.errors import InvalidArgument
+from indexer.records import CollectionSpec
+from indexer.spec import MODEL_DEFAULTS_FILE, enum_type, example, field_info, is_sequence, spec_fields
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -23,20 +28,86 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
-    """The collection's embedding space; a flag left out is None (``commands.spec_from_args`` fills
-    in ``CollectionSpec``'s default), so a flag given for an existing collection can be checked."""
-    group = parser.add_argument_group("new collection (fixed at creation; given again, they must match)")
-    group.add_argument("--model", help="local model folder or cached hub id (default: default)")
-    group.add_argument("--pooling", choices=["mean", "max", "cls", "mean_max"], help="(default: mean)")
-    group.add_argument("--layers", help="hidden layer(s) to pool, comma-separated (default -1; e.g. 0,-1)")
-    group.add_argument("--max-length", type=int, help="tokens per forward pass (default 512)")
-    group.add_argument("--window", type=int, help="tokens per chunk (default 256)")
-    group.add_argument("--overlap", type=int, help="tokens shared by consecutive chunks (default 64)")
-    group.add_argument("--index-spec", help="FAISS factory string (default Flat; HNSW32, IVF1024,PQ32)")
-    group.add_argument("--vector-dtype", choices=["float32", "float16"], help="(default: float32)")
-    group.add_argument(
-        "--whitening", action="store_true", default=None, help="fit and apply whitening (raw checkpoints)"
-    )
+    """One option per declared spec field (``indexer.spec``): ``--max-length`` for ``max_length``.
+
+    Options left out stay unset, so the spec's own defaults apply (``spec_from_args``).
+    """
+    group = parser.add_argument_group("new collection (used only when the collection is created)")
+    for spec_field in spec_fields():
+        group.add_argument(_flag(spec_field), dest=_dest(spec_field), **_option(spec_field))
+
+
+def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
+    """The spec the command line asks for; fields without an option given keep their defaults."""
+    values = given_spec_values(args)
+    for spec_field in spec_fields():
+        default = field_info(spec_field).cli_default
+        if spec_field.name not in values and default is not None:
+            values[spec_field.name] = _parsed(spec_field, default)
+    return CollectionSpec(**values)
+
+
+def given_spec_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Spec field name -> value, for the options the command line gave (``--layers 0,-1``: (0, -1))."""
+    values: dict[str, Any] = {}
+    for spec_field in spec_fields():
+        value = getattr(args, _dest(spec_field), None)
+        if value is not None:
+            values[spec_field.name] = _parsed(spec_field, value)
+    return values
+
+
+def flag_of(name: str) -> str:
+    """The option of spec field ``name``: ``--max-length`` for ``max_length``."""
+    return "--" + name.replace("_", "-")
+
+
+def _parsed(spec_field: dataclasses.Field[Any], value: Any) -> Any:
+    return parse_integers(value, _flag(spec_field)) if is_sequence(spec_field) else value
+
+
+def parse_integers(raw: str, flag: str) -> tuple[int, ...]:
+    """``"0,-1"`` -> ``(0, -1)``, or ``InvalidArgument`` naming the flag."""
+    field = flag.removeprefix("--").replace("-", "_")
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise InvalidArgument(f"{flag} {raw!r} must be comma-separated integers", field=field) from exc
+    if not values:
+        raise InvalidArgument(f"{flag} must name at least one value", field=field)
+    return values
+
+
+def _flag(spec_field: dataclasses.Field[Any]) -> str:
+    return flag_of(spec_field.name)
+
+
+def _dest(spec_field: dataclasses.Field[Any]) -> str:
+    return f"spec_{spec_field.name}"
+
+
+def _option(spec_field: dataclasses.Field[Any]) -> dict[str, Any]:
+    """argparse keywords for one field; every default is None (= not given)."""
+    option: dict[str, Any] = {"default": None, "help": _help(spec_field)}
+    members = enum_type(spec_field)
+    if members is not None:
+        option["choices"] = [member.value for member in members]
+    elif isinstance(example(spec_field), bool):
+        option["action"] = argparse.BooleanOptionalAction
+    elif isinstance(example(spec_field), int):
+        option["type"] = int
+    return option
+
+
+def _help(spec_field: dataclasses.Field[Any]) -> str:
+    info = field_info(spec_field)
+    if info.derive is not None:
+        return info.help  # says how its default is derived
+    value = example(spec_field)
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    if info.from_model:
+        return f"{info.help} (default: the model folder's {MODEL_DEFAULTS_FILE}, else {shown})"
+    return f"{info.help} (default: {shown})"
 
 
 def app_config(args: argparse.Namespace) -> AppConfig:

@@ -12,7 +12,7 @@ status from a server exits with the code of that status's row, so the three agre
     │   └── InvalidCollectionSpec  pooling / index spec / window that makes no sense
     ├── CollectionNotFound
     ├── CollectionExists
-    ├── ModelNotFound              a model folder or id that is not on this machine
+    ├── ModelNotFound              a model folder or id that is not available locally
     ├── EmbeddingSpaceMismatch     vectors of another space offered to a collection
     ├── IndexNotReady              the index cannot answer yet
     ├── StoreBusy                  the database stayed locked past the busy timeout
