@@ -22,7 +22,7 @@ from indexer.encoder import Encoder
 from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidArgument
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
-from indexer.spec import DEFAULT_MODEL_REF, complete_spec, is_complete, validate_spec
+from indexer.spec import DEFAULT_MODEL_REF, complete_spec, encoder_values, is_complete, validate_spec
 from indexer.store import Store
 from indexer.sync import sample_vectors
 from indexer.whitening import fit_whitening, refit_due
@@ -81,7 +81,7 @@ class EncoderRegistry:
         return self._loaded.get(self._key(spec))
 
     def _key(self, spec: CollectionSpec) -> tuple[object, ...]:
-        return (self.resolve(spec.model), spec.pooling, spec.layers, spec.max_length, spec.normalize)
+        return (self.resolve(spec.model), *encoder_values(spec))
 
     def load(self, spec: CollectionSpec) -> Encoder:
         spec = self.complete(spec)
