@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from albatross.exit_codes import EXIT_INVALID, EXIT_OK, exit_code_for_status
+from albatross.exit_codes import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, exit_code_for_status
 from albatross.options import add_store_options, app_config
 from indexer.config import (
     AppConfig,
@@ -308,7 +308,7 @@ def run_search(args: argparse.Namespace) -> int:
         AlbatrossClient(args.target, timeout=args.timeout, **client_security(args)) as client,
     ):
         if args.queries is not None:
-            search_file(client, args, metadata_filter, ranking)
+            outcome[0] = search_file(client, args, metadata_filter, ranking)
         elif args.query:
             hits = client.search(args.collection, args.query, args.k, metadata_filter, **ranking)
             if args.json:
@@ -323,10 +323,14 @@ def run_search(args: argparse.Namespace) -> int:
 
 def search_file(
     client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None, ranking: dict[str, Any]
-) -> None:
-    from albatross.evaluation.beir import read_queries
+) -> int:
+    """Search every good line of ``--queries``; each bad one is named on stderr (exit 1, as ingest)."""
+    from albatross.evaluation.beir import read_query_file
 
-    queries = read_queries(args.queries)
+    found = read_query_file(args.queries)
+    for rejection in found.rejected:
+        print(f"albatross search: {rejection}", file=sys.stderr)
+    queries = found.queries
     out = args.run_out.open("w", encoding="utf-8") if args.run_out else sys.stdout
     try:
         with tqdm(total=len(queries), unit="queries", file=sys.stderr) as bar:
@@ -343,6 +347,7 @@ def search_file(
         if out is not sys.stdout:
             out.close()
             print(f"wrote {args.run_out}", file=sys.stderr)
+    return EXIT_REJECTED if found.rejected else EXIT_OK
 
 
 # --- demo -------------------------------------------------------------------------------------
