@@ -361,7 +361,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def register_eval(sub: Subparsers) -> None:
     parser = sub.add_parser(
-        "eval", help="nDCG@10, Recall@100, MRR@10 and docs/s on a BEIR folder, beside BM25"
+        "eval",
+        help="nDCG@10, Recall@100, MRR@10 and docs/s on a BEIR folder: dense, lexical and hybrid, beside BM25",
     )
     parser.add_argument(
         "--dataset", required=True, type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/"
@@ -392,16 +393,29 @@ def eval_systems(args: argparse.Namespace) -> list[tuple[str, CollectionSpec]]:
 
 def run_eval(args: argparse.Namespace) -> int:
     from albatross.evaluation.beir import BeirDataset
-    from albatross.evaluation.runner import bm25_row, encoder_row, format_table, rows_to_json
+    from albatross.evaluation.runner import (
+        EVAL_FUSIONS,
+        bm25_row,
+        encoder_rows,
+        format_table,
+        paired_lines,
+        rows_to_json,
+    )
 
     config = app_config(args)
     dataset = BeirDataset.load(args.dataset)
     total = count_records(str(dataset.corpus))
     rows = [bm25_row(dataset)[0]]
+    paired: list[str] = []
     for system, spec in eval_systems(args):
         with tqdm(total=total, unit="docs", desc=system, disable=args.no_progress, file=sys.stderr) as bar:
-            rows.append(encoder_row(config, dataset, system, spec, progress=bar.update)[0])
+            runs = encoder_rows(config, dataset, system, spec, progress=bar.update, fusions=EVAL_FUSIONS)
+        if len(rows) == 1:  # the lexical row does not depend on the encoder: shown once
+            rows.append(runs.lexical[0])
+        rows.extend([runs.dense[0], *(row for row, _ in runs.hybrid)])
+        paired.extend(paired_lines(runs.dense, [runs.lexical, *runs.hybrid], dataset))
     print(format_table(rows, str(args.dataset)))
+    print("\n".join(paired))
     if args.out:
         args.out.write_text(rows_to_json(rows, str(args.dataset)) + "\n", encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)

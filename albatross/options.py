@@ -96,6 +96,8 @@ def _option(spec_field: dataclasses.Field[Any]) -> dict[str, Any]:
         option["action"] = argparse.BooleanOptionalAction
     elif isinstance(example(spec_field), int):
         option["type"] = int
+    elif isinstance(example(spec_field), float):
+        option["type"] = float
     return option
 
 

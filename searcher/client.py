@@ -18,11 +18,19 @@ from typing import Any
 import grpc
 import numpy as np
 
-from indexer.records import CollectionSpec, Document, DocumentStatus, MetadataFilter, StoredDocument
+from indexer.records import (
+    CollectionSpec,
+    Document,
+    DocumentStatus,
+    MetadataFilter,
+    SearchMode,
+    StoredDocument,
+)
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
 from searcher.auth import AUTHORIZATION, channel_credentials
+from searcher.fusion import FusionRequest
 from searcher.results import Hit
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -55,18 +63,7 @@ class SearchAnswer:
 
 
 def _hits(response: pb.SearchResponse) -> list[Hit]:
-    return [
-        Hit(
-            external_id=hit.id,
-            score=hit.score,
-            title=hit.title,
-            text=hit.text,
-            start=hit.start,
-            end=hit.end,
-            metadata=convert.struct_to_dict(hit.metadata),
-        )
-        for hit in response.hits
-    ]
+    return [convert.hit_from_pb(hit) for hit in response.hits]
 
 
 def _document_to_pb(document: Document) -> pb.Document:
@@ -194,10 +191,19 @@ class AlbatrossClient:
         k: int = 10,
         metadata_filter: MetadataFilter | None = None,
         *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> list[Hit]:
+        """``mode``: dense (the vector index), lexical (BM25) or hybrid (both, fused by ``fusion``,
+        else the collection's default)."""
         request = pb.SearchRequest(
-            collection=collection, query=query, k=k, filter=convert.filter_to_pb(metadata_filter)
+            collection=collection,
+            query=query,
+            k=k,
+            filter=convert.filter_to_pb(metadata_filter),
+            mode=convert.mode_to_pb(mode),
+            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
         )
         return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
 
@@ -252,6 +258,8 @@ class AlbatrossClient:
         k: int = 10,
         metadata_filter: MetadataFilter | None = None,
         *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> list[list[Hit]]:
         request = pb.SearchBatchRequest(
@@ -259,6 +267,8 @@ class AlbatrossClient:
             queries=list(queries),
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
+            mode=convert.mode_to_pb(mode),
+            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
         )
         response = self._search.SearchBatch(request, timeout=self._deadline(timeout), metadata=self._metadata)
         return [_hits(result) for result in response.results]
