@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=FOLDER")
     parser.add_argument("--teacher", default=None, help="teacher folder (default: the installed one)")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--int8-passages", type=int, default=1000)
+    parser.add_argument("--int8-passages", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
     args = parser.parse_args(argv)
@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     teacher = measure(args.teacher, data, args.int8_passages)
     rows = [row("teacher all-MiniLM-L6-v2 (BERT, WordPiece)", teacher, teacher)]
     for spec in args.model:
-        label, _, folder = spec.partition("=")
+        label, _, folder = spec.rpartition("=")
         log(f"{label}: {folder}")
         rows.append(row(label, measure(folder, data, args.int8_passages), teacher))
+        log(" | ".join(str(cell) for cell in rows[-1]))
     header = ["model", "params", "nDCG@10 (vs teacher, 95% CI)", "Recall@100 (vs teacher, 95% CI)",
               "cosine to teacher mean / min", "fp32 passages/s", "vs teacher",
               f"int8 min cosine to fp32 ({args.int8_passages} passages)", "encoder's int8 verdict (auto)"]

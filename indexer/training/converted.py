@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import AlbertConfig, AlbertModel, AlbertTokenizer
 
+from indexer.encoder import record_int8_check
 from indexer.samples import SAMPLE_CORPUS
 from indexer.training.convert import convert_bert
 from indexer.training.factorise import factorise
@@ -114,6 +115,7 @@ def build(teacher_folder: Path, out: Path, embedding_size: int | None,
             fit_texts=len(fitting_texts()) if embedding_size is not None else 0,
             seconds=time.monotonic() - began)
         export_model(model, tok_dir, out, card(facts, model.config))
+    record_int8_check(out)  # loads then skip the int8 probe (see indexer.encoder)
     log.info("converted %s -> %s (E=%d) in %.0f s", teacher_folder, out,
              model.config.embedding_size, facts.seconds)
     return facts
