@@ -65,6 +65,22 @@ def row(label: str, result: dict, teacher: dict) -> list[object]:
     return cells
 
 
+def speed_rows(folders: list[tuple[str, str]], texts: list[str], rounds: int) -> list[list[object]]:
+    """fp32 passages/s of each folder on ``texts``, all loaded first and run in turn ``rounds``
+    times (so a change in the host's load hits every model alike); median rate, ratio to the
+    first folder's."""
+    encoders = [(label, encoder(folder, "float32")) for label, folder in folders]
+    rates: dict[str, list[float]] = {label: [] for label, _ in encoders}
+    for _ in range(rounds):
+        for label, model in encoders:
+            began = time.perf_counter()
+            model.encode(texts)
+            rates[label].append(len(texts) / (time.perf_counter() - began))
+    baseline = float(np.median(rates[encoders[0][0]]))
+    return [[label, f"{np.median(r):.1f}", f"{np.median(r) / baseline:.2f}x",
+             " ".join(f"{x:.1f}" for x in r)] for label, r in rates.items()]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.encoder_variants")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=FOLDER")
@@ -73,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--int8-passages", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
+    parser.add_argument("--speed-only", type=int, default=None, metavar="N",
+                        help="only fp32 passages/s on the first N passages, --rounds times each")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     if args.teacher is None:
         from indexer.training.teacher import teacher_dir
@@ -80,6 +99,16 @@ def main(argv: list[str] | None = None) -> None:
         args.teacher = str(teacher_dir())
     torch.set_num_threads(args.threads)
     data = load_beir(args.data)
+    if args.speed_only:
+        folders = [("teacher all-MiniLM-L6-v2", args.teacher)] + [
+            (label, folder) for label, _, folder in (m.rpartition("=") for m in args.model)]
+        texts = data.doc_texts[: args.speed_only]
+        body = (f"fp32 passages/s on the first {len(texts)} passages of `{args.data.name}`, CPU, "
+                f"{args.threads} torch threads, {args.rounds} rounds in turn (median; every round)."
+                "\n\n" + markdown_table(["model", "passages/s", "vs teacher", "rounds"],
+                                          speed_rows(folders, texts, args.rounds)))
+        append_results("Default encoder vs the teacher: CPU speed", body, record=not args.no_record)
+        return
     log(f"teacher {args.teacher}")
     teacher = measure(args.teacher, data, args.int8_passages)
     rows = [row("teacher all-MiniLM-L6-v2 (BERT, WordPiece)", teacher, teacher)]
