@@ -196,10 +196,7 @@ class AlbatrossClient:
         *,
         timeout: float | None = None,
     ) -> list[Hit]:
-        request = pb.SearchRequest(
-            collection=collection, query=query, k=k, filter=convert.filter_to_pb(metadata_filter)
-        )
-        return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
+        return _hits(self._search_text(collection, query, k, metadata_filter, timeout, allow_partial=False))
 
     def search_vector(
         self,
@@ -229,15 +226,27 @@ class AlbatrossClient:
         timeout: float | None = None,
     ) -> SearchAnswer:
         """As ``search``, but a router answers from the shards it reaches (the answer says which not)."""
+        response = self._search_text(collection, query, k, metadata_filter, timeout, allow_partial=True)
+        return SearchAnswer(_hits(response), tuple(response.missing_shards))
+
+    def _search_text(
+        self,
+        collection: str,
+        query: str,
+        k: int,
+        metadata_filter: MetadataFilter | None,
+        timeout: float | None,
+        *,
+        allow_partial: bool,
+    ) -> pb.SearchResponse:
         request = pb.SearchRequest(
             collection=collection,
             query=query,
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
-            allow_partial=True,
+            allow_partial=allow_partial,
         )
-        response = self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
-        return SearchAnswer(_hits(response), tuple(response.missing_shards))
+        return self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
 
     def embed(self, collection: str, queries: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
         """The vectors the server searches with for ``queries``: float32 (n, d)."""
