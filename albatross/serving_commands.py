@@ -16,14 +16,7 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from albatross.exit_codes import (
-    EXIT_INTERNAL,
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_PRECONDITION,
-    EXIT_UNAVAILABLE,
-)
+from albatross.exit_codes import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, exit_code_for_status
 from albatross.options import add_store_options, app_config
 from indexer.config import (
     AppConfig,
@@ -43,18 +36,6 @@ Subparsers = Any
 DEFAULT_TARGET = "127.0.0.1:50051"
 BATCH_QUERIES = 64
 
-EXIT_FOR_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: EXIT_INVALID,
-    grpc.StatusCode.ALREADY_EXISTS: EXIT_INVALID,
-    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION: EXIT_PRECONDITION,
-    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
-    # A missing or wrong --token-file is a bad argument of this command.
-    grpc.StatusCode.UNAUTHENTICATED: EXIT_INVALID,
-}
-
 
 @contextmanager
 def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
@@ -66,7 +47,7 @@ def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
         code = error.code()  # type: ignore[attr-defined]
         hint = f" (is `albatross serve` running at {target}?)" if code == grpc.StatusCode.UNAVAILABLE else ""
         print(f"albatross {command}: {code.name}: {error.details()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
-        outcome[0] = EXIT_FOR_STATUS.get(code, EXIT_INTERNAL)
+        outcome[0] = exit_code_for_status(code.name)
 
 
 # --- filters on the command line --------------------------------------------------------------
@@ -293,7 +274,7 @@ def run_search(args: argparse.Namespace) -> int:
         AlbatrossClient(args.target, timeout=args.timeout, **client_security(args)) as client,
     ):
         if args.queries is not None:
-            search_file(client, args, metadata_filter)
+            outcome[0] = search_file(client, args, metadata_filter)
         elif args.query:
             hits = client.search(args.collection, args.query, args.k, metadata_filter)
             if args.json:
@@ -306,10 +287,14 @@ def run_search(args: argparse.Namespace) -> int:
     return outcome[0]
 
 
-def search_file(client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None) -> None:
-    from albatross.evaluation.beir import read_queries
+def search_file(client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None) -> int:
+    """Search every good line of ``--queries``; each bad one is named on stderr (exit 1, as ingest)."""
+    from albatross.evaluation.beir import read_query_file
 
-    queries = read_queries(args.queries)
+    found = read_query_file(args.queries)
+    for rejection in found.rejected:
+        print(f"albatross search: {rejection}", file=sys.stderr)
+    queries = found.queries
     out = args.run_out.open("w", encoding="utf-8") if args.run_out else sys.stdout
     try:
         with tqdm(total=len(queries), unit="queries", file=sys.stderr) as bar:
@@ -326,6 +311,7 @@ def search_file(client: Any, args: argparse.Namespace, metadata_filter: Metadata
         if out is not sys.stdout:
             out.close()
             print(f"wrote {args.run_out}", file=sys.stderr)
+    return EXIT_REJECTED if found.rejected else EXIT_OK
 
 
 # --- demo -------------------------------------------------------------------------------------
