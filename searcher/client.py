@@ -197,15 +197,10 @@ class AlbatrossClient:
     ) -> list[Hit]:
         """``mode``: dense (the vector index), lexical (BM25) or hybrid (both, fused by ``fusion``,
         else the collection's default)."""
-        request = pb.SearchRequest(
-            collection=collection,
-            query=query,
-            k=k,
-            filter=convert.filter_to_pb(metadata_filter),
-            mode=convert.mode_to_pb(mode),
-            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
+        response = self._search_text(
+            collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=False
         )
-        return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
+        return _hits(response)
 
     def search_vector(
         self,
@@ -232,18 +227,38 @@ class AlbatrossClient:
         k: int = 10,
         metadata_filter: MetadataFilter | None = None,
         *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> SearchAnswer:
         """As ``search``, but a router answers from the shards it reaches (the answer says which not)."""
+        response = self._search_text(
+            collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=True
+        )
+        return SearchAnswer(_hits(response), tuple(response.missing_shards))
+
+    def _search_text(
+        self,
+        collection: str,
+        query: str,
+        k: int,
+        metadata_filter: MetadataFilter | None,
+        timeout: float | None,
+        *,
+        mode: SearchMode,
+        fusion: FusionRequest | None,
+        allow_partial: bool,
+    ) -> pb.SearchResponse:
         request = pb.SearchRequest(
             collection=collection,
             query=query,
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
-            allow_partial=True,
+            mode=convert.mode_to_pb(mode),
+            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
+            allow_partial=allow_partial,
         )
-        response = self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
-        return SearchAnswer(_hits(response), tuple(response.missing_shards))
+        return self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
 
     def embed(self, collection: str, queries: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
         """The vectors the server searches with for ``queries``: float32 (n, d)."""
