@@ -103,6 +103,14 @@ def register_serve(sub: Subparsers) -> None:
     parser = sub.add_parser("serve", help="run the gRPC searcher (health checking and reflection included)")
     parser.add_argument("--port", type=int, help="port to bind (default 50051; 0 picks a free one)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    web = parser.add_argument_group("HTTP/JSON API and search page (off unless --http-port is given)")
+    web.add_argument("--http-port", type=int, help="serve the HTTP API, /docs and the search page here (0: any)")
+    web.add_argument("--http-host", help="address of the HTTP API (default: --host)")
+    web.add_argument(
+        "--cors-origin",
+        action="append",
+        help="browser origin allowed to call the HTTP API, e.g. https://app.example, or * (repeatable)",
+    )
     scale = parser.add_argument_group("beyond one machine")
     scale.add_argument("--shard", help="serve only shard I of N of every collection, as I/N (e.g. 0/3)")
     scale.add_argument("--router", action="store_true", help="route searches to --shards and merge them")
@@ -138,14 +146,20 @@ _SERVER_FLAGS = {
     "max_pending_queries": "max_pending_queries",
     "drain_delay": "drain_delay_s",
     "grace": "grace_s",
+    "http_port": "http_port",
+    "http_host": "http_host",
 }
 
 
 def with_operations_options(config: AppConfig, args: argparse.Namespace) -> AppConfig:
     """``config`` with the operations flags given on the command line (flags beat environment)."""
     changes: dict[str, Any] = {
-        field: getattr(args, flag) for flag, field in _SERVER_FLAGS.items() if getattr(args, flag) is not None
+        field: getattr(args, flag)
+        for flag, field in _SERVER_FLAGS.items()
+        if getattr(args, flag, None) is not None
     }
+    if getattr(args, "cors_origin", None):
+        changes["cors_origins"] = tuple(args.cors_origin)
     if args.token_file is not None:
         changes["auth_token"] = read_token_file(args.token_file)
     return replace(config, server=replace(config.server, **changes))

@@ -75,9 +75,7 @@ class Searcher(Protocol):
 
     async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]: ...
 
-    async def index_status(
-        self, collection: str
-    ) -> tuple[CollectionInfo, CollectionStats, int, int]: ...
+    async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, int, int]: ...
 
 
 class Blocking:
@@ -139,7 +137,9 @@ class SearchOperations:
                 asked.collection, asked.vectors, asked.k, asked.metadata_filter
             )
         else:
-            hits = await self._searcher.search(asked.collection, asked.queries[0], asked.k, asked.metadata_filter)
+            hits = await self._searcher.search(
+                asked.collection, asked.queries[0], asked.k, asked.metadata_filter
+            )
         return convert.hits_to_pb(hits)
 
     async def search_batch(self, request: pb.SearchBatchRequest) -> pb.SearchBatchResponse:

@@ -10,6 +10,9 @@ Every call passes the telemetry interceptor (metrics, access log, request id), t
 when a token is configured; TLS (optionally mutual) when a certificate is. At most
 ``max_concurrent_rpcs`` calls run at once: grpc answers the next ones RESOURCE_EXHAUSTED, as the
 query batcher does past ``max_pending_queries``, so memory stays bounded under any load.
+
+With ``http_port`` the HTTP/JSON API (``searcher.http``) serves the same operations on the same
+loop, over the same domain objects, with the same token, TLS files and limits.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import auth
 from searcher.batching import QueryBatcher
 from searcher.decoding import DecodingInterceptor
+from searcher.http.app import HttpEndpoint, start_http
+from searcher.http.handlers import Handlers
 from searcher.live import LiveIndex, LiveIndexes
+from searcher.operations import CollectionOperations, SearchOperations, UpsertWriter
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
 from searcher.telemetry import ServerMetrics, TelemetryInterceptor
@@ -69,6 +75,7 @@ class RunningServer:
     executor: ThreadPoolExecutor
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None = None
+    http: HttpEndpoint | None = None
 
     @property
     def target(self) -> str:
@@ -77,6 +84,16 @@ class RunningServer:
         if host in _WILDCARD_HOSTS:
             host = "127.0.0.1"
         return f"{host}:{self.port}"
+
+    @property
+    def http_url(self) -> str | None:
+        """Base URL of the HTTP API for a client on this machine, None when it is off."""
+        if self.http is None:
+            return None
+        config = self.workspace.config.server
+        host = config.http_host or config.host
+        host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
+        return f"{'https' if config.tls else 'http'}://{host}:{self.http.port}"
 
     @property
     def metrics_port(self) -> int | None:
@@ -90,8 +107,10 @@ class RunningServer:
         balancer needs a probe interval or two to notice before the port stops answering.
         """
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.readiness.serving = False
         await asyncio.sleep(self.workspace.config.server.drain_delay_s)
-        await self.server.stop(grace_s)
+        await asyncio.gather(self.server.stop(grace_s), *([self.http.close()] if self.http else []))
         await self.batcher.close()
         await self.indexes.stop()
         self.executor.shutdown(wait=True)
@@ -142,16 +161,37 @@ def _bind(server: grpc.aio.Server, config: ServerConfig, port: int) -> int:
     return bound
 
 
+async def _http_endpoint(
+    config: ServerConfig, workspace: Workspace, searcher: SearchService, on_write: Callable[[], None],
+    executor: ThreadPoolExecutor, metrics: ServerMetrics, port: int | None,
+) -> HttpEndpoint | None:
+    """The HTTP API over the same domain objects as the servicers; None when ``http_port`` is."""
+    if port is None:
+        return None
+    writer = UpsertWriter(workspace.ingestor, executor, on_write=on_write, on_outcomes=metrics.ingest.count_batch)
+    handlers = Handlers(
+        CollectionOperations(workspace.catalog, searcher, executor),
+        SearchOperations(searcher),
+        writer,
+        max_line_bytes=config.max_message_bytes,
+    )
+    return await start_http(config, handlers, metrics, port=port)
+
+
 def _metrics_endpoint(config: ServerConfig, metrics: ServerMetrics) -> MetricsEndpoint | None:
     if config.metrics_port is None:
         return None
     return start_metrics_endpoint(metrics.registry, config.metrics_host or config.host, config.metrics_port)
 
 
-async def create_server(app: AppConfig, *, port: int | None = None) -> RunningServer:
-    """Build and start the server on ``app.server.host`` and ``port`` (default ``app.server.port``)."""
+async def create_server(
+    app: AppConfig, *, port: int | None = None, http_port: int | None = None
+) -> RunningServer:
+    """Build and start the server on ``app.server.host`` and ``port`` (default ``app.server.port``),
+    and the HTTP API on ``http_port`` (default ``app.server.http_port``; None: off)."""
     config = app.server
     bind_port = config.port if port is None else port
+    bind_http = config.http_port if http_port is None else http_port
     shard = ShardSpec(config.shard_count, config.shard_index)  # invalid: fails before anything opens
     executor = ThreadPoolExecutor(max_workers=EXECUTOR_WORKERS, thread_name_prefix="albatross")
     metrics = ServerMetrics(CollectorRegistry())
@@ -174,6 +214,7 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     metrics.watch_queue(lambda: batcher.pending)
     metrics.watch_indexes(indexes.vector_counts)
     endpoint: MetricsEndpoint | None = None
+    http: HttpEndpoint | None = None
     try:
         await indexes.start()
         searcher = SearchService(workspace.store, workspace.catalog, indexes, batcher, executor)
@@ -195,10 +236,13 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
         )
         bound = _bind(server, config, bind_port)
         endpoint = _metrics_endpoint(config, metrics)
+        http = await _http_endpoint(config, workspace, searcher, indexes.wake, executor, metrics, bind_http)
         await server.start()
         for service in ("", *SERVICE_NAMES):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
+        if http is not None:
+            await http.close()
         if endpoint is not None:
             endpoint.close()
         await batcher.close()
@@ -215,8 +259,11 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     )
     running = RunningServer(server, bound, health_servicer, workspace, indexes, batcher, executor, metrics)
     running.metrics_endpoint = endpoint
+    running.http = http
     if endpoint is not None:
         log.info("metrics on http://%s:%d/metrics", config.metrics_host or config.host, endpoint.port)
+    if running.http_url is not None:
+        log.info("HTTP API and search page on %s/ (API docs at /docs)", running.http_url)
     return running
 
 
