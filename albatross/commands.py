@@ -8,19 +8,21 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
-from albatross.options import add_collection_spec_options, add_store_options, app_config
+from albatross.options import add_collection_spec_options, add_store_options, app_config, open_workspace
 from indexer.config import AppConfig, for_bulk_ingestion
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
-from indexer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from indexer.workspace import Workspace
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -96,7 +98,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
     from indexer.distributed import RayIngestOptions, ingest_with_ray
 
     config = for_bulk_ingestion(app_config(args))
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
     finally:
@@ -155,7 +157,7 @@ def _progress(bar: tqdm, metrics: IngestMetrics | None, collection: str) -> Call
 
 
 def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMetrics | None) -> int:
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
         rejected = 0
@@ -197,7 +199,7 @@ def register_delete(sub: Subparsers) -> None:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         result = workspace.ingestor.delete(args.collection, args.ids)
     finally:
@@ -231,7 +233,7 @@ def register_collections(sub: Subparsers) -> None:
 
 
 def run_collections_create(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         info = workspace.catalog.create(args.name, spec_from_args(args))
     finally:
@@ -243,7 +245,7 @@ def run_collections_create(args: argparse.Namespace) -> int:
 
 
 def run_collections_list(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         for info in workspace.catalog.list():
             stats = workspace.catalog.stats(info.name)
@@ -254,7 +256,7 @@ def run_collections_list(args: argparse.Namespace) -> int:
 
 
 def run_collections_drop(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         workspace.catalog.drop(args.name)
     finally:
@@ -302,7 +304,7 @@ def collection_stats(workspace: Workspace, name: str) -> dict[str, Any]:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         report = collection_stats(workspace, args.collection)
     finally:

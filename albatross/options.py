@@ -5,8 +5,21 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indexer.config import AppConfig, config_from_environment
+
+if TYPE_CHECKING:
+    from indexer.workspace import Workspace
+
+
+def open_workspace(config: AppConfig) -> Workspace:
+    """The store, catalog and ingestor of ``config``. Imported when a command runs, never when the
+    parser is built: the workspace brings torch and transformers (seconds), and ``--help`` must
+    answer at once."""
+    from indexer.workspace import Workspace
+
+    return Workspace.open(config)
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:

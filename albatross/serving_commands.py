@@ -24,12 +24,11 @@ from albatross.exit_codes import (
     EXIT_PRECONDITION,
     EXIT_UNAVAILABLE,
 )
-from albatross.options import add_store_options, app_config
+from albatross.options import add_store_options, app_config, open_workspace
 from indexer.config import AppConfig, config_from_environment, read_token_file
 from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
 from indexer.records import Condition, MetadataFilter, Range
 from indexer.samples import SAMPLE_CORPUS
-from indexer.workspace import Workspace
 from searcher.results import Hit
 from searcher.telemetry import ACCESS_LOGGER
 
@@ -318,7 +317,7 @@ def register_demo(sub: Subparsers) -> None:
 
 
 def ingest_sample(config: AppConfig) -> None:
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         try:
             workspace.catalog.get(DEMO_COLLECTION)
