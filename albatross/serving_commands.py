@@ -103,7 +103,9 @@ def register_serve(sub: Subparsers) -> None:
     parser.add_argument("--port", type=int, help="port to bind (default 50051; 0 picks a free one)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     web = parser.add_argument_group("HTTP/JSON API and search page (off unless --http-port is given)")
-    web.add_argument("--http-port", type=int, help="serve the HTTP API, /docs and the search page here (0: any)")
+    web.add_argument(
+        "--http-port", type=int, help="serve the HTTP API, /docs and the search page here (0: any)"
+    )
     web.add_argument("--http-host", help="address of the HTTP API (default: --host)")
     web.add_argument(
         "--cors-origin",
@@ -197,23 +199,34 @@ def run_serve(args: argparse.Namespace) -> int:
 # --- search -----------------------------------------------------------------------------------
 
 
+FILTER_HELP = (
+    'metadata filter as JSON, every condition must hold: {"room": "hall"} equals, '
+    '{"lang": {"in": ["en", "fr"]}} one of, {"year": {"gte": 2000, "lt": 2010}} a range '
+    "(gt, gte, lt, lte); values are strings, numbers or booleans"
+)
+
+
 def register_search(sub: Subparsers) -> None:
     parser = sub.add_parser("search", help="search a collection over gRPC (one query, or a file of queries)")
     parser.add_argument("query", nargs="?", help="the query text (omit with --queries)")
-    parser.add_argument("--collection", required=True)
-    parser.add_argument("--k", type=int, default=10, help="documents to return (1..1000)")
-    parser.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"year": {"gte": 2000}}\'')
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="host:port of `albatross serve`")
-    parser.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds")
-    parser.add_argument("--queries", type=Path, help="JSONL of queries (_id, text): batch mode")
-    parser.add_argument("--run-out", type=Path, help="batch mode: write a TREC run file here")
-    parser.add_argument("--tag", default="albatross", help="run tag of the TREC file")
-    add_store_options(parser)  # accepted like every command's; the server owns the store
-    parser.add_argument("--token-file", type=Path, help="bearer token to send (else $ALBATROSS_TOKEN)")
-    parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (PEM); turns TLS on")
-    parser.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
+    parser.add_argument("--collection", required=True, help="the collection to search")
+    parser.add_argument("--k", type=int, default=10, help="documents to return (1..1000, default 10)")
+    parser.add_argument("--filter", help=FILTER_HELP)
+    parser.add_argument("--json", action="store_true", help="print JSON (with --queries: one line per query)")
+    parser.add_argument(
+        "--target", default=DEFAULT_TARGET, help=f"host:port of `albatross serve` (default {DEFAULT_TARGET})"
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds (default 30)")
+    batch = parser.add_argument_group("a file of queries")
+    batch.add_argument("--queries", type=Path, help="JSONL of queries (_id, text), searched in batches")
+    batch.add_argument("--run-out", type=Path, help="write a TREC run file here (default: stdout)")
+    batch.add_argument("--tag", default="albatross", help="run tag of the TREC file (default albatross)")
+    add_store_options(parser, listed=False)  # accepted like every command's; the server owns the store
+    security = parser.add_argument_group("security")
+    security.add_argument("--token-file", type=Path, help="bearer token to send (else $ALBATROSS_TOKEN)")
+    security.add_argument("--tls-ca", type=Path, help="CA of the server certificate (PEM); turns TLS on")
+    security.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS (PEM)")
+    security.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
     parser.set_defaults(run=run_search)
 
 
@@ -255,6 +268,8 @@ def trec_lines(query_id: str, hits: Sequence[Hit], tag: str) -> Iterator[str]:
 def run_search(args: argparse.Namespace) -> int:
     from searcher.client import AlbatrossClient
 
+    if args.query and args.queries is not None:
+        raise InvalidArgument("give a query or --queries FILE, not both", field="queries")
     metadata_filter = parse_filter(args.filter)
     with (
         reporting_rpc_errors("search", args.target) as outcome,
@@ -287,6 +302,14 @@ def search_file(client: Any, args: argparse.Namespace, metadata_filter: Metadata
                     args.collection, [q.text for q in batch], args.k, metadata_filter
                 )
                 for query, hits in zip(batch, results, strict=True):
+                    if args.json and out is sys.stdout:
+                        record = {
+                            "_id": query.query_id,
+                            "query": query.text,
+                            "hits": [hit_to_json(h) for h in hits],
+                        }
+                        print(json.dumps(record, ensure_ascii=False), file=out)
+                        continue
                     for line in trec_lines(query.query_id, hits, args.tag):
                         print(line, file=out)
                 bar.update(len(batch))
