@@ -15,8 +15,8 @@ from typing import Any
 from multidict import CIMultiDict
 
 from indexer.config import AppConfig
-from searcher.server import RunningServer, create_server
-from tests.searcher.serving import ServerThread
+from searcher.server import RunningServer
+from tests.searcher.serving import running_server
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,6 @@ def call(
 
 @contextmanager
 def http_server(app: AppConfig) -> Iterator[RunningServer]:
-    """``create_server`` with gRPC and HTTP both on free loopback ports, stopped on exit."""
-    app = replace(app, server=replace(app.server, host="127.0.0.1", http_port=0))
-    thread = ServerThread()
-    try:
-        running = thread.run(create_server(app, port=0))
-        try:
-            yield running
-        finally:
-            thread.run(running.stop(grace_s=1.0))
-    finally:
-        thread.close()
+    """``running_server`` with the HTTP API on too, gRPC and HTTP both on free loopback ports."""
+    with running_server(replace(app, server=replace(app.server, host="127.0.0.1", http_port=0))) as running:
+        yield running

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ssl
 import urllib.error
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,27 +17,9 @@ from indexer.config import AppConfig, ServerConfig, StoreConfig, config_from_env
 from indexer.errors import InvalidArgument
 from searcher.server import RunningServer
 from tests.searcher.http.calls import call, http_server
-from tests.searcher.test_auth_tls import Authority
+from tests.searcher.test_auth_tls import Pki
 
 TOKEN = "http-s3cret"
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("http-pki")
-    ca = Authority.create(folder, "http-test-ca")
-    server_cert, server_key = ca.issue(folder, "server", server=True)
-    client_cert, client_key = ca.issue(folder, "client", server=False)
-    return Pki(ca.cert_path, server_cert, server_key, client_cert, client_key)
 
 
 def _app(folder: Path, model: Path, server: ServerConfig) -> AppConfig:
