@@ -13,7 +13,9 @@ HEAVY = ("torch", "transformers", "faiss", "sqlalchemy")
 
 def _run(*code_or_args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([sys.executable, *code_or_args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, *code_or_args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_building_the_parser_and_printing_help_imports_no_model_stack() -> None:
