@@ -14,9 +14,15 @@ from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
-from albatross.options import add_collection_spec_options, add_store_options, app_config, open_workspace
+from albatross.options import (
+    add_collection_spec_options,
+    add_store_options,
+    app_config,
+    open_workspace,
+    spec_from_args,
+)
 from indexer.config import AppConfig, for_bulk_ingestion
-from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
+from indexer.errors import CollectionExists, CollectionNotFound
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
@@ -25,30 +31,6 @@ if TYPE_CHECKING:
     from indexer.workspace import Workspace
 
 Subparsers = Any  # argparse's private _SubParsersAction
-
-
-def parse_layers(raw: str) -> tuple[int, ...]:
-    try:
-        layers = tuple(int(part) for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise InvalidArgument(f"--layers {raw!r} must be comma-separated integers", field="layers") from exc
-    if not layers:
-        raise InvalidArgument("--layers must name at least one layer", field="layers")
-    return layers
-
-
-def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
-    return CollectionSpec(
-        model=args.model,
-        pooling=PoolingMode(args.pooling),
-        layers=parse_layers(args.layers),
-        max_length=args.max_length,
-        window=args.window,
-        overlap=args.overlap,
-        index_spec=args.index_spec,
-        vector_dtype=args.vector_dtype,
-        whitening=args.whitening,
-    )
 
 
 def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace) -> None:

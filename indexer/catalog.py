@@ -1,8 +1,8 @@
 """Collections and the encoders that embed them.
 
-A collection is one embedding space (DESIGN invariant 4): it records the model revision and
-tokenizer it was created with, and an encoder is only ever used on a collection whose recorded
-space it reproduces. Encoders are loaded once per space and shared by every collection in it.
+A collection is one embedding space (docs/ARCHITECTURE.md, Invariants 4): it records the model
+revision and tokenizer it was created with, and an encoder is only ever used on a collection whose
+recorded space it reproduces. Encoders are loaded once per space and shared by every collection in it.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.checkpoints import model_defaults, resolve_model
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
-from indexer.errors import EmbeddingSpaceMismatch, InvalidCollectionSpec
+from indexer.errors import EmbeddingSpaceMismatch
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
+from indexer.spec import DEFAULT_MODEL_REF, complete_spec, is_complete, validate_spec
 from indexer.store import Store
 from indexer.whitening import Whitening, fit_whitening
-
-DEFAULT_MODEL_REF = "default"
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,12 @@ class CollectionEncoder:
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         return self.encoder.chunk(text, window, overlap)
 
+    def chunk_and_encode(
+        self, texts: Sequence[str], titles: Sequence[str], window: int, overlap: int
+    ) -> list[tuple[list[Chunk], np.ndarray]]:
+        """Each text's chunks and their vectors of this space (``Encoder.chunk_and_encode``)."""
+        return self.encoder.chunk_and_encode(texts, window, overlap, self.whitening, titles=titles)
+
 
 class EncoderRegistry:
     """Loads each distinct encoder once; thread-safe."""
@@ -58,6 +64,13 @@ class EncoderRegistry:
         """``default`` (or empty) names the model the package ships."""
         return str(self._default_model) if model_ref in ("", DEFAULT_MODEL_REF) else model_ref
 
+    def complete(self, spec: CollectionSpec) -> CollectionSpec:
+        """``spec`` with its unset fields taken from its model folder (a stored spec is complete)."""
+        if is_complete(spec):
+            return spec
+        folder = resolve_model(self.resolve(spec.model), self._config.hf_cache_dir)
+        return complete_spec(spec, model_defaults(folder))
+
     def loaded(self, spec: CollectionSpec) -> Encoder | None:
         """The encoder of ``spec`` if it is loaded already, else None; never blocks (``load``
         holds the lock while a model loads, so this reads without it: one dict lookup)."""
@@ -67,6 +80,7 @@ class EncoderRegistry:
         return (self.resolve(spec.model), spec.pooling, spec.layers, spec.max_length, spec.normalize)
 
     def load(self, spec: CollectionSpec) -> Encoder:
+        spec = self.complete(spec)
         model = self.resolve(spec.model)
         key = self._key(spec)
         with self._lock:
@@ -75,27 +89,6 @@ class EncoderRegistry:
                 encoder = Encoder.load(model, spec, self._config)
                 self._loaded[key] = encoder
             return encoder
-
-
-def validate_spec(spec: CollectionSpec) -> None:
-    """Reject specs that cannot work, before anything is loaded or written."""
-    if spec.max_length < 8:
-        raise InvalidCollectionSpec("max_length must be at least 8 tokens", field="max_length")
-    if not 0 <= spec.overlap < spec.window:
-        raise InvalidCollectionSpec(
-            f"overlap ({spec.overlap}) must be >= 0 and smaller than window ({spec.window})",
-            field="overlap",
-        )
-    if spec.window > spec.max_length - 2:
-        raise InvalidCollectionSpec(
-            f"window ({spec.window}) must leave room for the special tokens within max_length "
-            f"({spec.max_length})",
-            field="window",
-        )
-    if spec.vector_dtype not in ("float32", "float16"):
-        raise InvalidCollectionSpec("vector_dtype must be float32 or float16", field="vector_dtype")
-    if not spec.index_spec.strip():
-        raise InvalidCollectionSpec("index_spec must not be empty", field="index_spec")
 
 
 class Catalog:
@@ -118,6 +111,7 @@ class Catalog:
 
     def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
         self._forget(name)
+        spec = self._encoders.complete(spec)
         validate_spec(spec)
         encoder = self._encoders.load(spec)
         validate_index_spec(spec.index_spec, encoder.dimension)

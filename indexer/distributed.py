@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from indexer.config import AppConfig
 from indexer.errors import InvalidArgument, StoreBusy
 from indexer.readers import JSONL_SUFFIXES, ReadItem, Rejection, read_jsonl, read_path
-from indexer.records import Document
+from indexer.records import Document, DocumentStatus
 from indexer.validation import DocumentLimits
 
 if TYPE_CHECKING:  # indexer.ingest imports torch: the driver only needs it for the summary
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # indexer.ingest imports torch: the driver only needs it for 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'distributed ingestion needs Ray: pip install "albatross[ray]" (or "ray[data]>=2.9")'
-_COUNTS = ("read", "written", "unchanged", "rejected", "last_sequence")
+_COUNTS = ("read", *(status.value for status in DocumentStatus), "last_sequence")
 # Tries per part when the store stays locked past its busy timeout (see IngestParts._ingest_part).
 _BUSY_ATTEMPTS = 3
 
@@ -175,9 +175,8 @@ def _tally(
     read = 0
     for row in _batch_rows(batch):
         summary.read += row["read"]
-        summary.written += row["written"]
-        summary.unchanged += row["unchanged"]
-        summary.rejected += row["rejected"]
+        for status in DocumentStatus:  # IngestSummary counts each status in a field of its name
+            setattr(summary, status.value, getattr(summary, status.value) + row[status.value])
         summary.last_sequence = max(summary.last_sequence, row["last_sequence"])
         for fields in json.loads(row["rejections"]):
             rejection = Rejection(**fields)

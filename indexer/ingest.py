@@ -17,19 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from indexer.catalog import Catalog, CollectionEncoder
 from indexer.config import IngestConfig
-from indexer.errors import InvalidDocument
 from indexer.readers import ReadItem, Rejection
-from indexer.records import CollectionInfo, DeleteResult, Document, EncodedDocument
+from indexer.records import CollectionInfo, DeleteResult, Document, DocumentStatus, EncodedDocument
 from indexer.store import Store
-from indexer.validation import DocumentLimits, validate_document
 
 log = logging.getLogger(__name__)
-
-WRITTEN, UNCHANGED, REJECTED = "written", "unchanged", "rejected"
 
 
 @dataclass(frozen=True)
@@ -37,7 +31,7 @@ class DocumentOutcome:
     """What happened to one document. ``sequence`` is set once its transaction committed."""
 
     external_id: str
-    status: str
+    status: DocumentStatus
     error: str | None = None
     sequence: int | None = None
 
@@ -66,42 +60,31 @@ def embedding_text(title: str, chunk_text: str) -> str:
 def encode_documents(
     documents: Sequence[Document], encoder: CollectionEncoder, info: CollectionInfo
 ) -> list[EncodedDocument]:
-    """Chunk every document and embed all chunks of the batch in one length-sorted pass."""
-    chunked = [encoder.chunk(doc.text, info.spec.window, info.spec.overlap) for doc in documents]
-    pairs = zip(documents, chunked, strict=True)
-    texts = [embedding_text(doc.title, c.text) for doc, chunks in pairs for c in chunks]
-    vectors = encoder.encode(texts) if texts else np.zeros((0, info.dimension), np.float32)
-    encoded, offset = [], 0
-    for doc, chunks in zip(documents, chunked, strict=True):
-        rows = vectors[offset : offset + len(chunks)]
-        offset += len(chunks)
-        encoded.append(EncodedDocument(doc, doc.content_hash(), tuple(chunks), rows))
-    return encoded
+    """Chunk every document and embed all chunks of the batch in one length-sorted pass.
 
-
-def _revalidate(doc: Document, limits: DocumentLimits) -> Document:
-    """Documents from gRPC were built by a converter: hold them to the file readers' rules."""
-    return validate_document(
-        doc.external_id,
-        doc.text,
-        doc.title,
-        doc.metadata,
-        record=f"document {doc.external_id!r}",
-        limits=limits,
+    Each document's text and title are tokenized once; every window is embedded after its
+    title, whole (a long title is cut to make room, see ``chunking.window_input``).
+    """
+    results = encoder.chunk_and_encode(
+        [doc.text for doc in documents], [doc.title for doc in documents], info.spec.window, info.spec.overlap
     )
+    return [
+        EncodedDocument(doc, doc.content_hash(), tuple(chunks), vectors)
+        for doc, (chunks, vectors) in zip(documents, results, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A batch validated and embedded, waiting for its transaction.
+    """A batch embedded, waiting for its transaction.
 
-    ``outcomes`` holds the rejections at their input positions (None elsewhere); ``positions``
-    maps each accepted external id to its input positions; ``documents`` are the accepted ones
-    (the last version of a repeated id), ``encoded`` those whose content changed.
+    ``size`` counts the input documents; ``positions`` maps each external id to its input
+    positions; ``documents`` are the distinct ones (the last version of a repeated id),
+    ``encoded`` those whose content changed.
     """
 
     info: CollectionInfo
-    outcomes: list[DocumentOutcome | None]
+    size: int
     positions: dict[str, list[int]]
     documents: list[Document]
     encoded: list[EncodedDocument]
@@ -121,26 +104,24 @@ class Ingestor:
         self._store = store
         self._catalog = catalog
         self._config = config
-        self._limits = DocumentLimits()
 
     def upsert(self, collection: str, documents: Sequence[Document]) -> list[DocumentOutcome]:
-        """Validate, embed and commit ``documents`` in one transaction; one outcome per input."""
+        """Embed and commit ``documents`` in one transaction; one outcome per input.
+
+        Documents arrive validated from the edge that built them (``indexer.readers``,
+        ``searcher.convert``, or ``indexer.validation.validate_document`` for library callers);
+        the store's own checks are the last guard (docs/ARCHITECTURE.md, "A document's way in").
+        """
         return self._commit(self._prepare(collection, documents))
 
     def _prepare(self, collection: str, documents: Sequence[Document]) -> _Prepared:
-        """Validate and embed (the CPU/GPU-bound half of an upsert); nothing is written."""
+        """Embed (the CPU/GPU-bound half of an upsert); nothing is written."""
         info = self._catalog.get(collection)
-        outcomes: list[DocumentOutcome | None] = [None] * len(documents)
         accepted: dict[str, Document] = {}
         positions: dict[str, list[int]] = {}
         for position, doc in enumerate(documents):
-            try:
-                valid = _revalidate(doc, self._limits)
-            except InvalidDocument as exc:
-                outcomes[position] = DocumentOutcome(str(doc.external_id), REJECTED, error=str(exc))
-                continue
-            accepted[valid.external_id] = valid  # the last version of a repeated id wins
-            positions.setdefault(valid.external_id, []).append(position)
+            accepted[doc.external_id] = doc  # the last version of a repeated id wins
+            positions.setdefault(doc.external_id, []).append(position)
         unique = list(accepted.values())
         encoded: list[EncodedDocument] = []
         if unique:
@@ -151,18 +132,19 @@ class Ingestor:
             known = self._store.content_hashes(info.id, [d.external_id for d in unique])
             changed = [d for d in unique if known.get(d.external_id) != d.content_hash()]
             encoded = encode_documents(changed, self._catalog.encoder_for(info), info)
-        return _Prepared(info, outcomes, positions, unique, encoded)
+        return _Prepared(info, len(documents), positions, unique, encoded)
 
     def _commit(self, prepared: _Prepared) -> list[DocumentOutcome]:
         """One transaction for the prepared batch; one outcome per input document."""
-        outcomes = list(prepared.outcomes)
+        outcomes: list[DocumentOutcome | None] = [None] * prepared.size
         if prepared.documents:
             result = self._store.write_documents(prepared.info.id, prepared.encoded)
             written = set(result.written)
             for doc in prepared.documents:
-                status = WRITTEN if doc.external_id in written else UNCHANGED
+                status = DocumentStatus.WRITTEN if doc.external_id in written else DocumentStatus.UNCHANGED
+                outcome = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence)
                 for position in prepared.positions[doc.external_id]:
-                    outcomes[position] = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence)
+                    outcomes[position] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
 
     def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult:
@@ -232,9 +214,9 @@ class Ingestor:
         on_rejection: Callable[[Rejection], None] | None,
     ) -> None:
         for outcome in outcomes:
-            if outcome.status == WRITTEN:
+            if outcome.status is DocumentStatus.WRITTEN:
                 summary.written += 1
-            elif outcome.status == UNCHANGED:
+            elif outcome.status is DocumentStatus.UNCHANGED:
                 summary.unchanged += 1
             else:
                 rejection = Rejection(record=f"document {outcome.external_id!r}", message=outcome.error or "")

@@ -15,14 +15,10 @@ from typing import Any
 
 import numpy as np
 
-
-class PoolingMode(enum.StrEnum):
-    """How token embeddings become one vector (see ``indexer.pooling``)."""
-
-    MEAN = "mean"
-    MAX = "max"
-    CLS = "cls"
-    MEAN_MAX = "mean_max"
+# Declared in indexer.spec and re-exported: every record module user finds them here.
+from indexer.spec import CollectionSpec as CollectionSpec
+from indexer.spec import PoolingMode as PoolingMode
+from indexer.spec import VectorDtype as VectorDtype
 
 
 class ChangeOp(enum.StrEnum):
@@ -30,6 +26,15 @@ class ChangeOp(enum.StrEnum):
 
     ADD = "add"
     REMOVE = "remove"
+
+
+class DocumentStatus(enum.StrEnum):
+    """What an upsert did with one document; the proto's ``DOCUMENT_STATUS_<NAME>`` and the
+    ingest metrics' ``outcome`` label are named after these."""
+
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"  # same content hash as the stored version: not re-embedded
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -71,27 +76,6 @@ class EncodedDocument:
     content_hash: str
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
-
-
-@dataclass(frozen=True)
-class CollectionSpec:
-    """How a collection's vectors are made and indexed. Fixed at creation: one collection = one space.
-
-    ``overlap`` is the number of tokens two consecutive windows share (what Hugging Face calls
-    ``stride``). ``max_length`` caps one forward pass; it leaves room beyond ``window`` for the
-    title that prefixes every chunk.
-    """
-
-    model: str
-    pooling: PoolingMode = PoolingMode.MEAN
-    layers: tuple[int, ...] = (-1,)
-    max_length: int = 512
-    window: int = 256
-    overlap: int = 64
-    normalize: bool = True
-    index_spec: str = "Flat"
-    vector_dtype: str = "float32"
-    whitening: bool = False
 
 
 @dataclass(frozen=True)

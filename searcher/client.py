@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from indexer.records import CollectionSpec, Document, MetadataFilter, StoredDocument
+from indexer.records import CollectionSpec, Document, DocumentStatus, MetadataFilter, StoredDocument
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
@@ -34,19 +34,15 @@ DEFAULT_TIMEOUT_S = 30.0
 # Documents per streamed UpsertRequest: keeps each message far below the message size limit.
 DOCUMENTS_PER_MESSAGE = 64
 
-_STATUS_NAMES = {
-    pb.DOCUMENT_STATUS_WRITTEN: "written",
-    pb.DOCUMENT_STATUS_UNCHANGED: "unchanged",
-    pb.DOCUMENT_STATUS_REJECTED: "rejected",
-}
 
 
 @dataclass(frozen=True)
 class UpsertStatus:
-    """What the server did with one document: ``status`` is written, unchanged or rejected."""
+    """What the server did with one document: ``status`` is a ``DocumentStatus`` (a string),
+    or "unspecified" from a server that sent none."""
 
     external_id: str
-    status: str
+    status: DocumentStatus | str
     error: str | None
     sequence: int | None
 
@@ -100,7 +96,7 @@ class _Watchdog:
 def _status(result: pb.DocumentResult) -> UpsertStatus:
     return UpsertStatus(
         external_id=result.id,
-        status=_STATUS_NAMES.get(result.status, "unspecified"),
+        status=convert.STATUS_FROM_PB.get(result.status, "unspecified"),
         error=result.error or None,
         sequence=result.sequence or None,
     )

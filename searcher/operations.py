@@ -8,10 +8,9 @@ Neither calls the other, and a new request field checked by ``convert`` reaches 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
@@ -22,14 +21,14 @@ from indexer.records import (
     CollectionStats,
     DeleteResult,
     Document,
+    DocumentStatus,
     MetadataFilter,
     StoredDocument,
 )
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher import convert
+from searcher.blocking import BlockingCalls
 from searcher.results import Hit
-
-T = TypeVar("T")
 
 # Documents per ingestion call of a streamed upsert: large enough to batch the encoder and the SQL
 # transaction, small enough that acknowledgements keep flowing.
@@ -78,16 +77,6 @@ class Searcher(Protocol):
     async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, int, int]: ...
 
 
-class Blocking:
-    """Runs blocking domain calls (catalog, ingestion) in the executor."""
-
-    def __init__(self, executor: Executor) -> None:
-        self._executor = executor
-
-    async def __call__(self, func: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
-
-
 # --- collections ---------------------------------------------------------------------------------
 
 
@@ -97,7 +86,7 @@ class CollectionOperations:
     def __init__(self, catalog: CollectionAdmin, searcher: Searcher, executor: Executor) -> None:
         self._catalog = catalog
         self._searcher = searcher
-        self._run = Blocking(executor)
+        self._run = BlockingCalls(executor)
 
     async def create(self, request: pb.CreateCollectionRequest) -> pb.Collection:
         name = convert.require_name(request.name, "name")
@@ -199,7 +188,7 @@ class UpsertWriter:
         on_outcomes: Callable[[str, Sequence[str]], None] = lambda collection, statuses: None,
     ) -> None:
         self._ingestor = ingestor
-        self._run = Blocking(executor)
+        self._run = BlockingCalls(executor)
         self._on_write = on_write
         self._on_outcomes = on_outcomes
 
@@ -216,7 +205,7 @@ class UpsertWriter:
             item if isinstance(item, pb.DocumentResult) else convert.outcome_to_pb(next(remaining))
             for item in batch
         ]
-        rejected_here = ["rejected"] * (len(batch) - len(documents))
+        rejected_here = [DocumentStatus.REJECTED] * (len(batch) - len(documents))
         self._on_outcomes(collection, [outcome.status for outcome in outcomes] + rejected_here)
         return results
 
