@@ -3,7 +3,9 @@ throwaway CA; and the configuration that turns the API on."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +17,9 @@ from albatross.options import app_config
 from albatross.serving_commands import with_operations_options
 from indexer.config import AppConfig, ServerConfig, StoreConfig, config_from_environment
 from indexer.errors import InvalidArgument
-from searcher.server import RunningServer
+from searcher.server import RunningServer, create_server
 from tests.searcher.http.calls import call, http_server
+from tests.searcher.serving import ServerThread
 from tests.searcher.test_auth_tls import Pki
 
 TOKEN = "http-s3cret"
@@ -188,3 +191,47 @@ def test_serve_flags_reach_the_config() -> None:
         "0.0.0.0",
         ("*", "https://x.example"),
     )
+
+
+def test_readiness_turns_503_when_shutdown_begins(tmp_path: Path, tiny_albert_dir: Path) -> None:
+    config = ServerConfig(host="127.0.0.1", http_port=0, drain_delay_s=1.5)
+    thread = ServerThread()
+    try:
+        running = thread.run(create_server(_app(tmp_path, tiny_albert_dir, config), port=0))
+        url = f"{running.http_url}/readyz"
+        assert call("GET", url).status == 200
+        stopping = asyncio.run_coroutine_threadsafe(running.stop(grace_s=1.0), thread.loop)
+        deadline = time.monotonic() + 1.0
+        while (answer := call("GET", url)).status == 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Draining: still answering (load balancers need a probe or two to notice), but not ready.
+        assert (answer.status, answer.json()) == (503, {"status": "NOT_SERVING"})
+        assert call("GET", f"{running.http_url}/healthz").status == 200
+        stopping.result(timeout=30)
+    finally:
+        thread.close()
+
+
+def test_requests_past_max_concurrent_rpcs_are_429(tmp_path: Path, tiny_albert_dir: Path) -> None:
+    import http.client
+
+    config = ServerConfig(max_concurrent_rpcs=1)
+    with http_server(_app(tmp_path, tiny_albert_dir, config)) as running:
+        url = str(running.http_url)
+        assert call("POST", f"{url}/v1/collections/slow", {}).status == 201
+        host, port = url.removeprefix("http://").split(":")
+        # An upsert whose body has not arrived yet holds the one place.
+        held = http.client.HTTPConnection(host, int(port), timeout=30)
+        held.putrequest("POST", "/v1/collections/slow/documents")
+        held.putheader("Transfer-Encoding", "chunked")
+        held.endheaders()
+        time.sleep(0.3)
+        refused = call("GET", f"{url}/v1/collections")
+        assert refused.status == 429
+        assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+        assert call("GET", f"{url}/healthz").status == 200  # probes are never refused
+        line = b'{"id": "late", "text": "arrives at last"}\n'
+        held.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(line), line))
+        assert held.getresponse().status == 200
+        held.close()
+        assert call("GET", f"{url}/v1/collections").status == 200
