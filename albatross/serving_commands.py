@@ -16,14 +16,7 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from albatross.exit_codes import (
-    EXIT_INTERNAL,
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_PRECONDITION,
-    EXIT_UNAVAILABLE,
-)
+from albatross.exit_codes import EXIT_INVALID, EXIT_OK, exit_code_for_status
 from albatross.options import add_store_options, app_config, open_workspace
 from indexer.config import AppConfig, config_from_environment, read_token_file
 from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
@@ -36,18 +29,6 @@ Subparsers = Any
 DEFAULT_TARGET = "127.0.0.1:50051"
 BATCH_QUERIES = 64
 
-EXIT_FOR_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: EXIT_INVALID,
-    grpc.StatusCode.ALREADY_EXISTS: EXIT_INVALID,
-    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION: EXIT_PRECONDITION,
-    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
-    # A missing or wrong --token-file is a bad argument of this command.
-    grpc.StatusCode.UNAUTHENTICATED: EXIT_INVALID,
-}
-
 
 @contextmanager
 def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
@@ -59,7 +40,7 @@ def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
         code = error.code()  # type: ignore[attr-defined]
         hint = f" (is `albatross serve` running at {target}?)" if code == grpc.StatusCode.UNAVAILABLE else ""
         print(f"albatross {command}: {code.name}: {error.details()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
-        outcome[0] = EXIT_FOR_STATUS.get(code, EXIT_INTERNAL)
+        outcome[0] = exit_code_for_status(code.name)
 
 
 # --- filters on the command line --------------------------------------------------------------

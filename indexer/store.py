@@ -15,7 +15,7 @@ and committed in order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from indexer.config import StoreConfig
-from indexer.engine import busy_as_store_busy, create_store_engine, mark_writer
+from indexer.engine import create_store_engine, mark_writer, translated_errors
 from indexer.errors import (
     CollectionExists,
     CollectionNotFound,
@@ -54,6 +54,7 @@ from indexer.schema import (
 )
 from indexer.spec import to_stored
 from indexer.store_checks import check_new_collection, check_unique_ids, document_metadata, vector_blobs
+from indexer.store_errors import data_dir_error
 
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
 _IN_BATCH = 5_000
@@ -102,10 +103,13 @@ class Store:
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
         """Create the data folder, connect, and bring the schema to the newest revision."""
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise data_dir_error(config.data_dir, exc) from exc
         store = cls(create_store_engine(config), config)
         try:
-            with store._busy_as_store_busy(), store._engine.connect() as connection:
+            with store._translated_errors(), store._engine.connect() as connection:
                 mark_writer(connection)
                 upgrade_to_head(connection)
         except BaseException:
@@ -122,15 +126,13 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    @contextmanager
-    def _busy_as_store_busy(self) -> Iterator[None]:
-        with busy_as_store_busy(self._engine, self._config.busy_timeout_s):
-            yield
+    def _translated_errors(self) -> AbstractContextManager[None]:
+        return translated_errors(self._engine, self._config.busy_timeout_s)
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
         """One transaction; ``write`` ones take SQLite's writer lock up front."""
-        with self._busy_as_store_busy(), self._engine.connect() as connection:
+        with self._translated_errors(), self._engine.connect() as connection:
             if write:
                 mark_writer(connection)
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
