@@ -80,7 +80,9 @@ def _condition(field: str, value: object) -> Condition:
 
 
 def register_serve(sub: Subparsers) -> None:
-    parser = sub.add_parser("serve", help="run the gRPC searcher (health checking and reflection included)")
+    parser = sub.add_parser(
+        "serve", help="run the searcher: gRPC (health checking, reflection) and, with --http-port, HTTP/JSON"
+    )
     parser.add_argument("--port", type=int, help="port to bind (default 50051; 0 picks a free one)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     web = parser.add_argument_group("HTTP/JSON API and search page (off unless --http-port is given)")
@@ -162,6 +164,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
         if not args.shards:
             raise InvalidArgument("--router needs --shards host:port,...", field="shards")
+        if config.server.http_port is not None:
+            raise InvalidArgument(
+                "--http-port: a router serves gRPC only (HTTP over shards is not built yet)", field="http_port"
+            )
         asyncio.run(serve_router(config.server, parse_shards(args.shards)))
         return EXIT_OK
     if args.shards:

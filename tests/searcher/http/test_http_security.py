@@ -4,6 +4,7 @@ throwaway CA; and the configuration that turns the API on."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import ssl
 import time
 import urllib.error
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from albatross.cli import build_parser
+from albatross.cli import build_parser, main
+from albatross.exit_codes import EXIT_INVALID
 from albatross.options import app_config
 from albatross.serving_commands import with_operations_options
 from indexer.config import AppConfig, ServerConfig, StoreConfig, config_from_environment
@@ -213,8 +215,6 @@ def test_readiness_turns_503_when_shutdown_begins(tmp_path: Path, tiny_albert_di
 
 
 def test_requests_past_max_concurrent_rpcs_are_429(tmp_path: Path, tiny_albert_dir: Path) -> None:
-    import http.client
-
     config = ServerConfig(max_concurrent_rpcs=1)
     with http_server(_app(tmp_path, tiny_albert_dir, config)) as running:
         url = str(running.http_url)
@@ -235,3 +235,8 @@ def test_requests_past_max_concurrent_rpcs_are_429(tmp_path: Path, tiny_albert_d
         assert held.getresponse().status == 200
         held.close()
         assert call("GET", f"{url}/v1/collections").status == 200
+
+
+def test_a_router_refuses_http_rather_than_ignoring_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--router", "--shards", "127.0.0.1:1", "--http-port", "0"]) == EXIT_INVALID
+    assert "--http-port" in capsys.readouterr().err
