@@ -28,6 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> I
     with running_server(app) as running:
         with AlbatrossClient(running.target, timeout=60) as client:
             client.create_collection("notes")
+            # Loads the collection's encoder: the first acknowledgement would wait for it.
+            client.upsert("notes", [Document("warm-up", "the encoder loads on the first write")])
         yield running
 
 
@@ -43,17 +45,17 @@ def _batches(prefix: str, count: int, pause_s: float) -> Iterator[Document]:
 def test_an_upsert_longer_than_its_timeout_finishes_while_it_progresses(server: RunningServer) -> None:
     with AlbatrossClient(server.target) as client:
         began = time.monotonic()
-        statuses = client.upsert("notes", _batches("slow", 4, pause_s=0.8), timeout=2.0)
+        statuses = client.upsert("notes", _batches("slow", 5, pause_s=1.0), timeout=3.0)
         took = time.monotonic() - began
-    assert took > 2.0  # longer than the timeout: a deadline on the whole stream would have ended it
-    assert len(statuses) == 4 * DOCUMENTS_PER_MESSAGE
+    assert took > 3.0  # longer than the timeout: a deadline on the whole stream would have ended it
+    assert len(statuses) == 5 * DOCUMENTS_PER_MESSAGE
     assert {s.status for s in statuses} == {"written"}
 
 
 def test_a_stall_raises_deadline_exceeded_with_what_was_acknowledged(server: RunningServer) -> None:
     with AlbatrossClient(server.target) as client:
         with pytest.raises(UpsertStalled) as stalled:
-            client.upsert("notes", _batches("stall", 2, pause_s=4.0), timeout=1.0)
+            client.upsert("notes", _batches("stall", 2, pause_s=6.0), timeout=2.0)
         assert stalled.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         acknowledged = stalled.value.statuses
         assert [s.external_id for s in acknowledged] == [f"stall-0-{i}" for i in range(DOCUMENTS_PER_MESSAGE)]
