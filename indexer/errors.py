@@ -17,6 +17,7 @@ status from a server exits with the code of that status's row, so the three agre
     ├── IndexNotReady              the index cannot answer yet
     ├── StoreBusy                  the database stayed locked past the busy timeout
     ├── StoreUnavailable           the database cannot be reached or written
+    ├── ShardUnavailable           no replica of a shard answered (router)
     ├── Overloaded                 a bounded queue is full
     └── SnapshotCorrupt            a snapshot file failed to load (the index falls back to SQL)
 """
@@ -88,6 +89,14 @@ class StoreUnavailable(AlbatrossError):
     file or folder. The message names the URL (password hidden) or the path."""
 
 
+class ShardUnavailable(AlbatrossError):
+    """No replica of a shard answered; ``shard`` names it (``shard 1 (host:port|host:port)``)."""
+
+    def __init__(self, shard: str, reasons: str) -> None:
+        super().__init__(f"{shard}: no live replica ({reasons})")
+        self.shard = shard
+
+
 class Overloaded(AlbatrossError):
     """A bounded queue is full; the caller should retry later."""
 
@@ -125,7 +134,7 @@ FAILURES: tuple[Failure, ...] = (
     Failure("NOT_FOUND", ExitCode.NOT_FOUND, (CollectionNotFound,)),
     Failure("ALREADY_EXISTS", ExitCode.INVALID, (CollectionExists,)),
     Failure("FAILED_PRECONDITION", ExitCode.PRECONDITION, (ModelNotFound, EmbeddingSpaceMismatch)),
-    Failure("UNAVAILABLE", ExitCode.UNAVAILABLE, (IndexNotReady, StoreBusy, StoreUnavailable)),
+    Failure("UNAVAILABLE", ExitCode.UNAVAILABLE, (IndexNotReady, StoreBusy, StoreUnavailable, ShardUnavailable)),
     Failure("RESOURCE_EXHAUSTED", ExitCode.UNAVAILABLE, (Overloaded,)),
     Failure("INTERNAL", ExitCode.INTERNAL, (SnapshotCorrupt,)),
     # Only the transport answers these; for ``albatross search`` a wrong token is a bad argument.

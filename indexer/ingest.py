@@ -125,8 +125,6 @@ class Ingestor:
         unique = list(accepted.values())
         encoded: list[EncodedDocument] = []
         if unique:
-            if self._catalog.needs_whitening(info):
-                self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
             # A batch still in the writer's queue may hold one of these ids: then this check
             # misses, the document is embedded again and write_documents skips it by its hash.
             known = self._store.content_hashes(info.id, [d.external_id for d in unique])
@@ -139,6 +137,10 @@ class Ingestor:
         outcomes: list[DocumentOutcome | None] = [None] * prepared.size
         if prepared.documents:
             result = self._store.write_documents(prepared.info.id, prepared.encoded)
+            if prepared.info.spec.whitening and result.written:
+                # After the commit, never before: an upsert is stored whether or not a map can
+                # be fitted yet, and the map is fitted on what the collection holds.
+                self._catalog.refit_whitening(prepared.info, self._config.whitening)
             written = set(result.written)
             for doc in prepared.documents:
                 status = DocumentStatus.WRITTEN if doc.external_id in written else DocumentStatus.UNCHANGED

@@ -25,6 +25,8 @@ def all_error_classes() -> list[type[AlbatrossError]]:
 def an_instance(cls: type[AlbatrossError]) -> AlbatrossError:
     if issubclass(cls, errors.InvalidDocument):
         return cls("bad", record="file.jsonl:3", field="text")
+    if issubclass(cls, errors.ShardUnavailable):
+        return cls("shard 1 (127.0.0.1:1)", "connection refused")
     return cls("what went wrong")
 
 
