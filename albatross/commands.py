@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +19,15 @@ from albatross.options import (
     add_collection_spec_options,
     add_store_options,
     app_config,
+    flag_of,
+    given_spec_values,
     open_workspace,
     spec_from_args,
 )
 from indexer.config import AppConfig, for_bulk_ingestion
-from indexer.errors import CollectionExists, CollectionNotFound
+from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch
 from indexer.readers import Rejection, count_records, read_path
-from indexer.records import CollectionSpec, PoolingMode
+from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 
 if TYPE_CHECKING:
@@ -33,15 +36,52 @@ if TYPE_CHECKING:
 Subparsers = Any  # argparse's private _SubParsersAction
 
 
+def spec_conflicts(info: CollectionInfo, given: dict[str, Any]) -> list[str]:
+    """One ``--flag: the collection has X, given Y`` per option given that the collection's spec
+    disagrees with."""
+    conflicts = []
+    for name, value in given.items():
+        stored = getattr(info.spec, name)
+        if name == "model" and _same_model(stored, value):
+            continue
+        if _shown(stored) != _shown(value):
+            conflicts.append(f"{flag_of(name)}: the collection has {_shown(stored)}, given {_shown(value)}")
+    return conflicts
+
+
+def _same_model(stored: str, given: str) -> bool:
+    return stored == given or Path(stored).expanduser().resolve() == Path(given).expanduser().resolve()
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    return str(value)
+
+
 def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace) -> None:
+    """Create ``name`` from the flags, or check that the flags given agree with it."""
     try:
-        workspace.catalog.get(name)
+        info = workspace.catalog.get(name)
     except CollectionNotFound:
         try:
             info = workspace.catalog.create(name, spec_from_args(args))
         except CollectionExists:
-            return  # another ingest created it meanwhile: write into it, as if it had been there
-        print(f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr)
+            info = workspace.catalog.get(name)  # another ingest created it meanwhile: write into it
+        else:
+            print(
+                f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr
+            )
+            return
+    conflicts = spec_conflicts(info, given_spec_values(args))
+    if conflicts:
+        raise EmbeddingSpaceMismatch(
+            f"collection {name!r} exists and its embedding space is fixed at creation: "
+            + "; ".join(conflicts)
+            + " (leave the flags out, or create a new collection)"
+        )
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -256,7 +296,7 @@ def run_collections_drop(args: argparse.Namespace) -> int:
 def run_collections_refit_whitening(args: argparse.Namespace) -> int:
     """Searchers see the new version within their poll interval and rebuild their indexes in it."""
     config = app_config(args)
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         info = workspace.catalog.get(args.name)
         version = workspace.catalog.refit_whitening(info, config.ingest.whitening, force=True)

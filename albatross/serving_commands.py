@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from albatross.exit_codes import EXIT_INVALID, EXIT_OK, exit_code_for_status
+from albatross.exit_codes import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, exit_code_for_status
 from albatross.options import add_store_options, app_config, open_workspace
 from indexer.config import (
     AppConfig,
@@ -308,7 +308,7 @@ def run_search(args: argparse.Namespace) -> int:
         AlbatrossClient(args.target, timeout=args.timeout, **client_security(args)) as client,
     ):
         if args.queries is not None:
-            search_file(client, args, metadata_filter)
+            outcome[0] = search_file(client, args, metadata_filter)
         elif args.query:
             hits = client.search(args.collection, args.query, args.k, metadata_filter)
             if args.json:
@@ -321,10 +321,14 @@ def run_search(args: argparse.Namespace) -> int:
     return outcome[0]
 
 
-def search_file(client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None) -> None:
-    from albatross.evaluation.beir import read_queries
+def search_file(client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None) -> int:
+    """Search every good line of ``--queries``; each bad one is named on stderr (exit 1, as ingest)."""
+    from albatross.evaluation.beir import read_query_file
 
-    queries = read_queries(args.queries)
+    found = read_query_file(args.queries)
+    for rejection in found.rejected:
+        print(f"albatross search: {rejection}", file=sys.stderr)
+    queries = found.queries
     out = args.run_out.open("w", encoding="utf-8") if args.run_out else sys.stdout
     try:
         with tqdm(total=len(queries), unit="queries", file=sys.stderr) as bar:
@@ -349,6 +353,7 @@ def search_file(client: Any, args: argparse.Namespace, metadata_filter: Metadata
         if out is not sys.stdout:
             out.close()
             print(f"wrote {args.run_out}", file=sys.stderr)
+    return EXIT_REJECTED if found.rejected else EXIT_OK
 
 
 # --- demo -------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ import numpy as np
 from indexer.checkpoints import model_defaults, resolve_model
 from indexer.config import EncoderConfig, WhiteningPolicy
 from indexer.encoder import Encoder
-from indexer.errors import EmbeddingSpaceMismatch, InvalidArgument
+from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidArgument
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
-from indexer.spec import DEFAULT_MODEL_REF, complete_spec, is_complete, validate_spec
+from indexer.spec import DEFAULT_MODEL_REF, complete_spec, encoder_values, is_complete, validate_spec
 from indexer.store import Store
 from indexer.sync import sample_vectors
 from indexer.whitening import fit_whitening, refit_due
@@ -81,7 +81,7 @@ class EncoderRegistry:
         return self._loaded.get(self._key(spec))
 
     def _key(self, spec: CollectionSpec) -> tuple[object, ...]:
-        return (self.resolve(spec.model), spec.pooling, spec.layers, spec.max_length, spec.normalize)
+        return (self.resolve(spec.model), *encoder_values(spec))
 
     def load(self, spec: CollectionSpec) -> Encoder:
         spec = self.complete(spec)
@@ -114,6 +114,7 @@ class Catalog:
 
     def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
         self._forget(name)
+        self._refuse_existing(name)  # before the model loads, which takes seconds for a large one
         spec = self._encoders.complete(spec)
         validate_spec(spec)
         encoder = self._encoders.load(spec)
@@ -126,6 +127,15 @@ class Catalog:
             model_revision=encoder.model_revision,
             tokenizer_hash=encoder.tokenizer_hash,
         )
+
+    def _refuse_existing(self, name: str) -> None:
+        """CollectionExists when ``name`` is taken (the store refuses it again if another process
+        creates it meanwhile)."""
+        try:
+            self._store.get_collection(name)
+        except CollectionNotFound:
+            return
+        raise CollectionExists(name)
 
     def get(self, name: str) -> CollectionInfo:
         """The collection called ``name``, or ``CollectionNotFound`` (blocking: may ask SQL)."""

@@ -62,6 +62,9 @@ class SpecField:
     is created: ``from_model`` fields take the model folder's ``MODEL_DEFAULTS_FILE`` value, else
     ``fallback``; ``derive`` fields are computed from the fields before them. ``fallback`` also
     gives the field's type (SQL column, CLI parsing) where the default cannot.
+
+    ``encoder`` marks the fields an ``Encoder`` is built with (besides the model): two specs that
+    agree on them share one loaded encoder (``indexer.catalog.EncoderRegistry``).
     """
 
     help: str
@@ -71,6 +74,7 @@ class SpecField:
     from_model: bool = False
     fallback: Any = None
     derive: Callable[[Mapping[str, Any]], Any] | None = None
+    encoder: bool = False
 
 
 def _spec(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
@@ -99,14 +103,18 @@ class CollectionSpec:
         max_chars=16,
         from_model=True,
         fallback=PoolingMode.MEAN,
+        encoder=True,
     )
     layers: tuple[int, ...] | None = _spec(
         None,
         help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)",
         from_model=True,
         fallback=(-1,),
+        encoder=True,
     )
-    max_length: int | None = _spec(None, help="tokens per forward pass", from_model=True, fallback=512)
+    max_length: int | None = _spec(
+        None, help="tokens per forward pass", from_model=True, fallback=512, encoder=True
+    )
     # Half of max_length by default: the other half is room for the title before each window.
     window: int | None = _spec(
         None,
@@ -120,7 +128,9 @@ class CollectionSpec:
         fallback=64,
         derive=lambda spec: spec["window"] // 4,
     )
-    normalize: bool | None = _spec(None, help="L2-normalise vectors", from_model=True, fallback=True)
+    normalize: bool | None = _spec(
+        None, help="L2-normalise vectors", from_model=True, fallback=True, encoder=True
+    )
     index_spec: str = _spec(
         "Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ32)", max_chars=256
     )
@@ -184,6 +194,11 @@ def _normalise(spec_field: dataclasses.Field[Any], value: Any) -> Any:
     if is_sequence(spec_field) and not isinstance(value, tuple):
         return tuple(value)
     return value
+
+
+def encoder_values(spec: CollectionSpec) -> tuple[Any, ...]:
+    """The values of the fields an encoder is built with, in declaration order."""
+    return tuple(getattr(spec, f.name) for f in spec_fields() if field_info(f).encoder)
 
 
 def is_complete(spec: CollectionSpec) -> bool:
