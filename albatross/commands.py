@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
@@ -21,6 +21,7 @@ from albatross.options import (
     app_config,
     flag_of,
     given_spec_values,
+    open_workspace,
     spec_from_args,
 )
 from indexer.config import AppConfig, for_bulk_ingestion
@@ -28,7 +29,9 @@ from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceM
 from indexer.readers import Rejection, count_records, read_path
 from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
-from indexer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from indexer.workspace import Workspace
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -117,7 +120,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
     from indexer.distributed import RayIngestOptions, ingest_with_ray
 
     config = for_bulk_ingestion(app_config(args))
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
     finally:
@@ -176,7 +179,7 @@ def _progress(bar: tqdm, metrics: IngestMetrics | None, collection: str) -> Call
 
 
 def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMetrics | None) -> int:
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
         rejected = 0
@@ -218,7 +221,7 @@ def register_delete(sub: Subparsers) -> None:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         result = workspace.ingestor.delete(args.collection, args.ids)
     finally:
@@ -258,7 +261,7 @@ def register_collections(sub: Subparsers) -> None:
 
 
 def run_collections_create(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         info = workspace.catalog.create(args.name, spec_from_args(args))
     finally:
@@ -270,7 +273,7 @@ def run_collections_create(args: argparse.Namespace) -> int:
 
 
 def run_collections_list(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         for info in workspace.catalog.list():
             stats = workspace.catalog.stats(info.name)
@@ -281,7 +284,7 @@ def run_collections_list(args: argparse.Namespace) -> int:
 
 
 def run_collections_drop(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         workspace.catalog.drop(args.name)
     finally:
@@ -293,7 +296,7 @@ def run_collections_drop(args: argparse.Namespace) -> int:
 def run_collections_refit_whitening(args: argparse.Namespace) -> int:
     """Searchers see the new version within their poll interval and rebuild their indexes in it."""
     config = app_config(args)
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         info = workspace.catalog.get(args.name)
         version = workspace.catalog.refit_whitening(info, config.ingest.whitening, force=True)
@@ -342,7 +345,7 @@ def collection_stats(workspace: Workspace, name: str) -> dict[str, Any]:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         report = collection_stats(workspace, args.collection)
     finally:
