@@ -83,7 +83,8 @@ def test_a_search_over_http_finds_what_the_grpc_search_finds(
     assert [h["id"] for h in hits] == [h.external_id for h in expected]
     assert [h["score"] for h in hits] == pytest.approx([h.score for h in expected], abs=1e-6)
     first = next(h for h in hits if h["id"] == "library") if "library" in [h["id"] for h in hits] else hits[0]
-    assert set(first) == {"id", "score", "title", "text", "start", "end", "metadata"}
+    assert set(first) == {"id", "score", "title", "text", "start", "end", "metadata", "legs"}
+    assert len(first["legs"]) == 1  # a dense search: one leg found it
 
 
 def test_a_filtered_batch_search_is_the_proto3_json_of_the_grpc_request(
