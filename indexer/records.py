@@ -47,7 +47,7 @@ class Fusion:
 
     method: FusionMethod = FusionMethod.CONVEX
     rrf_k: int = 60
-    dense_weight: float = 0.3
+    dense_weight: float = 0.7
 
     def __post_init__(self) -> None:
         if not 1 <= self.rrf_k <= 100_000:
