@@ -45,7 +45,7 @@ class Fusion:
     dense side's share of a convex combination of min-max normalised scores. A collection's
     default is in its spec (``fusion``, ``rrf_k``, ``dense_weight``: ``Fusion.of``)."""
 
-    method: FusionMethod = FusionMethod.CONVEX
+    method: FusionMethod = FusionMethod.RRF
     rrf_k: int = 60
     dense_weight: float = 0.7
 

@@ -34,6 +34,10 @@ NON_DEFAULT = CollectionSpec(
     index_spec="HNSW32",
     vector_dtype=VectorDtype.FLOAT16,
     whitening=True,
+    lexical_analyzer="simple",
+    fusion="convex",
+    rrf_k=10,
+    dense_weight=0.25,
 )
 
 
@@ -85,7 +89,8 @@ def test_every_field_has_a_cli_option() -> None:
     spec = parse(
         "--model", "/models/x", "--pooling", "mean_max", "--layers", "0,-1", "--max-length", "128",
         "--window", "100", "--overlap", "10", "--no-normalize", "--index-spec", "HNSW32",
-        "--vector-dtype", "float16", "--whitening",
+        "--vector-dtype", "float16", "--whitening", "--lexical-analyzer", "simple", "--fusion", "convex",
+        "--rrf-k", "10", "--dense-weight", "0.25",
     )
 
     assert spec == NON_DEFAULT
