@@ -16,8 +16,9 @@ from tqdm import tqdm
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
 from albatross.options import add_collection_spec_options, add_store_options, app_config
 from indexer.config import AppConfig, for_bulk_ingestion
+from indexer.csv_cells import parse_csv_types
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
-from indexer.readers import Rejection, count_records, read_path
+from indexer.readers import ReadOptions, Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.workspace import Workspace
@@ -82,6 +83,13 @@ def register_ingest(sub: Subparsers) -> None:
         "--metrics-port", type=int, help="serve Prometheus /metrics while ingesting (0: any port)"
     )
     parser.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics endpoint")
+    parser.add_argument(
+        "--csv-types",
+        default="",
+        metavar="COL=TYPE,...",
+        help="pin CSV metadata columns to int, float, bool or str (e.g. year=int,zip=str); "
+        "other columns: true/false, integers and decimals are inferred, codes like 007 stay strings",
+    )
     add_store_options(parser)
     add_collection_spec_options(parser)
     parser.set_defaults(run=run_ingest)
@@ -101,7 +109,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
         ensure_collection(workspace, args.collection, args)
     finally:
         workspace.close()
-    options = RayIngestOptions(workers=args.workers, address=args.ray_address)
+    options = RayIngestOptions(workers=args.workers, address=args.ray_address, csv_types=args.csv_types)
     total = sum(count_records(path) or 0 for path in args.paths) or None
     with tqdm(total=total, unit="docs", desc="ray", disable=args.no_progress, file=sys.stderr) as bar:
         summary = ingest_with_ray(
@@ -155,6 +163,7 @@ def _progress(bar: tqdm, metrics: IngestMetrics | None, collection: str) -> Call
 
 
 def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMetrics | None) -> int:
+    read_options = ReadOptions(csv_types=parse_csv_types(args.csv_types))
     workspace = Workspace.open(config)
     try:
         ensure_collection(workspace, args.collection, args)
@@ -166,7 +175,7 @@ def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMet
             ) as bar:
                 summary = workspace.ingestor.ingest(
                     args.collection,
-                    read_path(path),
+                    read_path(path, options=read_options),
                     on_rejection=_print_rejection,
                     on_progress=_progress(bar, metrics, args.collection),
                 )

@@ -2,7 +2,8 @@
 
 Formats: JSONL (BEIR ``corpus.jsonl``: ``_id``, ``title``, ``text``, ``metadata``), CSV and
 Parquet, plus ``-`` for JSONL on standard input. The id column may be ``_id`` or ``id``. Fields
-other than these four go into the metadata, so nothing in a record is silently dropped.
+other than these four go into the metadata, so nothing in a record is silently dropped. CSV cells
+of those metadata columns are typed by ``indexer.csv_cells`` (``2009`` is a number, not a string).
 
 A bad record is yielded as a ``Rejection`` naming file, line and field; reading goes on.
 """
@@ -15,10 +16,11 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from indexer.csv_cells import CellType, check_pinned_columns, convert_cell, infer_cell
 from indexer.errors import InvalidArgument, InvalidDocument
 from indexer.records import Document
 from indexer.validation import DocumentLimits, validate_document
@@ -40,11 +42,21 @@ class Rejection:
 ReadItem = Document | Rejection
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How records are read. ``csv_types`` pins CSV metadata columns to a type (the rest are
+    inferred, see ``indexer.csv_cells``)."""
+
+    limits: DocumentLimits = field(default_factory=DocumentLimits)
+    csv_types: Mapping[str, CellType] = field(default_factory=dict)
+
+
 def read_path(
-    path: str, *, stdin: IO[bytes] | None = None, limits: DocumentLimits | None = None
+    path: str, *, stdin: IO[bytes] | None = None, options: ReadOptions | None = None
 ) -> Iterator[ReadItem]:
     """Yield every record of ``path`` (``-`` = JSONL on stdin) in file order."""
-    limits = limits or DocumentLimits()
+    options = options or ReadOptions()
+    limits = options.limits
     if path == "-":
         yield from read_jsonl(stdin if stdin is not None else sys.stdin.buffer, "<stdin>", limits)
         return
@@ -56,7 +68,7 @@ def read_path(
         with file.open("rb") as stream:
             yield from read_jsonl(stream, path, limits)
     elif suffix == ".csv":
-        yield from read_csv(file, limits)
+        yield from read_csv(file, limits, options.csv_types)
     elif suffix == ".parquet":
         yield from read_parquet(file, limits)
     else:
@@ -125,11 +137,18 @@ def _allow_fields_up_to(limits: DocumentLimits) -> None:
         csv.field_size_limit(longest)
 
 
-def read_csv(file: Path, limits: DocumentLimits) -> Iterator[ReadItem]:
+def read_csv(
+    file: Path, limits: DocumentLimits, csv_types: Mapping[str, CellType] | None = None
+) -> Iterator[ReadItem]:
     _allow_fields_up_to(limits)
+    csv_types = csv_types or {}
+    _check_pins_are_metadata(csv_types)
     with file.open("rb") as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8", errors="strict", newline="")
         reader = csv.DictReader(text)
+        if csv_types:
+            with contextlib.suppress(UnicodeDecodeError, csv.Error):  # reported by the loop below
+                check_pinned_columns(csv_types, list(reader.fieldnames or []), str(file))
         line_number = 1
         while True:
             try:
@@ -151,14 +170,39 @@ def read_csv(file: Path, limits: DocumentLimits) -> Iterator[ReadItem]:
                 yield Rejection(record, f"{record}: more values than header columns")
                 continue
             try:
-                yield document_from_mapping(_csv_row(row), record, limits)
+                yield document_from_mapping(_csv_row(row, csv_types, record), record, limits)
             except InvalidDocument as exc:
                 yield _reject(record, exc)
 
 
-def _csv_row(row: Mapping[str, str]) -> dict[str, Any]:
-    """CSV cells are strings; a ``metadata`` column may hold a JSON object."""
-    out: dict[str, Any] = dict(row)
+def _check_pins_are_metadata(csv_types: Mapping[str, CellType]) -> None:
+    pinned = sorted(set(csv_types) & KNOWN_FIELDS)
+    if pinned:
+        raise InvalidArgument(
+            f"--csv-types applies to metadata columns; {', '.join(pinned)} always keep their own type",
+            field="csv_types",
+        )
+
+
+def _typed_cell(column: str, raw: str, csv_types: Mapping[str, CellType], record: str) -> Any:
+    cell_type = csv_types.get(column)
+    if cell_type is None:
+        return infer_cell(raw)
+    try:
+        return convert_cell(raw, cell_type)
+    except ValueError as exc:
+        raise InvalidDocument(
+            f"column {column!r} is declared {cell_type.value} but {exc}", record=record, field=column
+        ) from exc
+
+
+def _csv_row(row: Mapping[str, str], csv_types: Mapping[str, CellType], record: str) -> dict[str, Any]:
+    """CSV cells are strings: metadata columns are typed; a ``metadata`` column may hold a JSON
+    object; id, title and text stay as written."""
+    out: dict[str, Any] = {
+        column: raw if column in KNOWN_FIELDS else _typed_cell(column, raw, csv_types, record)
+        for column, raw in row.items()
+    }
     raw = out.get("metadata")
     if isinstance(raw, str) and raw.strip():
         # Not JSON: left as a string, and validation names the field.

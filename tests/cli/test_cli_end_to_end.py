@@ -208,3 +208,40 @@ def test_search_against_no_server_says_so(tmp_path: Path, tiny_albert_dir: Path)
     )
     assert result.returncode == 5
     assert "is `albatross serve` running at 127.0.0.1:1?" in result.stderr
+
+
+def test_a_numeric_filter_finds_csv_documents(
+    served: tuple[RunningServer, Path], tiny_albert_dir: Path
+) -> None:
+    """CSV cells used to arrive as strings, so ``{"year": {"gte": 2015}}`` dropped every CSV row."""
+    server, data_dir = served
+    path = data_dir / "films.csv"
+    path.write_text(
+        "_id,title,text,year,zip\n"
+        "old,Old,A silent film about a lighthouse keeper.,2009,02139\n"
+        "new,New,A documentary about night trains.,2019,02134\n"
+        "newer,Newer,A comedy set in a bakery.,2021,01002\n"
+        "late,Late,A thriller about a stolen violin.,soon,0\n",
+        encoding="utf-8",
+    )
+    result = albatross(
+        data_dir, tiny_albert_dir, "ingest", str(path), "--collection", "films", "--no-progress",
+        "--csv-types", "year=int",
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{path}:5" in result.stderr and "'year' is declared int" in result.stderr
+    assert "3 written" in result.stderr and "1 rejected" in result.stderr
+    with AlbatrossClient(server.target, timeout=60) as client:
+        deadline = time.monotonic() + 30
+        while "films" not in {c.name for c in client.list_collections()}:
+            assert time.monotonic() < deadline, "the server never saw the new collection"
+            time.sleep(0.05)
+        wait_until_indexed(client, "films")
+    search = albatross(
+        data_dir, tiny_albert_dir, "search", "a film", "--collection", "films", "--json", "--k", "10",
+        "--filter", '{"year": {"gte": 2015}}', "--target", server.target,
+    )
+    assert search.returncode == 0, search.stderr
+    hits = json.loads(search.stdout)
+    assert sorted(hit["id"] for hit in hits) == ["new", "newer"]
+    assert {hit["metadata"]["zip"] for hit in hits} == {"02134", "01002"}  # codes with a leading zero stay strings
