@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
@@ -21,7 +21,11 @@ from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import ReadOptions, Rejection, count_records, read_path
 from indexer.records import CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
+from indexer.vocabulary import MOSTLY_UNKNOWN
 from indexer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from indexer.ingest import IngestSummary
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -107,6 +111,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
     workspace = Workspace.open(config)
     try:
         ensure_collection(workspace, args.collection, args)
+        model = model_name(workspace, args.collection)
     finally:
         workspace.close()
     options = RayIngestOptions(workers=args.workers, address=args.ray_address, csv_types=args.csv_types)
@@ -126,6 +131,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
         f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
         file=sys.stderr,
     )
+    _warn_mostly_unknown(f"{len(args.paths)} file(s) on Ray", summary, model)
     return EXIT_REJECTED if summary.rejected else EXIT_OK
 
 
@@ -189,9 +195,28 @@ def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMet
                 f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
                 file=sys.stderr,
             )
+            _warn_mostly_unknown(path, summary, model_name(workspace, args.collection))
     finally:
         workspace.close()
     return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def model_name(workspace: Workspace, collection: str) -> str:
+    return Path(workspace.encoders.resolve(workspace.catalog.get(collection).spec.model)).name
+
+
+def _warn_mostly_unknown(source: str, summary: IngestSummary, model: str) -> None:
+    """One line per input: how many documents the model mostly cannot read, and which."""
+    if not summary.mostly_unknown:
+        return
+    shown = ", ".join(summary.mostly_unknown_ids[:5])
+    more = f" and {summary.mostly_unknown - 5} more" if summary.mostly_unknown > 5 else ""
+    print(
+        f"warning: {source}: {summary.mostly_unknown} documents are mostly outside the vocabulary of "
+        f"{model} (over {MOSTLY_UNKNOWN:.0%} of their text in unknown pieces): {shown}{more}. They are "
+        "stored, but their vectors say little; `albatross stats` counts them",
+        file=sys.stderr,
+    )
 
 
 # --- delete -----------------------------------------------------------------------------------
@@ -305,6 +330,7 @@ def collection_stats(workspace: Workspace, name: str) -> dict[str, Any]:
         "chunks": stats.chunks,
         "index_vectors": index.ntotal,
         "last_sequence": stats.last_sequence,
+        "mostly_unknown_documents": stats.mostly_unknown,
         "snapshot_sequence": snapshot_sequence,
         "index_sequence": index.sequence,
     }

@@ -250,7 +250,9 @@ def run_search(args: argparse.Namespace) -> int:
         if args.queries is not None:
             search_file(client, args, metadata_filter)
         elif args.query:
-            hits = client.search(args.collection, args.query, args.k, metadata_filter)
+            hits, warnings = client.search_with_warnings(args.collection, args.query, args.k, metadata_filter)
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             if args.json:
                 print(json.dumps([hit_to_json(hit) for hit in hits], indent=2, ensure_ascii=False))
             else:

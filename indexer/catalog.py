@@ -44,6 +44,18 @@ class CollectionEncoder:
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         return self.encoder.chunk(text, window, overlap)
 
+    def chunk_and_measure(self, text: str, window: int, overlap: int) -> tuple[list[Chunk], float]:
+        """Chunks of ``text`` and the share of it the model cannot read (``indexer.vocabulary``)."""
+        return self.encoder.chunk_and_measure(text, window, overlap)
+
+    def unknown_shares(self, texts: Sequence[str]) -> list[float]:
+        return self.encoder.unknown_shares(texts)
+
+    @property
+    def model_name(self) -> str:
+        """How warnings name the model: its folder's name."""
+        return self.encoder.folder.name
+
 
 class EncoderRegistry:
     """Loads each distinct encoder once; thread-safe."""

@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # indexer.ingest imports torch: the driver only needs it for 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'distributed ingestion needs Ray: pip install "albatross[ray]" (or "ray[data]>=2.9")'
-_COUNTS = ("read", "written", "unchanged", "rejected", "last_sequence")
+_COUNTS = ("read", "written", "unchanged", "rejected", "last_sequence", "mostly_unknown")
 # Tries per part when the store stays locked past its busy timeout (see IngestParts._ingest_part).
 _BUSY_ATTEMPTS = 3
 
@@ -187,6 +187,7 @@ def _tally(
         summary.written += row["written"]
         summary.unchanged += row["unchanged"]
         summary.rejected += row["rejected"]
+        summary.mostly_unknown += row["mostly_unknown"]
         summary.last_sequence = max(summary.last_sequence, row["last_sequence"])
         for fields in json.loads(row["rejections"]):
             rejection = Rejection(**fields)

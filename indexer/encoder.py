@@ -38,6 +38,7 @@ from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.pooling import output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
+from indexer.vocabulary import unknown_share
 from indexer.whitening import Whitening
 
 log = logging.getLogger(__name__)
@@ -186,12 +187,33 @@ class Encoder:
 
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         """Token windows of ``text`` with character offsets; ``[]`` for a text without tokens."""
+        return self.chunk_and_measure(text, window, overlap)[0]
+
+    def chunk_and_measure(self, text: str, window: int, overlap: int) -> tuple[list[Chunk], float]:
+        """``chunk`` and the text's ``unknown_share`` (``indexer.vocabulary``), from one tokenization."""
         self._check_window(window, overlap)
         with self._tokenizer_lock:
             encoded = self._tokenizer(
                 text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
             )
-        return chunk_text(text, encoded["offset_mapping"], window, overlap)
+        offsets = encoded["offset_mapping"]
+        share = unknown_share(text, encoded["input_ids"], offsets, self._tokenizer.unk_token_id)
+        return chunk_text(text, offsets, window, overlap), share
+
+    def unknown_shares(self, texts: Sequence[str]) -> list[float]:
+        """The ``unknown_share`` of each text (of all of it: nothing is truncated)."""
+        texts = _as_texts(texts)
+        if not texts:
+            return []
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(
+                list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
+        unk_id = self._tokenizer.unk_token_id
+        return [
+            unknown_share(text, ids, offsets, unk_id)
+            for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True)
+        ]
 
     def encode(self, texts: Sequence[str], whitening: Whitening | None = None) -> np.ndarray:
         """Vectors of ``texts`` in input order: float32 (n, d), or (n, k) with a whitening.

@@ -26,6 +26,7 @@ from indexer.readers import ReadItem, Rejection
 from indexer.records import CollectionInfo, DeleteResult, Document, EncodedDocument
 from indexer.store import Store
 from indexer.validation import DocumentLimits, validate_document
+from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ WRITTEN, UNCHANGED, REJECTED = "written", "unchanged", "rejected"
 
 @dataclass(frozen=True)
 class DocumentOutcome:
-    """What happened to one document. ``sequence`` is set once its transaction committed."""
+    """What happened to one document. ``sequence`` is set once its transaction committed;
+    ``warning`` says when a written document is mostly outside its model's vocabulary."""
 
     external_id: str
     status: str
     error: str | None = None
     sequence: int | None = None
+    warning: str | None = None
 
 
 @dataclass
@@ -52,6 +55,9 @@ class IngestSummary:
     seconds: float = 0.0
     last_sequence: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # Written documents mostly outside the model's vocabulary, and the first ids of them.
+    mostly_unknown: int = 0
+    mostly_unknown_ids: list[str] = field(default_factory=list)
 
     @property
     def docs_per_second(self) -> float:
@@ -67,15 +73,15 @@ def encode_documents(
     documents: Sequence[Document], encoder: CollectionEncoder, info: CollectionInfo
 ) -> list[EncodedDocument]:
     """Chunk every document and embed all chunks of the batch in one length-sorted pass."""
-    chunked = [encoder.chunk(doc.text, info.spec.window, info.spec.overlap) for doc in documents]
-    pairs = zip(documents, chunked, strict=True)
-    texts = [embedding_text(doc.title, c.text) for doc, chunks in pairs for c in chunks]
+    measured = [encoder.chunk_and_measure(doc.text, info.spec.window, info.spec.overlap) for doc in documents]
+    pairs = zip(documents, measured, strict=True)
+    texts = [embedding_text(doc.title, c.text) for doc, (chunks, _) in pairs for c in chunks]
     vectors = encoder.encode(texts) if texts else np.zeros((0, info.dimension), np.float32)
     encoded, offset = [], 0
-    for doc, chunks in zip(documents, chunked, strict=True):
+    for doc, (chunks, share) in zip(documents, measured, strict=True):
         rows = vectors[offset : offset + len(chunks)]
         offset += len(chunks)
-        encoded.append(EncodedDocument(doc, doc.content_hash(), tuple(chunks), rows))
+        encoded.append(EncodedDocument(doc, doc.content_hash(), tuple(chunks), rows, share))
     return encoded
 
 
@@ -105,6 +111,15 @@ class _Prepared:
     positions: dict[str, list[int]]
     documents: list[Document]
     encoded: list[EncodedDocument]
+    model_name: str = ""
+
+    def warnings(self) -> dict[str, str]:
+        """``external_id -> warning`` of the embedded documents mostly outside the vocabulary."""
+        return {
+            doc.document.external_id: mostly_unknown_warning(doc.unknown_share, self.model_name)
+            for doc in self.encoded
+            if is_mostly_unknown(doc.unknown_share)
+        }
 
 
 class Ingestor:
@@ -143,6 +158,7 @@ class Ingestor:
             positions.setdefault(valid.external_id, []).append(position)
         unique = list(accepted.values())
         encoded: list[EncodedDocument] = []
+        model_name = ""
         if unique:
             if self._catalog.needs_whitening(info):
                 self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
@@ -150,8 +166,10 @@ class Ingestor:
             # misses, the document is embedded again and write_documents skips it by its hash.
             known = self._store.content_hashes(info.id, [d.external_id for d in unique])
             changed = [d for d in unique if known.get(d.external_id) != d.content_hash()]
-            encoded = encode_documents(changed, self._catalog.encoder_for(info), info)
-        return _Prepared(info, outcomes, positions, unique, encoded)
+            encoder = self._catalog.encoder_for(info)
+            encoded = encode_documents(changed, encoder, info)
+            model_name = encoder.model_name
+        return _Prepared(info, outcomes, positions, unique, encoded, model_name)
 
     def _commit(self, prepared: _Prepared) -> list[DocumentOutcome]:
         """One transaction for the prepared batch; one outcome per input document."""
@@ -159,10 +177,14 @@ class Ingestor:
         if prepared.documents:
             result = self._store.write_documents(prepared.info.id, prepared.encoded)
             written = set(result.written)
+            warnings = prepared.warnings()
             for doc in prepared.documents:
                 status = WRITTEN if doc.external_id in written else UNCHANGED
+                warning = warnings.get(doc.external_id) if status == WRITTEN else None
                 for position in prepared.positions[doc.external_id]:
-                    outcomes[position] = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence)
+                    outcomes[position] = DocumentOutcome(
+                        doc.external_id, status, sequence=result.last_sequence, warning=warning
+                    )
         return [outcome for outcome in outcomes if outcome is not None]
 
     def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult:
@@ -232,6 +254,10 @@ class Ingestor:
         on_rejection: Callable[[Rejection], None] | None,
     ) -> None:
         for outcome in outcomes:
+            if outcome.warning is not None:
+                summary.mostly_unknown += 1
+                if len(summary.mostly_unknown_ids) < 1000:
+                    summary.mostly_unknown_ids.append(outcome.external_id)
             if outcome.status == WRITTEN:
                 summary.written += 1
             elif outcome.status == UNCHANGED:

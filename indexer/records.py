@@ -64,13 +64,15 @@ class Chunk:
 class EncodedDocument:
     """A document ready to be written: its chunks and one unit vector per chunk.
 
-    ``vectors``: float32 (len(chunks), d).
+    ``vectors``: float32 (len(chunks), d). ``unknown_share``: how much of the text the model
+    could not read (``indexer.vocabulary``).
     """
 
     document: Document
     content_hash: str
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
+    unknown_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,12 @@ class CollectionInfo:
 
 @dataclass(frozen=True)
 class CollectionStats:
+    """``mostly_unknown``: documents mostly outside the model's vocabulary (``indexer.vocabulary``)."""
+
     documents: int
     chunks: int
     last_sequence: int
+    mostly_unknown: int = 0
 
 
 @dataclass(frozen=True)

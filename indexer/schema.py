@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -92,6 +93,8 @@ class DocumentRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", MetadataJSON)
     content_hash: Mapped[str] = mapped_column(String(64))
     updated_sequence: Mapped[int] = mapped_column(BigInteger)
+    # Share of the text's characters in unknown pieces of the model's vocabulary (indexer.vocabulary).
+    unknown_share: Mapped[float] = mapped_column(Float, server_default="0")
 
 
 class ChunkRow(Base):

@@ -59,6 +59,7 @@ from indexer.schema import (
     decode_vectors,
     encode_vectors,
 )
+from indexer.vocabulary import MOSTLY_UNKNOWN
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
@@ -458,6 +459,7 @@ class Store:
                 "meta": metadata[i],
                 "content_hash": docs[i].content_hash,
                 "updated_sequence": sequence,
+                "unknown_share": docs[i].unknown_share,
             }
             if document.external_id in existing:
                 document_ids[i] = existing[document.external_id][0]
@@ -629,7 +631,17 @@ class Store:
                 .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
                 .where(DocumentRow.collection_id == collection_id)
             ).scalar_one()
-            return CollectionStats(documents=documents, chunks=chunks, last_sequence=collection.last_sequence)
+            mostly_unknown = session.execute(
+                select(func.count(DocumentRow.id)).where(
+                    DocumentRow.collection_id == collection_id, DocumentRow.unknown_share > MOSTLY_UNKNOWN
+                )
+            ).scalar_one()
+            return CollectionStats(
+                documents=documents,
+                chunks=chunks,
+                last_sequence=collection.last_sequence,
+                mostly_unknown=mostly_unknown,
+            )
 
     # -- search support -------------------------------------------------------------------------
 

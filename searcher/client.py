@@ -38,12 +38,14 @@ _STATUS_NAMES = {
 
 @dataclass(frozen=True)
 class UpsertStatus:
-    """What the server did with one document: ``status`` is written, unchanged or rejected."""
+    """What the server did with one document: ``status`` is written, unchanged or rejected;
+    ``warning`` when a written document is mostly outside its model's vocabulary."""
 
     external_id: str
     status: str
     error: str | None
     sequence: int | None
+    warning: str | None = None
 
 
 def _hits(response: pb.SearchResponse) -> list[Hit]:
@@ -163,6 +165,7 @@ class AlbatrossClient:
                 status=_STATUS_NAMES.get(result.status, "unspecified"),
                 error=result.error or None,
                 sequence=result.sequence or None,
+                warning=result.warning or None,
             )
             for response in responses
             for result in response.results
@@ -188,10 +191,24 @@ class AlbatrossClient:
         *,
         timeout: float | None = None,
     ) -> list[Hit]:
+        return self.search_with_warnings(collection, query, k, metadata_filter, timeout=timeout)[0]
+
+    def search_with_warnings(
+        self,
+        collection: str,
+        query: str,
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> tuple[list[Hit], list[str]]:
+        """As ``search``, with what the server warns about the query (e.g. a query mostly
+        outside the vocabulary of the collection's model)."""
         request = pb.SearchRequest(
             collection=collection, query=query, k=k, filter=convert.filter_to_pb(metadata_filter)
         )
-        return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
+        response = self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
+        return _hits(response), list(response.warnings)
 
     def search_vector(
         self,

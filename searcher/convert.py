@@ -66,6 +66,7 @@ class DocumentOutcomeLike(Protocol):
     status: str
     error: str | None
     sequence: int | None
+    warning: str | None
 
 
 # --- requests: validation ------------------------------------------------------------------------
@@ -239,6 +240,7 @@ def stats_to_pb(stats: CollectionStats, index_sequence: int, index_vectors: int)
         last_sequence=stats.last_sequence,
         index_sequence=index_sequence,
         index_vectors=index_vectors,
+        mostly_unknown_documents=stats.mostly_unknown,
     )
 
 
@@ -269,6 +271,7 @@ def outcome_to_pb(outcome: DocumentOutcomeLike) -> pb.DocumentResult:
         status=_STATUS_TO_PB.get(outcome.status, pb.DOCUMENT_STATUS_UNSPECIFIED),
         error=outcome.error or "",
         sequence=outcome.sequence or 0,
+        warning=outcome.warning or "",
     )
 
 
@@ -298,8 +301,8 @@ def hit_to_pb(hit: Hit) -> pb.Hit:
     return message
 
 
-def hits_to_pb(hits: Sequence[Hit]) -> pb.SearchResponse:
-    return pb.SearchResponse(hits=[hit_to_pb(hit) for hit in hits])
+def hits_to_pb(hits: Sequence[Hit], warnings: Sequence[str] = ()) -> pb.SearchResponse:
+    return pb.SearchResponse(hits=[hit_to_pb(hit) for hit in hits], warnings=list(warnings))
 
 
 # --- filters -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from indexer.records import (
     StoredChunk,
     StoredDocument,
 )
+from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 from searcher.batching import QueryBatcher, TextEncoder
 from searcher.live import LiveIndex, LiveIndexes
 from searcher.results import Hit, chunk_fetch_size, fold_chunk_hits, should_fetch_more
@@ -31,6 +32,15 @@ T = TypeVar("T")
 
 # Each retry asks the index for this many times more chunks than the last try.
 FETCH_GROWTH = 4
+
+
+class QueryEncoder(TextEncoder, Protocol):
+    """``indexer.catalog.CollectionEncoder``: embeds queries and says how much of them it reads."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def unknown_shares(self, texts: Sequence[str]) -> list[float]: ...
 
 
 class CollectionCatalog(Protocol):
@@ -42,9 +52,9 @@ class CollectionCatalog(Protocol):
 
     def stats(self, name: str) -> CollectionStats: ...
 
-    def encoder_for(self, info: CollectionInfo) -> TextEncoder: ...
+    def encoder_for(self, info: CollectionInfo) -> QueryEncoder: ...
 
-    def ready_encoder(self, info: CollectionInfo) -> TextEncoder | None: ...
+    def ready_encoder(self, info: CollectionInfo) -> QueryEncoder | None: ...
 
 
 class SearchStore(Protocol):
@@ -178,8 +188,22 @@ class SearchService:
             )
         return await self._search(info, vectors, k, metadata_filter)
 
+    async def query_warnings(self, collection: str, texts: Sequence[str]) -> list[list[str]]:
+        """For each query text, what its answer should warn about: a query mostly outside the
+        vocabulary of the collection's model (``indexer.vocabulary``) gets near-noise hits."""
+        info = await self._collection(collection)
+        encoder = await self._encoder(info)
+        shares = encoder.unknown_shares(texts)  # tokenizing a bounded query is cheap: no executor hop
+        return [
+            [mostly_unknown_warning(share, encoder.model_name)] if is_mostly_unknown(share) else []
+            for share in shares
+        ]
+
+    async def _encoder(self, info: CollectionInfo) -> QueryEncoder:
+        return self._catalog.ready_encoder(info) or await self._run(self._catalog.encoder_for, info)
+
     async def _embed(self, info: CollectionInfo, texts: Sequence[str]) -> np.ndarray:
-        encoder = self._catalog.ready_encoder(info) or await self._run(self._catalog.encoder_for, info)
+        encoder = await self._encoder(info)
         if len(texts) == 1:
             # A lone query waits briefly for concurrent ones to share its forward pass.
             return (await self._batcher.embed(info.id, encoder, texts[0]))[None, :]

@@ -77,6 +77,8 @@ class Searcher(Protocol):
 
     async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]: ...
 
+    async def query_warnings(self, collection: str, texts: Sequence[str]) -> list[list[str]]: ...
+
     async def index_status(
         self, collection: str
     ) -> tuple[CollectionInfo, CollectionStats, int, int]: ...
@@ -230,11 +232,10 @@ class SearchServicer(pb_grpc.SearchServicer):
             (hits,) = await self._searcher.search_vectors(
                 asked.collection, asked.vectors, asked.k, asked.metadata_filter
             )
-        else:
-            hits = await self._searcher.search(
-                asked.collection, asked.queries[0], asked.k, asked.metadata_filter
-            )
-        return convert.hits_to_pb(hits)
+            return convert.hits_to_pb(hits)
+        hits = await self._searcher.search(asked.collection, asked.queries[0], asked.k, asked.metadata_filter)
+        (warnings,) = await self._searcher.query_warnings(asked.collection, asked.queries)
+        return convert.hits_to_pb(hits, warnings)
 
     @maps_errors
     async def SearchBatch(
@@ -245,11 +246,14 @@ class SearchServicer(pb_grpc.SearchServicer):
             ranked = await self._searcher.search_vectors(
                 asked.collection, asked.vectors, asked.k, asked.metadata_filter
             )
-        else:
-            ranked = await self._searcher.search_batch(
-                asked.collection, asked.queries, asked.k, asked.metadata_filter
-            )
-        return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
+            return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
+        ranked = await self._searcher.search_batch(
+            asked.collection, asked.queries, asked.k, asked.metadata_filter
+        )
+        warnings = await self._searcher.query_warnings(asked.collection, asked.queries)
+        return pb.SearchBatchResponse(
+            results=[convert.hits_to_pb(hits, said) for hits, said in zip(ranked, warnings, strict=True)]
+        )
 
     @maps_errors
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:

@@ -245,3 +245,23 @@ def test_a_numeric_filter_finds_csv_documents(
     hits = json.loads(search.stdout)
     assert sorted(hit["id"] for hit in hits) == ["new", "newer"]
     assert {hit["metadata"]["zip"] for hit in hits} == {"02134", "01002"}  # codes with a leading zero stay strings
+
+
+def test_ingest_warns_about_documents_outside_the_vocabulary_and_stats_counts_them(
+    tmp_path: Path, tiny_albert_dir: Path
+) -> None:
+    path = tmp_path / "scripts.jsonl"
+    rows = [
+        {"_id": "ar", "text": "مرحبا بالعالم، كيف حالك اليوم؟"},
+        {"_id": "ja", "text": "東京は日本の首都です。"},
+        {"_id": "en", "text": DOCS[0]["text"]},
+    ]
+    path.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n", encoding="utf-8")
+    result = albatross(tmp_path, tiny_albert_dir, "ingest", str(path), "--collection", "s", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"warning: {path}: 2 documents are mostly outside the vocabulary of {tiny_albert_dir.name}"
+        in result.stderr
+    )
+    assert "ar, ja" in result.stderr and "3 written" in result.stderr
+    assert stats(tmp_path, tiny_albert_dir, "s")["mostly_unknown_documents"] == 2

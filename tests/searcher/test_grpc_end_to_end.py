@@ -20,6 +20,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from indexer.config import AppConfig, ServerConfig, StoreConfig
 from indexer.records import CollectionSpec, Condition, Document, MetadataFilter
+from protos.albatross.v1 import albatross_pb2 as pb
+from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
 from searcher.server import SERVICE_NAMES, RunningServer, create_server
 from tests.searcher.serving import ServerThread
@@ -284,3 +286,29 @@ def test_a_stopped_server_leaves_a_snapshot_that_a_new_server_starts_from(
         thread.run(second.stop(grace_s=1.0))
     finally:
         thread.close()
+
+
+def test_text_the_model_cannot_read_is_stored_counted_and_warned_about(
+    client: AlbatrossClient, server: RunningServer
+) -> None:
+    """Three queries in three scripts once returned the same document at 0.9969, silently."""
+    client.create_collection("scripts")
+    statuses = client.upsert(
+        "scripts",
+        [Document("ar", "مرحبا بالعالم، كيف حالك اليوم؟"), Document("en", DOCUMENTS[0].text)],
+    )
+    assert [s.status for s in statuses] == ["written", "written"]
+    assert statuses[0].warning is not None and "outside the vocabulary" in statuses[0].warning
+    assert statuses[1].warning is None
+    wait_until_indexed(client, "scripts")
+    assert client.get_collection("scripts").stats.mostly_unknown_documents == 1
+
+    for query in ("مرحبا بالعالم", "東京は日本の首都です。", "🎉🔥😀🎈"):
+        hits, warnings = client.search_with_warnings("scripts", query, k=1)
+        assert hits and len(warnings) == 1 and "outside the vocabulary" in warnings[0], query
+    assert client.search_with_warnings("scripts", DOCUMENTS[0].text, k=1)[1] == []
+    with grpc.insecure_channel(server.target) as channel:  # the batch answer warns per query
+        ranked = pb_grpc.SearchStub(channel).SearchBatch(
+            pb.SearchBatchRequest(collection="scripts", queries=["東京", DOCUMENTS[0].text], k=1), timeout=60
+        )
+    assert [len(result.warnings) for result in ranked.results] == [1, 0]

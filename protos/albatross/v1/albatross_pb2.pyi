@@ -71,18 +71,20 @@ class Collection(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., dimension: _Optional[int] = ..., model_revision: _Optional[str] = ..., tokenizer_hash: _Optional[str] = ...) -> None: ...
 
 class CollectionStats(_message.Message):
-    __slots__ = ("documents", "chunks", "last_sequence", "index_sequence", "index_vectors")
+    __slots__ = ("documents", "chunks", "last_sequence", "index_sequence", "index_vectors", "mostly_unknown_documents")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     INDEX_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     INDEX_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    MOSTLY_UNKNOWN_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     documents: int
     chunks: int
     last_sequence: int
     index_sequence: int
     index_vectors: int
-    def __init__(self, documents: _Optional[int] = ..., chunks: _Optional[int] = ..., last_sequence: _Optional[int] = ..., index_sequence: _Optional[int] = ..., index_vectors: _Optional[int] = ...) -> None: ...
+    mostly_unknown_documents: int
+    def __init__(self, documents: _Optional[int] = ..., chunks: _Optional[int] = ..., last_sequence: _Optional[int] = ..., index_sequence: _Optional[int] = ..., index_vectors: _Optional[int] = ..., mostly_unknown_documents: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "spec")
@@ -147,16 +149,18 @@ class UpsertRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
 
 class DocumentResult(_message.Message):
-    __slots__ = ("id", "status", "error", "sequence")
+    __slots__ = ("id", "status", "error", "sequence", "warning")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: DocumentStatus
     error: str
     sequence: int
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., error: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+    warning: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., error: _Optional[str] = ..., sequence: _Optional[int] = ..., warning: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("results",)
@@ -281,10 +285,12 @@ class Hit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits",)
+    __slots__ = ("hits", "warnings")
     HITS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
     __slots__ = ("collection", "queries", "k", "filter", "vectors")
