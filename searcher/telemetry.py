@@ -136,6 +136,14 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
 
 
+@dataclass(frozen=True)
+class _Started:
+    """When a call began, and who called (read while the call was live)."""
+
+    at: float
+    peer: str
+
+
 @dataclass
 class _Call:
     """One RPC being observed."""
@@ -145,14 +153,19 @@ class _Call:
     metrics: ServerMetrics | None
     log: logging.Logger
 
-    def begin(self, context: grpc.aio.ServicerContext) -> float:
+    def begin(self, context: grpc.aio.ServicerContext) -> _Started:
         context.set_trailing_metadata(((REQUEST_ID, self.request_id),))
         if self.metrics is not None:
             self.metrics.started.labels(*_split(self.method)).inc()
-        return time.perf_counter()
+        # The peer is read now, inside grpc's task for the call. When that task ends grpc releases
+        # its core call and leaves a NULL in its place; a stream the client hung up on is closed
+        # later by the event loop (asyncgen finalizer), so ``end`` can run after that, and
+        # ``context.peer()`` there calls into the NULL call: SIGSEGV, the whole server gone.
+        return _Started(time.perf_counter(), context.peer())
 
-    def end(self, context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
-        seconds = time.perf_counter() - started
+    def end(self, context: grpc.aio.ServicerContext, started: _Started, error: BaseException | None) -> None:
+        """Count and log the call. Reads only Python-side state of ``context``: see ``begin``."""
+        seconds = time.perf_counter() - started.at
         code = _code_of(context, error)
         if self.metrics is not None:
             service, name = _split(self.method)
@@ -160,11 +173,9 @@ class _Call:
             self.metrics.latency.labels(service, name).observe(seconds)
         level = logging.DEBUG if self.method.startswith(QUIET_METHOD_PREFIX) else logging.INFO
         if self.log.isEnabledFor(level):
-            self.log.log(level, json.dumps(self._entry(context, code, seconds)))
+            self.log.log(level, json.dumps(self._entry(started.peer, code, seconds)))
 
-    def _entry(
-        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, seconds: float
-    ) -> dict[str, Any]:
+    def _entry(self, peer: str, code: grpc.StatusCode, seconds: float) -> dict[str, Any]:
         return {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "event": "rpc",
@@ -172,7 +183,7 @@ class _Call:
             "method": self.method,
             "code": code.name,
             "duration_ms": round(seconds * 1000, 3),
-            "peer": context.peer(),
+            "peer": peer,
         }
 
     def unary(self, behaviour: Behaviour) -> Behaviour:
