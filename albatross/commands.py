@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +16,10 @@ from tqdm import tqdm
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
 from albatross.options import add_collection_spec_options, add_store_options, app_config
 from indexer.config import AppConfig, for_bulk_ingestion
-from indexer.csv_cells import parse_csv_types
+from indexer.csv_cells import CellType, parse_csv_types
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
 from indexer.readers import ReadOptions, Rejection, count_records, read_path
-from indexer.records import CollectionSpec, PoolingMode
+from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.vocabulary import MOSTLY_UNKNOWN
 from indexer.workspace import Workspace
@@ -51,6 +51,7 @@ def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
         index_spec=args.index_spec,
         vector_dtype=args.vector_dtype,
         whitening=args.whitening,
+        dimension=args.dimension,
     )
 
 
@@ -112,6 +113,12 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
     try:
         ensure_collection(workspace, args.collection, args)
         model = model_name(workspace, args.collection)
+        if workspace.catalog.get(args.collection).spec.takes_vectors:
+            raise InvalidArgument(
+                f"collection {args.collection!r} has no model: there is nothing to embed on Ray; "
+                "ingest its vectors with --engine local",
+                field="engine",
+            )
     finally:
         workspace.close()
     options = RayIngestOptions(workers=args.workers, address=args.ray_address, csv_types=args.csv_types)
@@ -169,10 +176,11 @@ def _progress(bar: tqdm, metrics: IngestMetrics | None, collection: str) -> Call
 
 
 def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMetrics | None) -> int:
-    read_options = ReadOptions(csv_types=parse_csv_types(args.csv_types))
+    csv_types = parse_csv_types(args.csv_types)
     workspace = Workspace.open(config)
     try:
         ensure_collection(workspace, args.collection, args)
+        read_options = read_options_for(workspace.catalog.get(args.collection), csv_types)
         rejected = 0
         for path in args.paths:
             total = count_records(path)
@@ -199,6 +207,13 @@ def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMet
     finally:
         workspace.close()
     return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def read_options_for(info: CollectionInfo, csv_types: Mapping[str, CellType]) -> ReadOptions:
+    """Records are held to their collection: its own vectors, or none, of its dimension."""
+    if info.spec.takes_vectors:
+        return ReadOptions(csv_types=csv_types, vector_dimension=info.dimension)
+    return ReadOptions(csv_types=csv_types, refuse_vectors=True)
 
 
 def model_name(workspace: Workspace, collection: str) -> str:
@@ -294,6 +309,50 @@ def run_collections_drop(args: argparse.Namespace) -> int:
     finally:
         workspace.close()
     print(f"dropped {args.name}")
+    return EXIT_OK
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def register_export(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="write a collection as JSONL: _id, title, text, metadata and one vector per document",
+        description="Each line reads back with `albatross ingest` into a collection created with "
+        "--model none --dimension D. A document of several chunks exports the mean of its chunk "
+        "vectors (L2-normalised when the collection normalises).",
+    )
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--out", type=Path, help="write here, atomically (default: standard output)")
+    add_store_options(parser)
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from indexer.exporting import export_lines
+    from indexer.snapshots import atomic_write_parts
+
+    workspace = Workspace.open(app_config(args))
+    try:
+        info = workspace.catalog.get(args.collection)
+        lines = export_lines(workspace.store.iter_documents(info.id), normalize=info.spec.normalize)
+        count = 0
+
+        def counted() -> Iterator[str]:
+            nonlocal count
+            for line in lines:
+                count += 1
+                yield line
+
+        if args.out is None:
+            sys.stdout.writelines(counted())
+        else:
+            atomic_write_parts(args.out, (line.encode("utf-8") for line in counted()))
+    finally:
+        workspace.close()
+    where = f" to {args.out}" if args.out else ""
+    print(f"exported {count} documents of {info.name} ({info.dimension}-d){where}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -407,6 +466,7 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     register_ingest,
     register_delete,
     register_collections,
+    register_export,
     register_stats,
     register_eval,
 ]

@@ -24,7 +24,14 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
 
 def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("new collection (used only when the collection is created)")
-    group.add_argument("--model", default="default", help="local model folder or cached hub id")
+    group.add_argument(
+        "--model",
+        default="default",
+        help="local model folder or cached hub id; none: store the vectors the documents bring",
+    )
+    group.add_argument(
+        "--dimension", type=int, help="vector length: required with --model none, else checked against the model"
+    )
     group.add_argument("--pooling", default="mean", choices=["mean", "max", "cls", "mean_max"])
     group.add_argument(
         "--layers", default="-1", help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)"

@@ -17,13 +17,15 @@ import numpy as np
 
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
-from indexer.errors import EmbeddingSpaceMismatch, InvalidCollectionSpec
+from indexer.errors import EmbeddingSpaceMismatch, InvalidArgument, InvalidCollectionSpec
 from indexer.index import validate_index_spec
-from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
+from indexer.records import NO_MODEL, Chunk, CollectionInfo, CollectionSpec, CollectionStats
 from indexer.store import Store
 from indexer.whitening import Whitening, fit_whitening
 
 DEFAULT_MODEL_REF = "default"
+# Far above any text encoder's width (4096 for ALBERT xxlarge), far below what would exhaust memory.
+MAX_DIMENSION = 65_536
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,16 @@ class Catalog:
     def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
         self._forget(name)
         validate_spec(spec)
+        if spec.takes_vectors:
+            return self._create_without_model(name, spec)
         encoder = self._encoders.load(spec)
+        if spec.dimension is not None and spec.dimension != encoder.dimension:
+            raise InvalidCollectionSpec(
+                f"dimension {spec.dimension} does not match model {spec.model or DEFAULT_MODEL_REF!r}, "
+                f"whose vectors have {encoder.dimension}; leave it out, or use --model {NO_MODEL} "
+                "to bring vectors of your own",
+                field="dimension",
+            )
         validate_index_spec(spec.index_spec, encoder.dimension)
         stored_spec = replace(spec, model=spec.model or DEFAULT_MODEL_REF)
         return self._store.create_collection(
@@ -140,6 +151,27 @@ class Catalog:
             dimension=encoder.dimension,
             model_revision=encoder.model_revision,
             tokenizer_hash=encoder.tokenizer_hash,
+        )
+
+    def _create_without_model(self, name: str, spec: CollectionSpec) -> CollectionInfo:
+        """A collection that stores the vectors it is given: its space is whatever made them."""
+        if spec.dimension is None:
+            raise InvalidCollectionSpec(
+                f"a collection with model {NO_MODEL!r} stores the vectors it is given: say how long "
+                "they are with --dimension N (CollectionSpec.dimension)",
+                field="dimension",
+            )
+        if isinstance(spec.dimension, bool) or not 1 <= spec.dimension <= MAX_DIMENSION:
+            raise InvalidCollectionSpec(
+                f"dimension must be between 1 and {MAX_DIMENSION}, got {spec.dimension}", field="dimension"
+            )
+        if spec.whitening:
+            raise InvalidCollectionSpec(
+                f"whitening is fitted on a model's vectors; model {NO_MODEL!r} has none", field="whitening"
+            )
+        validate_index_spec(spec.index_spec, spec.dimension)
+        return self._store.create_collection(
+            name, spec, dimension=spec.dimension, model_revision=NO_MODEL, tokenizer_hash=NO_MODEL
         )
 
     def get(self, name: str) -> CollectionInfo:
@@ -183,6 +215,8 @@ class Catalog:
     def ready_encoder(self, info: CollectionInfo) -> CollectionEncoder | None:
         """``encoder_for(info)`` if that needs no model load, SQL read or error, else None; never
         blocks, so a searcher's event loop asks here before it sends the call to a thread."""
+        if info.spec.takes_vectors:
+            return None  # encoder_for says why there is none
         encoder = self._encoders.loaded(info.spec)
         if encoder is None or not _same_space(encoder, info):
             return None
@@ -194,7 +228,14 @@ class Catalog:
             return CollectionEncoder(encoder, self._whitening[info.id])
 
     def encoder_for(self, info: CollectionInfo) -> CollectionEncoder:
-        """The encoder that reproduces ``info``'s embedding space, or ``EmbeddingSpaceMismatch``."""
+        """The encoder that reproduces ``info``'s embedding space, or ``EmbeddingSpaceMismatch``
+        (``InvalidArgument`` for a collection without a model: it embeds no text)."""
+        if info.spec.takes_vectors:
+            raise InvalidArgument(
+                f"collection {info.name!r} has no model (it stores the vectors its documents bring): "
+                "search it with a vector of its space, not with text",
+                field="query",
+            )
         encoder = self._encoders.load(info.spec)
         if not _same_space(encoder, info):
             raise EmbeddingSpaceMismatch(

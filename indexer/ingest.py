@@ -23,9 +23,9 @@ from indexer.catalog import Catalog, CollectionEncoder
 from indexer.config import IngestConfig
 from indexer.errors import InvalidDocument
 from indexer.readers import ReadItem, Rejection
-from indexer.records import CollectionInfo, DeleteResult, Document, EncodedDocument
+from indexer.records import Chunk, CollectionInfo, DeleteResult, Document, EncodedDocument
 from indexer.store import Store
-from indexer.validation import DocumentLimits, validate_document
+from indexer.validation import DocumentLimits, validate_document, vector_for_collection
 from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 
 log = logging.getLogger(__name__)
@@ -85,16 +85,30 @@ def encode_documents(
     return encoded
 
 
-def _revalidate(doc: Document, limits: DocumentLimits) -> Document:
-    """Documents from gRPC were built by a converter: hold them to the file readers' rules."""
-    return validate_document(
-        doc.external_id,
-        doc.text,
-        doc.title,
-        doc.metadata,
-        record=f"document {doc.external_id!r}",
-        limits=limits,
+def _revalidate(doc: Document, limits: DocumentLimits, info: CollectionInfo) -> Document:
+    """Documents from gRPC were built by a converter: hold them to the file readers' rules, and
+    their vectors to the collection's (``vector_for_collection``)."""
+    record = f"document {doc.external_id!r}"
+    valid = validate_document(
+        doc.external_id, doc.text, doc.title, doc.metadata, record=record, limits=limits, vector=doc.vector
     )
+    dimension = info.dimension if info.spec.takes_vectors else None
+    vector_for_collection(valid.vector, record=record, dimension=dimension)
+    return valid
+
+
+def given_vectors(documents: Sequence[Document], info: CollectionInfo) -> list[EncodedDocument]:
+    """Documents of a collection without a model: one chunk (the whole text) with the document's
+    own vector, L2-normalised when the collection normalises (as its queries are)."""
+    if not documents:
+        return []
+    vectors = np.asarray([doc.vector for doc in documents], dtype=np.float32)
+    if info.spec.normalize:
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # never zero: validated
+    return [
+        EncodedDocument(doc, doc.content_hash(), (Chunk(0, 0, len(doc.text), doc.text),), vectors[i : i + 1])
+        for i, doc in enumerate(documents)
+    ]
 
 
 @dataclass(frozen=True)
@@ -150,26 +164,31 @@ class Ingestor:
         positions: dict[str, list[int]] = {}
         for position, doc in enumerate(documents):
             try:
-                valid = _revalidate(doc, self._limits)
+                valid = _revalidate(doc, self._limits, info)
             except InvalidDocument as exc:
                 outcomes[position] = DocumentOutcome(str(doc.external_id), REJECTED, error=str(exc))
                 continue
             accepted[valid.external_id] = valid  # the last version of a repeated id wins
             positions.setdefault(valid.external_id, []).append(position)
         unique = list(accepted.values())
-        encoded: list[EncodedDocument] = []
-        model_name = ""
-        if unique:
-            if self._catalog.needs_whitening(info):
-                self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
-            # A batch still in the writer's queue may hold one of these ids: then this check
-            # misses, the document is embedded again and write_documents skips it by its hash.
-            known = self._store.content_hashes(info.id, [d.external_id for d in unique])
-            changed = [d for d in unique if known.get(d.external_id) != d.content_hash()]
-            encoder = self._catalog.encoder_for(info)
-            encoded = encode_documents(changed, encoder, info)
-            model_name = encoder.model_name
-        return _Prepared(info, outcomes, positions, unique, encoded, model_name)
+        if not unique:
+            return _Prepared(info, outcomes, positions, unique, [])
+        if info.spec.takes_vectors:
+            return _Prepared(info, outcomes, positions, unique, given_vectors(self._changed(info, unique), info))
+        if self._catalog.needs_whitening(info):
+            self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
+        encoder = self._catalog.encoder_for(info)
+        encoded = encode_documents(self._changed(info, unique), encoder, info)
+        return _Prepared(info, outcomes, positions, unique, encoded, encoder.model_name)
+
+    def _changed(self, info: CollectionInfo, documents: list[Document]) -> list[Document]:
+        """The documents whose content differs from what the collection holds.
+
+        A batch still in the writer's queue may hold one of these ids: then this check misses,
+        the document is embedded again and write_documents skips it by its hash.
+        """
+        known = self._store.content_hashes(info.id, [d.external_id for d in documents])
+        return [d for d in documents if known.get(d.external_id) != d.content_hash()]
 
     def _commit(self, prepared: _Prepared) -> list[DocumentOutcome]:
         """One transaction for the prepared batch; one outcome per input document."""

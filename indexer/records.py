@@ -32,21 +32,31 @@ class ChangeOp(enum.StrEnum):
     REMOVE = "remove"
 
 
+# The model of a collection that embeds nothing: it stores the vectors its documents bring.
+NO_MODEL = "none"
+
+
 @dataclass(frozen=True)
 class Document:
-    """One input document as a user gave it. ``metadata`` must be JSON-serialisable."""
+    """One input document as a user gave it. ``metadata`` must be JSON-serialisable; ``vector``
+    is set only for a collection without a model (``NO_MODEL``), which stores it as given."""
 
     external_id: str
     text: str
     title: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    vector: tuple[float, ...] | None = None
 
     def content_hash(self) -> str:
         """SHA-256 of everything that shapes the vectors or what search returns.
 
-        Unchanged documents (same hash) are not re-embedded on upsert.
+        Unchanged documents (same hash) are not re-embedded on upsert. A document without a
+        vector hashes as it always has, so existing collections keep their hashes.
         """
-        canonical = json.dumps([self.title, self.text, self.metadata], sort_keys=True, ensure_ascii=False)
+        fields: list[Any] = [self.title, self.text, self.metadata]
+        if self.vector is not None:
+            fields.append(list(self.vector))
+        canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -94,6 +104,14 @@ class CollectionSpec:
     index_spec: str = "Flat"
     vector_dtype: str = "float32"
     whitening: bool = False
+    # The vector length. Required with ``model=NO_MODEL``; with a model it is the model's
+    # (None takes it, a number is checked against it).
+    dimension: int | None = None
+
+    @property
+    def takes_vectors(self) -> bool:
+        """True for a collection that stores its documents' own vectors and embeds nothing."""
+        return self.model == NO_MODEL
 
 
 @dataclass(frozen=True)

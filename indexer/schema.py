@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
+from indexer.records import NO_MODEL, CollectionInfo, CollectionSpec, PoolingMode
 
 # SQLite only gives AUTOINCREMENT (ids never reused) to a column declared exactly INTEGER PRIMARY KEY;
 # its INTEGER is 64-bit anyway. PostgreSQL gets a BIGINT identity, whose sequence never goes back.
@@ -142,6 +142,8 @@ def _spec_of(row: CollectionRow) -> CollectionSpec:
         index_spec=row.index_spec,
         vector_dtype=row.vector_dtype,
         whitening=row.use_whitening,
+        # Only a collection without a model was given its dimension; a model's is the model's.
+        dimension=row.dimension if row.model == NO_MODEL else None,
     )
 
 

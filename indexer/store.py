@@ -620,6 +620,46 @@ class Store:
             yield ids, decode_vectors([r[1] for r in rows], dimension, dtype)
             after = int(ids[-1])
 
+    def iter_documents(
+        self, collection_id: int, batch: int = 1_000
+    ) -> Iterator[tuple[StoredDocument, np.ndarray]]:
+        """Every document with its chunk vectors, float32 (chunks, d) in chunk order, by
+        ascending document row id; each page is its own short read transaction (keyset
+        pagination), so an export never holds a snapshot open."""
+        with self._session() as session:
+            collection = self._collection_by_id(session, collection_id)
+            dimension, dtype = collection.dimension, collection.vector_dtype
+        after = -1
+        while True:
+            with self._session() as session:
+                rows = session.execute(
+                    select(DocumentRow)
+                    .where(DocumentRow.collection_id == collection_id, DocumentRow.id > after)
+                    .order_by(DocumentRow.id)
+                    .limit(batch)
+                ).scalars().all()
+                if not rows:
+                    return
+                blobs: dict[int, list[bytes]] = {row.id: [] for row in rows}
+                chunks = session.execute(
+                    select(ChunkRow.document_id, ChunkRow.vector)
+                    .where(ChunkRow.document_id.in_(list(blobs)))
+                    .order_by(ChunkRow.document_id, ChunkRow.ordinal)
+                )
+                for document_id, blob in chunks:
+                    blobs[document_id].append(blob)
+            for row in rows:
+                document = StoredDocument(
+                    external_id=row.external_id,
+                    title=row.title,
+                    text=row.text,
+                    metadata=row.meta,
+                    content_hash=row.content_hash,
+                    chunk_count=len(blobs[row.id]),
+                )
+                yield document, decode_vectors(blobs[row.id], dimension, dtype)
+            after = rows[-1].id
+
     def stats(self, collection_id: int) -> CollectionStats:
         with self._session() as session:
             collection = self._collection_by_id(session, collection_id)

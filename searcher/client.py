@@ -66,6 +66,8 @@ def _hits(response: pb.SearchResponse) -> list[Hit]:
 def _document_to_pb(document: Document) -> pb.Document:
     message = pb.Document(id=document.external_id, text=document.text, title=document.title)
     convert.dict_to_struct(document.metadata, message.metadata)
+    if document.vector is not None:
+        message.vector.values.extend(document.vector)
     return message
 
 

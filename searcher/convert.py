@@ -205,6 +205,7 @@ def spec_from_pb(message: pb.CollectionSpec) -> CollectionSpec:
         index_spec=message.index_spec or defaults["index_spec"],
         vector_dtype=message.vector_dtype or defaults["vector_dtype"],
         whitening=message.whitening,
+        dimension=message.dimension if message.HasField("dimension") else None,
     )
 
 
@@ -220,6 +221,7 @@ def spec_to_pb(spec: CollectionSpec) -> pb.CollectionSpec:
         index_spec=spec.index_spec,
         vector_dtype=spec.vector_dtype,
         whitening=spec.whitening,
+        dimension=spec.dimension,
     )
 
 
@@ -258,7 +260,8 @@ def document_from_pb(message: pb.Document, position: int) -> Document:
             record=record,
             field="metadata",
         ) from exc
-    return validate_document(message.id, message.text, message.title, metadata, record=record)
+    vector = list(message.vector.values) if message.HasField("vector") else None
+    return validate_document(message.id, message.text, message.title, metadata, record=record, vector=vector)
 
 
 def rejected_to_pb(external_id: str, error: str) -> pb.DocumentResult:

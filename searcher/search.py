@@ -186,6 +186,9 @@ class SearchService:
                 f"got {vectors.shape[-1] if vectors.ndim else 0}",
                 field="vector",
             )
+        if info.spec.takes_vectors and info.spec.normalize:
+            # Its documents' vectors were stored as unit rows; the query's length must not rank.
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return await self._search(info, vectors, k, metadata_filter)
 
     async def query_warnings(self, collection: str, texts: Sequence[str]) -> list[list[str]]:

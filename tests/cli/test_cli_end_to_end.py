@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.config import AppConfig, ServerConfig, StoreConfig
@@ -265,3 +266,57 @@ def test_ingest_warns_about_documents_outside_the_vocabulary_and_stats_counts_th
     )
     assert "ar, ja" in result.stderr and "3 written" in result.stderr
     assert stats(tmp_path, tiny_albert_dir, "s")["mostly_unknown_documents"] == 2
+
+
+def test_vectors_exported_from_one_collection_ingest_into_one_without_a_model(
+    served: tuple[RunningServer, Path], tiny_albert_dir: Path, corpus: Path
+) -> None:
+    server, data_dir = served
+    albatross(data_dir, tiny_albert_dir, "ingest", str(corpus), "--collection", "text", "--no-progress")
+    exported = data_dir / "text.jsonl"
+    export = albatross(data_dir, tiny_albert_dir, "export", "--collection", "text", "--out", str(exported))
+    assert export.returncode == 0, export.stderr
+    assert "exported 5 documents of text" in export.stderr
+    rows = [json.loads(line) for line in exported.read_text(encoding="utf-8").splitlines()]
+    assert [row["_id"] for row in rows] == [doc["_id"] for doc in DOCS]
+    dimension = len(rows[0]["vector"])
+
+    broken = [
+        {**rows[0], "_id": "short", "vector": rows[0]["vector"][:-1]},
+        {**rows[1], "_id": "nan", "vector": [float("nan")] * dimension},
+        {"_id": "bare", "text": "no vector at all"},
+    ]
+    mixed = data_dir / "mixed.jsonl"
+    lines = [json.dumps(row) for row in rows[:2] + broken + rows[2:]]  # json writes NaN as NaN
+    mixed.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ingest = albatross(
+        data_dir, tiny_albert_dir, "ingest", str(mixed), "--collection", "own", "--no-progress",
+        "--model", "none", "--dimension", str(dimension),
+    )
+    assert ingest.returncode == 1, ingest.stderr
+    assert f"{mixed}:3: field 'vector' has {dimension - 1} values, the collection takes {dimension}" in ingest.stderr
+    assert f"{mixed}:4: field 'vector'[0] is nan" in ingest.stderr
+    assert f"{mixed}:5: missing field 'vector'" in ingest.stderr
+    assert "5 written" in ingest.stderr and "3 rejected" in ingest.stderr
+    report = stats(data_dir, tiny_albert_dir, "own")
+    assert (report["documents"], report["chunks"], report["model"]) == (5, 5, "none")
+
+    refused = albatross(data_dir, tiny_albert_dir, "ingest", str(exported), "--collection", "text", "--no-progress")
+    assert refused.returncode == 1 and "takes no outside vectors" in refused.stderr
+    csv_file = data_dir / "plain.csv"
+    csv_file.write_text("_id,text\na,A\n", encoding="utf-8")
+    no_csv = albatross(data_dir, tiny_albert_dir, "ingest", str(csv_file), "--collection", "own", "--no-progress")
+    assert no_csv.returncode == 2 and "CSV cannot carry vectors" in no_csv.stderr
+
+    with AlbatrossClient(server.target, timeout=60) as client:
+        deadline = time.monotonic() + 30
+        while "own" not in {c.name for c in client.list_collections()}:
+            assert time.monotonic() < deadline, "the server never saw the new collection"
+            time.sleep(0.05)
+        wait_until_indexed(client, "own")
+        for row in rows:
+            hits = client.search_vector("own", np.array(row["vector"], dtype=np.float32), k=1)
+            assert hits[0].external_id == row["_id"] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    again = data_dir / "own.jsonl"
+    albatross(data_dir, tiny_albert_dir, "export", "--collection", "own", "--out", str(again))
+    assert again.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")  # bit for bit

@@ -312,3 +312,34 @@ def test_text_the_model_cannot_read_is_stored_counted_and_warned_about(
             pb.SearchBatchRequest(collection="scripts", queries=["東京", DOCUMENTS[0].text], k=1), timeout=60
         )
     assert [len(result.warnings) for result in ranked.results] == [1, 0]
+
+
+def test_a_collection_without_a_model_stores_and_searches_the_vectors_it_is_given(
+    client: AlbatrossClient,
+) -> None:
+    created = client.create_collection("byo", CollectionSpec(model="none", dimension=3))
+    assert (created.dimension, created.spec.model, created.spec.dimension) == (3, "none", 3)
+    axes = [
+        Document(name, f"the {name} axis", vector=vector)
+        for name, vector in (("x", (1.0, 0.0, 0.0)), ("y", (0.0, 2.0, 0.0)), ("z", (0.0, 0.0, 0.5)))
+    ]
+    too_long = Document("long", "four", vector=(1.0, 1.0, 1.0, 1.0))
+    statuses = client.upsert("byo", [*axes, too_long, Document("bare", "t")])
+    assert [s.status for s in statuses] == ["written"] * 3 + ["rejected"] * 2
+    assert "has 4 values, the collection takes 3" in (statuses[3].error or "")
+    assert "missing field 'vector'" in (statuses[4].error or "")
+    wait_until_indexed(client, "byo")
+
+    hits = client.search_vector("byo", np.array([0.1, 5.0, 0.2], dtype=np.float32), k=3)
+    assert [hit.external_id for hit in hits][0] == "y" and hits[0].text == "the y axis"
+    assert hits[0].score == pytest.approx(5.0 / np.linalg.norm([0.1, 5.0, 0.2]), rel=1e-5)  # both unit
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search("byo", "the y axis", k=1)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+
+    client.create_collection("embedded-refuses")
+    (status,) = client.upsert("embedded-refuses", [Document("v", "owls", vector=(1.0, 0.0, 0.0))])
+    assert status.status == "rejected" and "takes no outside vectors" in (status.error or "")
+    with pytest.raises(grpc.RpcError) as caught:
+        client.create_collection("no-dimension", CollectionSpec(model="none"))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "--dimension" in caught.value.details()
