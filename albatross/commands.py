@@ -52,6 +52,9 @@ def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
         vector_dtype=args.vector_dtype,
         whitening=args.whitening,
         dimension=args.dimension,
+        classifier=args.classifier,
+        label_field=args.label_field,
+        score_field=args.score_field,
     )
 
 
@@ -385,6 +388,7 @@ def collection_stats(workspace: Workspace, name: str) -> dict[str, Any]:
         "layers": list(info.spec.layers),
         "dimension": info.dimension,
         "index_spec": info.spec.index_spec,
+        "classifier": info.spec.classifier,
         "documents": stats.documents,
         "chunks": stats.chunks,
         "index_vectors": index.ntotal,

@@ -44,6 +44,16 @@ def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--vector-dtype", default="float32", choices=["float32", "float16"])
     group.add_argument("--whitening", action="store_true", help="fit and apply whitening (raw checkpoints)")
+    group.add_argument(
+        "--classifier",
+        default="",
+        metavar="DIR",
+        help="a local ALBERT/BERT *ForSequenceClassification checkpoint that labels every document",
+    )
+    group.add_argument("--label-field", default="label", help="metadata field of the classifier's label")
+    group.add_argument(
+        "--score-field", default="label_score", help="metadata field of the label's probability"
+    )
 
 
 def app_config(args: argparse.Namespace) -> AppConfig:

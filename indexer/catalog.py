@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.classifier import Classifier
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
 from indexer.errors import EmbeddingSpaceMismatch, InvalidArgument, InvalidCollectionSpec
@@ -66,6 +67,7 @@ class EncoderRegistry:
         self._config = config
         self._default_model = default_model
         self._loaded: dict[tuple[object, ...], Encoder] = {}
+        self._classifiers: dict[str, Classifier] = {}
         self._lock = threading.Lock()
 
     def resolve(self, model_ref: str) -> str:
@@ -79,6 +81,13 @@ class EncoderRegistry:
 
     def _key(self, spec: CollectionSpec) -> tuple[object, ...]:
         return (self.resolve(spec.model), spec.pooling, spec.layers, spec.max_length, spec.normalize)
+
+    def load_classifier(self, ref: str) -> Classifier:
+        with self._lock:
+            classifier = self._classifiers.get(ref)
+            if classifier is None:
+                classifier = self._classifiers[ref] = Classifier.load(ref, self._config)
+            return classifier
 
     def load(self, spec: CollectionSpec) -> Encoder:
         model = self.resolve(spec.model)
@@ -110,6 +119,13 @@ def validate_spec(spec: CollectionSpec) -> None:
         raise InvalidCollectionSpec("vector_dtype must be float32 or float16", field="vector_dtype")
     if not spec.index_spec.strip():
         raise InvalidCollectionSpec("index_spec must not be empty", field="index_spec")
+    if spec.classifier and (not spec.label_field.strip() or not spec.score_field.strip()):
+        raise InvalidCollectionSpec("label_field and score_field must name metadata fields", field="label_field")
+    if spec.classifier and spec.label_field == spec.score_field:
+        raise InvalidCollectionSpec(
+            f"label_field and score_field are both {spec.label_field!r}: a label and its score need two fields",
+            field="score_field",
+        )
 
 
 class Catalog:
@@ -133,8 +149,9 @@ class Catalog:
     def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
         self._forget(name)
         validate_spec(spec)
+        classifier_revision = self._encoders.load_classifier(spec.classifier).revision if spec.classifier else ""
         if spec.takes_vectors:
-            return self._create_without_model(name, spec)
+            return self._create_without_model(name, spec, classifier_revision)
         encoder = self._encoders.load(spec)
         if spec.dimension is not None and spec.dimension != encoder.dimension:
             raise InvalidCollectionSpec(
@@ -151,9 +168,10 @@ class Catalog:
             dimension=encoder.dimension,
             model_revision=encoder.model_revision,
             tokenizer_hash=encoder.tokenizer_hash,
+            classifier_revision=classifier_revision,
         )
 
-    def _create_without_model(self, name: str, spec: CollectionSpec) -> CollectionInfo:
+    def _create_without_model(self, name: str, spec: CollectionSpec, classifier_revision: str) -> CollectionInfo:
         """A collection that stores the vectors it is given: its space is whatever made them."""
         if spec.dimension is None:
             raise InvalidCollectionSpec(
@@ -171,7 +189,12 @@ class Catalog:
             )
         validate_index_spec(spec.index_spec, spec.dimension)
         return self._store.create_collection(
-            name, spec, dimension=spec.dimension, model_revision=NO_MODEL, tokenizer_hash=NO_MODEL
+            name,
+            spec,
+            dimension=spec.dimension,
+            model_revision=NO_MODEL,
+            tokenizer_hash=NO_MODEL,
+            classifier_revision=classifier_revision,
         )
 
     def get(self, name: str) -> CollectionInfo:
@@ -245,6 +268,21 @@ class Catalog:
                 "restore that model or re-ingest into a new collection"
             )
         return CollectionEncoder(encoder, self._whitening_of(info))
+
+    def classifier_for(self, info: CollectionInfo) -> Classifier | None:
+        """The classifier that labels ``info``'s documents (None when it has none), or
+        ``EmbeddingSpaceMismatch`` when its folder now holds other weights: labels of two
+        classifiers would not mean the same."""
+        if not info.spec.classifier:
+            return None
+        classifier = self._encoders.load_classifier(info.spec.classifier)
+        if classifier.revision != info.classifier_revision:
+            raise EmbeddingSpaceMismatch(
+                f"collection {info.name!r} is labelled by classifier {info.spec.classifier!r} revision "
+                f"{info.classifier_revision}, which is now revision {classifier.revision}; restore "
+                "that classifier or ingest into a new collection"
+            )
+        return classifier
 
     def needs_whitening(self, info: CollectionInfo) -> bool:
         return info.spec.whitening and self._whitening_of(info) is None

@@ -121,7 +121,7 @@ class Encoder:
         # The spec is checked against config.json before any weights are read.
         model_config = AutoConfig.from_pretrained(folder, local_files_only=True)
         _check_spec(spec, model_config)
-        tokenizer = _load_tokenizer(folder)
+        tokenizer = load_tokenizer(folder)
         model = AutoModel.from_pretrained(
             folder, config=model_config, local_files_only=True, dtype=placement.dtype
         )
@@ -259,7 +259,7 @@ class Encoder:
         chunked: list[list[Chunk]] = []
         window_ids: list[list[int]] = []
         for index, text in enumerate(texts):
-            prefix, body, suffix = _split_specials(
+            prefix, body, suffix = split_specials(
                 encoded["input_ids"][index], encoded["special_tokens_mask"][index]
             )
             offsets = encoded["offset_mapping"][index][len(prefix) : len(prefix) + len(body)]
@@ -351,7 +351,7 @@ class Encoder:
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:
         """One padded batch -> pooled float32 (batch, d)."""
-        input_ids, attention_mask = _pad(ids, self._tokenizer.pad_token_id, self.device)
+        input_ids, attention_mask = pad_ids(ids, self._tokenizer.pad_token_id, self.device)
         with torch.inference_mode():
             output = self._model(
                 input_ids=input_ids,
@@ -369,7 +369,7 @@ def _as_texts(texts: Sequence[str]) -> Sequence[str]:
     return texts
 
 
-def _split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list[int], list[int]]:
+def split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list[int], list[int]]:
     """Split one sequence's ids into (leading specials, text tokens, trailing specials).
 
     A single-sequence template (ALBERT/BERT: ``[CLS] text [SEP]``) puts special tokens only
@@ -446,7 +446,7 @@ def _probe_texts() -> list[str]:
     return [" ".join(glosses[8 * i : 8 * i + sizes[i % 3]]) for i in range(_PROBE_TEXTS)]
 
 
-def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -521,7 +521,7 @@ def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
         )
 
 
-def _pad(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_ids(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token ids: input_ids and attention_mask, both int64 (batch, longest).
 
     On CUDA the host tensors are pinned and copied with ``non_blocking``, so the copy overlaps

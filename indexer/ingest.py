@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from indexer.catalog import Catalog, CollectionEncoder
+from indexer.classifier import Classifier
 from indexer.config import IngestConfig
 from indexer.errors import InvalidDocument
 from indexer.readers import ReadItem, Rejection
@@ -111,6 +112,28 @@ def given_vectors(documents: Sequence[Document], info: CollectionInfo) -> list[E
     ]
 
 
+def label_documents(
+    encoded: list[EncodedDocument], classifier: Classifier | None, info: CollectionInfo
+) -> list[EncodedDocument]:
+    """Each document's metadata with its classifier's label and score (replacing fields of those
+    names), in the same write as its vectors. The content hash stays the user's document's: a
+    label is derived from the text, so an unchanged document is not classified again."""
+    if classifier is None or not encoded:
+        return encoded
+    labels = classifier.classify([embedding_text(e.document.title, e.document.text) for e in encoded])
+    spec = info.spec
+    return [
+        replace(
+            doc,
+            document=replace(
+                doc.document,
+                metadata={**doc.document.metadata, spec.label_field: label.name, spec.score_field: label.score},
+            ),
+        )
+        for doc, label in zip(encoded, labels, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """A batch validated and embedded, waiting for its transaction.
@@ -173,13 +196,17 @@ class Ingestor:
         unique = list(accepted.values())
         if not unique:
             return _Prepared(info, outcomes, positions, unique, [])
+        classifier = self._catalog.classifier_for(info)  # a missing classifier fails before any work
         if info.spec.takes_vectors:
-            return _Prepared(info, outcomes, positions, unique, given_vectors(self._changed(info, unique), info))
+            encoded = label_documents(given_vectors(self._changed(info, unique), info), classifier, info)
+            return _Prepared(info, outcomes, positions, unique, encoded)
         if self._catalog.needs_whitening(info):
             self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
         encoder = self._catalog.encoder_for(info)
         encoded = encode_documents(self._changed(info, unique), encoder, info)
-        return _Prepared(info, outcomes, positions, unique, encoded, encoder.model_name)
+        return _Prepared(
+            info, outcomes, positions, unique, label_documents(encoded, classifier, info), encoder.model_name
+        )
 
     def _changed(self, info: CollectionInfo, documents: list[Document]) -> list[Document]:
         """The documents whose content differs from what the collection holds.

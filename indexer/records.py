@@ -107,6 +107,11 @@ class CollectionSpec:
     # The vector length. Required with ``model=NO_MODEL``; with a model it is the model's
     # (None takes it, a number is checked against it).
     dimension: int | None = None
+    # A sequence classifier (local folder or cached id) that labels every document at ingest:
+    # metadata ``label_field`` gets the label, ``score_field`` its probability (indexer.classifier).
+    classifier: str = ""
+    label_field: str = "label"
+    score_field: str = "label_score"
 
     @property
     def takes_vectors(self) -> bool:
@@ -124,6 +129,7 @@ class CollectionInfo:
     dimension: int
     model_revision: str
     tokenizer_hash: str
+    classifier_revision: str = ""
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,10 @@ class CollectionRow(Base):
     dimension: Mapped[int] = mapped_column(Integer)
     index_spec: Mapped[str] = mapped_column(String(256))
     vector_dtype: Mapped[str] = mapped_column(String(16))
+    classifier: Mapped[str] = mapped_column(Text, server_default="")
+    classifier_revision: Mapped[str] = mapped_column(String(128), server_default="")
+    label_field: Mapped[str] = mapped_column(String(128), server_default="label")
+    score_field: Mapped[str] = mapped_column(String(128), server_default="label_score")
     whitening: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -144,6 +148,9 @@ def _spec_of(row: CollectionRow) -> CollectionSpec:
         whitening=row.use_whitening,
         # Only a collection without a model was given its dimension; a model's is the model's.
         dimension=row.dimension if row.model == NO_MODEL else None,
+        classifier=row.classifier,
+        label_field=row.label_field,
+        score_field=row.score_field,
     )
 
 
@@ -156,6 +163,7 @@ def collection_info(row: CollectionRow) -> CollectionInfo:
         dimension=row.dimension,
         model_revision=row.model_revision,
         tokenizer_hash=row.tokenizer_hash,
+        classifier_revision=row.classifier_revision,
     )
 
 

@@ -300,7 +300,14 @@ class Store:
     # -- collections ----------------------------------------------------------------------------
 
     def create_collection(
-        self, name: str, spec: CollectionSpec, *, dimension: int, model_revision: str, tokenizer_hash: str
+        self,
+        name: str,
+        spec: CollectionSpec,
+        *,
+        dimension: int,
+        model_revision: str,
+        tokenizer_hash: str,
+        classifier_revision: str = "",
     ) -> CollectionInfo:
         _validate_new_collection(name, spec, dimension)
         row = CollectionRow(
@@ -318,6 +325,10 @@ class Store:
             dimension=dimension,
             index_spec=spec.index_spec,
             vector_dtype=spec.vector_dtype,
+            classifier=spec.classifier,
+            classifier_revision=classifier_revision,
+            label_field=spec.label_field,
+            score_field=spec.score_field,
             last_sequence=0,
         )
         try:
@@ -592,6 +603,12 @@ class Store:
         vectors = decode_vectors(blobs, dimension, dtype)
         return np.asarray(ids, dtype=np.int64)[order], vectors[order]
 
+    def _vector_format(self, collection_id: int) -> tuple[int, str]:
+        """(dimension, stored dtype) of a collection's vectors."""
+        with self._session() as session:
+            collection = self._collection_by_id(session, collection_id)
+            return collection.dimension, collection.vector_dtype
+
     def iter_vectors(
         self, collection_id: int, batch: int = 10_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -601,9 +618,7 @@ class Store:
         holds a snapshot open; callers replay the change log from a sequence read *before* the
         first page, which covers whatever changed meanwhile.
         """
-        with self._session() as session:
-            collection = self._collection_by_id(session, collection_id)
-            dimension, dtype = collection.dimension, collection.vector_dtype
+        dimension, dtype = self._vector_format(collection_id)
         after = -1
         while True:
             with self._session() as session:
@@ -626,9 +641,7 @@ class Store:
         """Every document with its chunk vectors, float32 (chunks, d) in chunk order, by
         ascending document row id; each page is its own short read transaction (keyset
         pagination), so an export never holds a snapshot open."""
-        with self._session() as session:
-            collection = self._collection_by_id(session, collection_id)
-            dimension, dtype = collection.dimension, collection.vector_dtype
+        dimension, dtype = self._vector_format(collection_id)
         after = -1
         while True:
             with self._session() as session:

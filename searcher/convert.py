@@ -206,6 +206,9 @@ def spec_from_pb(message: pb.CollectionSpec) -> CollectionSpec:
         vector_dtype=message.vector_dtype or defaults["vector_dtype"],
         whitening=message.whitening,
         dimension=message.dimension if message.HasField("dimension") else None,
+        classifier=message.classifier,
+        label_field=message.label_field or defaults["label_field"],
+        score_field=message.score_field or defaults["score_field"],
     )
 
 
@@ -222,6 +225,9 @@ def spec_to_pb(spec: CollectionSpec) -> pb.CollectionSpec:
         vector_dtype=spec.vector_dtype,
         whitening=spec.whitening,
         dimension=spec.dimension,
+        classifier=spec.classifier,
+        label_field=spec.label_field,
+        score_field=spec.score_field,
     )
 
 

@@ -20,6 +20,7 @@ import pytest
 from indexer.config import AppConfig, ServerConfig, StoreConfig
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer, create_server
+from tests.fixtures.tiny_models import build_tiny_classifier
 from tests.searcher.test_grpc_end_to_end import ServerThread, wait_until_indexed
 
 DOCS = [
@@ -123,6 +124,15 @@ def test_unknown_collection_and_bad_flags_are_clear(tmp_path: Path, tiny_albert_
     assert bad.returncode == 2 and "overlap" in bad.stderr
 
 
+def wait_until_served(client: AlbatrossClient, collection: str) -> None:
+    """The server sees a collection another process created, and has indexed all of it."""
+    deadline = time.monotonic() + 30
+    while collection not in {c.name for c in client.list_collections()}:
+        assert time.monotonic() < deadline, "the server never saw the new collection"
+        time.sleep(0.05)
+    wait_until_indexed(client, collection)
+
+
 @pytest.fixture
 def served(tmp_path: Path, tiny_albert_dir: Path) -> Iterator[tuple[RunningServer, Path]]:
     app = AppConfig(
@@ -146,11 +156,7 @@ def test_a_running_searcher_finds_what_a_separate_ingest_process_wrote(
     result = albatross(data_dir, tiny_albert_dir, "ingest", str(corpus), "--collection", "c", "--no-progress")
     assert result.returncode == 1, result.stderr
     with AlbatrossClient(server.target, timeout=60) as client:
-        deadline = time.monotonic() + 30
-        while "c" not in {c.name for c in client.list_collections()}:
-            assert time.monotonic() < deadline, "the server never saw the new collection"
-            time.sleep(0.05)
-        wait_until_indexed(client, "c")
+        wait_until_served(client, "c")
         assert client.search("c", DOCS[3]["text"], k=1)[0].external_id == "sail"
 
     search = albatross(
@@ -233,11 +239,7 @@ def test_a_numeric_filter_finds_csv_documents(
     assert f"{path}:5" in result.stderr and "'year' is declared int" in result.stderr
     assert "3 written" in result.stderr and "1 rejected" in result.stderr
     with AlbatrossClient(server.target, timeout=60) as client:
-        deadline = time.monotonic() + 30
-        while "films" not in {c.name for c in client.list_collections()}:
-            assert time.monotonic() < deadline, "the server never saw the new collection"
-            time.sleep(0.05)
-        wait_until_indexed(client, "films")
+        wait_until_served(client, "films")
     search = albatross(
         data_dir, tiny_albert_dir, "search", "a film", "--collection", "films", "--json", "--k", "10",
         "--filter", '{"year": {"gte": 2015}}', "--target", server.target,
@@ -309,14 +311,38 @@ def test_vectors_exported_from_one_collection_ingest_into_one_without_a_model(
     assert no_csv.returncode == 2 and "CSV cannot carry vectors" in no_csv.stderr
 
     with AlbatrossClient(server.target, timeout=60) as client:
-        deadline = time.monotonic() + 30
-        while "own" not in {c.name for c in client.list_collections()}:
-            assert time.monotonic() < deadline, "the server never saw the new collection"
-            time.sleep(0.05)
-        wait_until_indexed(client, "own")
+        wait_until_served(client, "own")
         for row in rows:
             hits = client.search_vector("own", np.array(row["vector"], dtype=np.float32), k=1)
             assert hits[0].external_id == row["_id"] and hits[0].score == pytest.approx(1.0, abs=1e-5)
     again = data_dir / "own.jsonl"
     albatross(data_dir, tiny_albert_dir, "export", "--collection", "own", "--out", str(again))
     assert again.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")  # bit for bit
+
+
+def test_ingest_with_a_classifier_labels_every_document_and_search_filters_by_label(
+    served: tuple[RunningServer, Path], tiny_albert_dir: Path, corpus: Path
+) -> None:
+    server, data_dir = served
+    classifier = build_tiny_classifier("albert-base-v2", data_dir / "sentiment")
+    result = albatross(
+        data_dir, tiny_albert_dir, "ingest", str(corpus), "--collection", "rated", "--no-progress",
+        "--classifier", str(classifier), "--label-field", "sentiment",
+    )
+    assert result.returncode == 1 and "5 written" in result.stderr, result.stderr
+    assert stats(data_dir, tiny_albert_dir, "rated")["classifier"] == str(classifier)
+    exported = albatross(data_dir, tiny_albert_dir, "export", "--collection", "rated")
+    rows = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert len(rows) == 5
+    assert all(row["metadata"]["sentiment"] in {"neg", "pos"} for row in rows)
+    assert all(0.5 <= row["metadata"]["label_score"] <= 1 for row in rows)
+    with AlbatrossClient(server.target, timeout=60) as client:
+        wait_until_served(client, "rated")
+    for label in ("neg", "pos"):
+        search = albatross(
+            data_dir, tiny_albert_dir, "search", "night", "--collection", "rated", "--json", "--k", "10",
+            "--filter", json.dumps({"sentiment": label}), "--target", server.target,
+        )
+        assert search.returncode == 0, search.stderr
+        found = {hit["id"] for hit in json.loads(search.stdout)}
+        assert found == {row["_id"] for row in rows if row["metadata"]["sentiment"] == label}

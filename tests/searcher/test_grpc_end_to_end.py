@@ -24,6 +24,7 @@ from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
 from searcher.server import SERVICE_NAMES, RunningServer, create_server
+from tests.fixtures.tiny_models import build_tiny_classifier
 from tests.searcher.serving import ServerThread
 
 T = TypeVar("T")
@@ -343,3 +344,27 @@ def test_a_collection_without_a_model_stores_and_searches_the_vectors_it_is_give
     with pytest.raises(grpc.RpcError) as caught:
         client.create_collection("no-dimension", CollectionSpec(model="none"))
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "--dimension" in caught.value.details()
+
+
+def test_a_collection_created_with_a_classifier_labels_what_upsert_writes(
+    client: AlbatrossClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = build_tiny_classifier("bert-base-cased", tmp_path_factory.mktemp("cls") / "bert", ("a", "b", "c"))
+    created = client.create_collection(
+        "labelled", CollectionSpec(model="", classifier=str(folder), label_field="topic")
+    )
+    assert (created.spec.classifier, created.spec.label_field, created.spec.score_field) == (
+        str(folder), "topic", "label_score"
+    )
+    assert [s.status for s in client.upsert("labelled", DOCUMENTS)] == ["written"] * len(DOCUMENTS)
+    stored = client.get_documents("labelled", [d.external_id for d in DOCUMENTS])
+    assert all(d.metadata["topic"] in {"a", "b", "c"} and d.metadata["room"] for d in stored)
+    wait_until_indexed(client, "labelled")
+    label = stored[0].metadata["topic"]
+    hits = client.search(
+        "labelled", "rain", k=10, metadata_filter=MetadataFilter((Condition(field="topic", equals=label),))
+    )
+    assert {h.external_id for h in hits} == {d.external_id for d in stored if d.metadata["topic"] == label}
+    with pytest.raises(grpc.RpcError) as caught:
+        client.create_collection("unlabelled", CollectionSpec(model="", classifier="/no/such/classifier"))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION

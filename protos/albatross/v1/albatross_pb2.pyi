@@ -33,7 +33,7 @@ DOCUMENT_STATUS_UNCHANGED: DocumentStatus
 DOCUMENT_STATUS_REJECTED: DocumentStatus
 
 class CollectionSpec(_message.Message):
-    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "dimension")
+    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "dimension", "classifier", "label_field", "score_field")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,9 @@ class CollectionSpec(_message.Message):
     VECTOR_DTYPE_FIELD_NUMBER: _ClassVar[int]
     WHITENING_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_FIELD_NUMBER: _ClassVar[int]
     model: str
     pooling: Pooling
     layers: _containers.RepeatedScalarFieldContainer[int]
@@ -56,7 +59,10 @@ class CollectionSpec(_message.Message):
     vector_dtype: str
     whitening: bool
     dimension: int
-    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., dimension: _Optional[int] = ...) -> None: ...
+    classifier: str
+    label_field: str
+    score_field: str
+    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., dimension: _Optional[int] = ..., classifier: _Optional[str] = ..., label_field: _Optional[str] = ..., score_field: _Optional[str] = ...) -> None: ...
 
 class Collection(_message.Message):
     __slots__ = ("name", "spec", "dimension", "model_revision", "tokenizer_hash")
