@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
-from albatross.options import add_collection_spec_options, add_store_options, app_config
+from albatross.options import add_collection_spec_options, add_store_options, app_config, spec_from_args
 from indexer.config import AppConfig, for_bulk_ingestion
 from indexer.csv_cells import CellType, parse_csv_types
 from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
@@ -30,40 +30,12 @@ if TYPE_CHECKING:
 Subparsers = Any  # argparse's private _SubParsersAction
 
 
-def parse_layers(raw: str) -> tuple[int, ...]:
-    try:
-        layers = tuple(int(part) for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise InvalidArgument(f"--layers {raw!r} must be comma-separated integers", field="layers") from exc
-    if not layers:
-        raise InvalidArgument("--layers must name at least one layer", field="layers")
-    return layers
-
-
-def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
-    return CollectionSpec(
-        model=args.model,
-        pooling=PoolingMode(args.pooling),
-        layers=parse_layers(args.layers),
-        max_length=args.max_length,
-        window=args.window,
-        overlap=args.overlap,
-        index_spec=args.index_spec,
-        vector_dtype=args.vector_dtype,
-        whitening=args.whitening,
-        dimension=args.dimension,
-        classifier=args.classifier,
-        label_field=args.label_field,
-        score_field=args.score_field,
-    )
-
-
 def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace) -> None:
     try:
         workspace.catalog.get(name)
     except CollectionNotFound:
         try:
-            info = workspace.catalog.create(name, spec_from_args(args))
+            info = workspace.catalog.create(name, spec_from_args(args), args.dimension)
         except CollectionExists:
             return  # another ingest created it meanwhile: write into it, as if it had been there
         print(f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr)
@@ -285,7 +257,7 @@ def register_collections(sub: Subparsers) -> None:
 def run_collections_create(args: argparse.Namespace) -> int:
     workspace = Workspace.open(app_config(args))
     try:
-        info = workspace.catalog.create(args.name, spec_from_args(args))
+        info = workspace.catalog.create(args.name, spec_from_args(args), args.dimension)
     finally:
         workspace.close()
     print(

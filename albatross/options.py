@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from indexer.config import AppConfig, config_from_environment
+from indexer.errors import InvalidArgument
+from indexer.records import CollectionSpec
+from indexer.spec import MODEL_DEFAULTS_FILE, enum_type, example, field_info, is_sequence, spec_fields
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -23,37 +28,76 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
+    """One option per declared spec field (``indexer.spec``): ``--max-length`` for ``max_length``.
+
+    Options left out stay unset, so the spec's own defaults apply (``spec_from_args``).
+    """
     group = parser.add_argument_group("new collection (used only when the collection is created)")
-    group.add_argument(
-        "--model",
-        default="default",
-        help="local model folder or cached hub id; none: store the vectors the documents bring",
-    )
+    for spec_field in spec_fields():
+        group.add_argument(_flag(spec_field), dest=_dest(spec_field), **_option(spec_field))
+    # Not a spec field: a fact of the space (Collection.dimension), given only for --model none.
     group.add_argument(
         "--dimension", type=int, help="vector length: required with --model none, else checked against the model"
     )
-    group.add_argument("--pooling", default="mean", choices=["mean", "max", "cls", "mean_max"])
-    group.add_argument(
-        "--layers", default="-1", help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)"
-    )
-    group.add_argument("--max-length", type=int, default=512, help="tokens per forward pass")
-    group.add_argument("--window", type=int, default=256, help="tokens per chunk")
-    group.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive chunks")
-    group.add_argument(
-        "--index-spec", default="Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ32)"
-    )
-    group.add_argument("--vector-dtype", default="float32", choices=["float32", "float16"])
-    group.add_argument("--whitening", action="store_true", help="fit and apply whitening (raw checkpoints)")
-    group.add_argument(
-        "--classifier",
-        default="",
-        metavar="DIR",
-        help="a local ALBERT/BERT *ForSequenceClassification checkpoint that labels every document",
-    )
-    group.add_argument("--label-field", default="label", help="metadata field of the classifier's label")
-    group.add_argument(
-        "--score-field", default="label_score", help="metadata field of the label's probability"
-    )
+
+
+def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
+    """The spec the command line asks for; fields without an option given keep their defaults."""
+    values: dict[str, Any] = {}
+    for spec_field in spec_fields():
+        value = getattr(args, _dest(spec_field))
+        if value is None:
+            value = field_info(spec_field).cli_default
+        if value is None:
+            continue
+        if is_sequence(spec_field):
+            value = parse_integers(value, _flag(spec_field))
+        values[spec_field.name] = value
+    return CollectionSpec(**values)
+
+
+def parse_integers(raw: str, flag: str) -> tuple[int, ...]:
+    """``"0,-1"`` -> ``(0, -1)``, or ``InvalidArgument`` naming the flag."""
+    field = flag.removeprefix("--").replace("-", "_")
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise InvalidArgument(f"{flag} {raw!r} must be comma-separated integers", field=field) from exc
+    if not values:
+        raise InvalidArgument(f"{flag} must name at least one value", field=field)
+    return values
+
+
+def _flag(spec_field: dataclasses.Field[Any]) -> str:
+    return "--" + spec_field.name.replace("_", "-")
+
+
+def _dest(spec_field: dataclasses.Field[Any]) -> str:
+    return f"spec_{spec_field.name}"
+
+
+def _option(spec_field: dataclasses.Field[Any]) -> dict[str, Any]:
+    """argparse keywords for one field; every default is None (= not given)."""
+    option: dict[str, Any] = {"default": None, "help": _help(spec_field)}
+    members = enum_type(spec_field)
+    if members is not None:
+        option["choices"] = [member.value for member in members]
+    elif isinstance(example(spec_field), bool):
+        option["action"] = argparse.BooleanOptionalAction
+    elif isinstance(example(spec_field), int):
+        option["type"] = int
+    return option
+
+
+def _help(spec_field: dataclasses.Field[Any]) -> str:
+    info = field_info(spec_field)
+    if info.derive is not None:
+        return info.help  # says how its default is derived
+    value = example(spec_field)
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    if info.from_model:
+        return f"{info.help} (default: the model folder's {MODEL_DEFAULTS_FILE}, else {shown})"
+    return f"{info.help} (default: {shown})"
 
 
 def app_config(args: argparse.Namespace) -> AppConfig:

@@ -27,7 +27,8 @@ import faiss
 import numpy as np
 
 from bench.common import Stopwatch, append_results, log, markdown_table, plot_path, require_plotting
-from indexer.index import SEARCH_SEPARATOR, VectorIndex
+from indexer.index import VectorIndex
+from indexer.index_spec import SEARCH_SEPARATOR
 
 DIMENSION = 384
 K = 10

@@ -1,8 +1,8 @@
 """Collections and the encoders that embed them.
 
-A collection is one embedding space (DESIGN invariant 4): it records the model revision and
-tokenizer it was created with, and an encoder is only ever used on a collection whose recorded
-space it reproduces. Encoders are loaded once per space and shared by every collection in it.
+A collection is one embedding space (docs/ARCHITECTURE.md, Invariants 4): it records the model
+revision and tokenizer it was created with, and an encoder is only ever used on a collection whose
+recorded space it reproduces. Encoders are loaded once per space and shared by every collection in it.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.checkpoints import model_defaults, resolve_model
 from indexer.classifier import Classifier
 from indexer.config import EncoderConfig
 from indexer.encoder import Encoder
 from indexer.errors import EmbeddingSpaceMismatch, InvalidArgument, InvalidCollectionSpec
 from indexer.index import validate_index_spec
-from indexer.records import NO_MODEL, Chunk, CollectionInfo, CollectionSpec, CollectionStats
+from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
+from indexer.spec import DEFAULT_MODEL_REF, NO_MODEL, complete_spec, is_complete, validate_spec
 from indexer.store import Store
 from indexer.whitening import Whitening, fit_whitening
 
-DEFAULT_MODEL_REF = "default"
 # Far above any text encoder's width (4096 for ALBERT xxlarge), far below what would exhaust memory.
 MAX_DIMENSION = 65_536
 
@@ -47,9 +48,11 @@ class CollectionEncoder:
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         return self.encoder.chunk(text, window, overlap)
 
-    def chunk_and_measure(self, text: str, window: int, overlap: int) -> tuple[list[Chunk], float]:
-        """Chunks of ``text`` and the share of it the model cannot read (``indexer.vocabulary``)."""
-        return self.encoder.chunk_and_measure(text, window, overlap)
+    def chunk_and_encode(
+        self, texts: Sequence[str], titles: Sequence[str], window: int, overlap: int
+    ) -> list[tuple[list[Chunk], np.ndarray]]:
+        """Each text's chunks and their vectors of this space (``Encoder.chunk_and_encode``)."""
+        return self.encoder.chunk_and_encode(texts, window, overlap, self.whitening, titles=titles)
 
     def unknown_shares(self, texts: Sequence[str]) -> list[float]:
         return self.encoder.unknown_shares(texts)
@@ -74,6 +77,15 @@ class EncoderRegistry:
         """``default`` (or empty) names the model the package ships."""
         return str(self._default_model) if model_ref in ("", DEFAULT_MODEL_REF) else model_ref
 
+    def complete(self, spec: CollectionSpec) -> CollectionSpec:
+        """``spec`` with its unset fields taken from its model folder (a stored spec is complete)."""
+        if is_complete(spec):
+            return spec
+        if spec.takes_vectors:
+            return complete_spec(spec, {})  # no model folder to ask: the fallbacks
+        folder = resolve_model(self.resolve(spec.model), self._config.hf_cache_dir)
+        return complete_spec(spec, model_defaults(folder))
+
     def loaded(self, spec: CollectionSpec) -> Encoder | None:
         """The encoder of ``spec`` if it is loaded already, else None; never blocks (``load``
         holds the lock while a model loads, so this reads without it: one dict lookup)."""
@@ -90,6 +102,7 @@ class EncoderRegistry:
             return classifier
 
     def load(self, spec: CollectionSpec) -> Encoder:
+        spec = self.complete(spec)
         model = self.resolve(spec.model)
         key = self._key(spec)
         with self._lock:
@@ -98,34 +111,6 @@ class EncoderRegistry:
                 encoder = Encoder.load(model, spec, self._config)
                 self._loaded[key] = encoder
             return encoder
-
-
-def validate_spec(spec: CollectionSpec) -> None:
-    """Reject specs that cannot work, before anything is loaded or written."""
-    if spec.max_length < 8:
-        raise InvalidCollectionSpec("max_length must be at least 8 tokens", field="max_length")
-    if not 0 <= spec.overlap < spec.window:
-        raise InvalidCollectionSpec(
-            f"overlap ({spec.overlap}) must be >= 0 and smaller than window ({spec.window})",
-            field="overlap",
-        )
-    if spec.window > spec.max_length - 2:
-        raise InvalidCollectionSpec(
-            f"window ({spec.window}) must leave room for the special tokens within max_length "
-            f"({spec.max_length})",
-            field="window",
-        )
-    if spec.vector_dtype not in ("float32", "float16"):
-        raise InvalidCollectionSpec("vector_dtype must be float32 or float16", field="vector_dtype")
-    if not spec.index_spec.strip():
-        raise InvalidCollectionSpec("index_spec must not be empty", field="index_spec")
-    if spec.classifier and (not spec.label_field.strip() or not spec.score_field.strip()):
-        raise InvalidCollectionSpec("label_field and score_field must name metadata fields", field="label_field")
-    if spec.classifier and spec.label_field == spec.score_field:
-        raise InvalidCollectionSpec(
-            f"label_field and score_field are both {spec.label_field!r}: a label and its score need two fields",
-            field="score_field",
-        )
 
 
 class Catalog:
@@ -146,16 +131,19 @@ class Catalog:
         self._infos: dict[str, tuple[CollectionInfo, float]] = {}
         self._lock = threading.Lock()
 
-    def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
+    def create(self, name: str, spec: CollectionSpec, dimension: int | None = None) -> CollectionInfo:
+        """``dimension``: required with model ``none`` (the length of the vectors its documents
+        bring); with a model, None takes the model's and a number is checked against it."""
         self._forget(name)
+        spec = self._encoders.complete(spec)
         validate_spec(spec)
         classifier_revision = self._encoders.load_classifier(spec.classifier).revision if spec.classifier else ""
         if spec.takes_vectors:
-            return self._create_without_model(name, spec, classifier_revision)
+            return self._create_without_model(name, spec, dimension, classifier_revision)
         encoder = self._encoders.load(spec)
-        if spec.dimension is not None and spec.dimension != encoder.dimension:
+        if dimension is not None and dimension != encoder.dimension:
             raise InvalidCollectionSpec(
-                f"dimension {spec.dimension} does not match model {spec.model or DEFAULT_MODEL_REF!r}, "
+                f"dimension {dimension} does not match model {spec.model or DEFAULT_MODEL_REF!r}, "
                 f"whose vectors have {encoder.dimension}; leave it out, or use --model {NO_MODEL} "
                 "to bring vectors of your own",
                 field="dimension",
@@ -171,27 +159,29 @@ class Catalog:
             classifier_revision=classifier_revision,
         )
 
-    def _create_without_model(self, name: str, spec: CollectionSpec, classifier_revision: str) -> CollectionInfo:
+    def _create_without_model(
+        self, name: str, spec: CollectionSpec, dimension: int | None, classifier_revision: str
+    ) -> CollectionInfo:
         """A collection that stores the vectors it is given: its space is whatever made them."""
-        if spec.dimension is None:
+        if dimension is None:
             raise InvalidCollectionSpec(
                 f"a collection with model {NO_MODEL!r} stores the vectors it is given: say how long "
-                "they are with --dimension N (CollectionSpec.dimension)",
+                "they are with --dimension N (CreateCollectionRequest.dimension)",
                 field="dimension",
             )
-        if isinstance(spec.dimension, bool) or not 1 <= spec.dimension <= MAX_DIMENSION:
+        if isinstance(dimension, bool) or not 1 <= dimension <= MAX_DIMENSION:
             raise InvalidCollectionSpec(
-                f"dimension must be between 1 and {MAX_DIMENSION}, got {spec.dimension}", field="dimension"
+                f"dimension must be between 1 and {MAX_DIMENSION}, got {dimension}", field="dimension"
             )
         if spec.whitening:
             raise InvalidCollectionSpec(
                 f"whitening is fitted on a model's vectors; model {NO_MODEL!r} has none", field="whitening"
             )
-        validate_index_spec(spec.index_spec, spec.dimension)
+        validate_index_spec(spec.index_spec, dimension)
         return self._store.create_collection(
             name,
             spec,
-            dimension=spec.dimension,
+            dimension=dimension,
             model_revision=NO_MODEL,
             tokenizer_hash=NO_MODEL,
             classifier_revision=classifier_revision,

@@ -1,6 +1,6 @@
 """Checkpoints: turn a model reference into a local folder, and fingerprint what is in it.
 
-Albatross never downloads (DESIGN invariant 6). A reference is either an existing folder or a
+Albatross never downloads (docs/ARCHITECTURE.md, Invariants 6). A reference is either an existing folder or a
 hub id (``albert-base-v2``, ``org/name``) already in the local Hugging Face hub cache, whose
 layout is ``<cache>/models--org--name/{refs/main, snapshots/<revision>/...}``.
 """
@@ -8,11 +8,14 @@ layout is ``<cache>/models--org--name/{refs/main, snapshots/<revision>/...}``.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from indexer.errors import ModelNotFound
+from indexer.spec import MODEL_DEFAULTS_FILE, field_info, spec_fields
 
 # Files whose bytes decide what a model computes; sharded checkpoints hash every shard.
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -46,6 +49,25 @@ def resolve_model(model_ref: str, hf_cache_dir: Path | None) -> Path:
         if snapshot is not None:
             return _checked_folder(snapshot, model_ref)
     raise ModelNotFound(_not_found_message(model_ref, hf_cache_dir))
+
+
+def model_defaults(folder: Path) -> dict[str, Any]:
+    """The spec defaults the folder's ``MODEL_DEFAULTS_FILE`` gives (pooling, layers, normalize,
+    max_length: how the model was built to be used); ``{}`` for a folder without one.
+
+    Keys that are not model-given spec fields are ignored, so the file may say more.
+    """
+    path = folder / MODEL_DEFAULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"{path} is not a readable JSON file: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ModelNotFound(f"{path} must hold a JSON object, got {type(values).__name__}")
+    given = {f.name for f in spec_fields() if field_info(f).from_model}
+    return {key: value for key, value in values.items() if key in given}
 
 
 def model_revision(folder: Path) -> str:

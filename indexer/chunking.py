@@ -42,6 +42,19 @@ def token_windows(token_count: int, window: int, overlap: int) -> list[tuple[int
     return windows
 
 
+def window_input(
+    prefix: Sequence[int], title: Sequence[int], window: Sequence[int], suffix: Sequence[int], max_length: int
+) -> list[int]:
+    """The token ids one window is embedded from: ``prefix + title + window + suffix``.
+
+    The title gives every window its document's topic, but the window is what the chunk holds:
+    when both do not fit in ``max_length``, the title is cut from its end and every token of
+    the window is kept (a window never exceeds ``max_length`` less the special tokens).
+    """
+    room = max(max_length - len(prefix) - len(window) - len(suffix), 0)
+    return [*prefix, *title[:room], *window, *suffix]
+
+
 def chunk_text(
     text: str, offsets: Sequence[tuple[int, int]], window: int, overlap: int
 ) -> list[Chunk]:

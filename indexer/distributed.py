@@ -38,7 +38,7 @@ from indexer.config import AppConfig
 from indexer.csv_cells import parse_csv_types
 from indexer.errors import InvalidArgument, StoreBusy
 from indexer.readers import JSONL_SUFFIXES, ReadItem, ReadOptions, Rejection, read_jsonl, read_path
-from indexer.records import Document
+from indexer.records import Document, DocumentStatus
 from indexer.validation import DocumentLimits
 
 if TYPE_CHECKING:  # indexer.ingest imports torch: the driver only needs it for the summary
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # indexer.ingest imports torch: the driver only needs it for 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'distributed ingestion needs Ray: pip install "albatross[ray]" (or "ray[data]>=2.9")'
-_COUNTS = ("read", "written", "unchanged", "rejected", "last_sequence", "mostly_unknown")
+_COUNTS = ("read", *(status.value for status in DocumentStatus), "last_sequence", "mostly_unknown")
 # Tries per part when the store stays locked past its busy timeout (see IngestParts._ingest_part).
 _BUSY_ATTEMPTS = 3
 
@@ -184,9 +184,8 @@ def _tally(
     read = 0
     for row in _batch_rows(batch):
         summary.read += row["read"]
-        summary.written += row["written"]
-        summary.unchanged += row["unchanged"]
-        summary.rejected += row["rejected"]
+        for status in DocumentStatus:  # IngestSummary counts each status in a field of its name
+            setattr(summary, status.value, getattr(summary, status.value) + row[status.value])
         summary.mostly_unknown += row["mostly_unknown"]
         summary.last_sequence = max(summary.last_sequence, row["last_sequence"])
         for fields in json.loads(row["rejections"]):

@@ -12,12 +12,9 @@ import copy
 import itertools
 import json
 import logging
-import os
 import threading
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,26 +28,20 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from indexer.checkpoints import model_revision, resolve_model, tokenizer_hash
-from indexer.chunking import chunk_text, token_windows, validate_window
-from indexer.config import DeviceConfig, EncoderConfig
+from indexer.checkpoints import model_defaults, model_revision, resolve_model, tokenizer_hash
+from indexer.chunking import chunk_text, token_windows, validate_window, window_input
+from indexer.config import EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
+from indexer.placement import Placement, placement_for, quantize_int8
 from indexer.pooling import output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
+from indexer.spec import complete_spec
 from indexer.vocabulary import unknown_share
 from indexer.whitening import Whitening
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 # Batching: sorted MS MARCO passages cut by the token budget alone (16384 tokens, 128 texts)
 # spent 19% of the forward pass on padding, batches of 32 spent 7%; closing a batch at a 5% drop
 # in length, once it holds 1024 tokens (far past where CPU matmuls stop gaining from size),
@@ -69,17 +60,6 @@ _INT8_MIN_COSINE = 0.99
 _PROBE_TEXTS = 48
 
 
-@dataclass(frozen=True)
-class _Placement:
-    """Device and activation dtype; ``int8`` True forces int8 Linear layers, None means "if
-    the model keeps its vectors under them" (auto on CPU), False means never."""
-
-    device: torch.device
-    dtype: torch.dtype
-    int8: bool | None = False
-    streams: int = 1
-
-
 class Encoder:
     """One model in one embedding space. Build with ``Encoder.load``; safe to share read-only."""
 
@@ -89,7 +69,7 @@ class Encoder:
         model: PreTrainedModel,
         spec: CollectionSpec,
         config: EncoderConfig,
-        placement: _Placement,
+        placement: Placement,
         folder: Path,
     ) -> None:
         self._tokenizer = tokenizer
@@ -113,11 +93,13 @@ class Encoder:
     def load(cls, model_ref: str, spec: CollectionSpec, config: EncoderConfig) -> Encoder:
         """Load tokenizer and model from a local folder or the local hub cache.
 
-        Raises ``ModelNotFound`` when the model is not on this machine and
-        ``InvalidCollectionSpec`` when the spec does not fit the model.
+        Fields the spec leaves unset take the folder's own defaults (``model_defaults``). Raises
+        ``ModelNotFound`` when the model is not here and ``InvalidCollectionSpec`` when the
+        spec does not fit the model.
         """
         folder = resolve_model(model_ref, config.hf_cache_dir)
-        placement = _placement(config.device)
+        spec = complete_spec(spec, model_defaults(folder))  # the folder says how it is used
+        placement = placement_for(config.device)
         # The spec is checked against config.json before any weights are read.
         model_config = AutoConfig.from_pretrained(folder, local_files_only=True)
         _check_spec(spec, model_config)
@@ -136,6 +118,11 @@ class Encoder:
     def dimension(self) -> int:
         """Length of the pooled vectors ``encode`` returns (before any whitening)."""
         return self._dimension
+
+    @property
+    def spec(self) -> CollectionSpec:
+        """The complete spec this encoder embeds with."""
+        return self._spec
 
     @property
     def model_revision(self) -> str:
@@ -187,18 +174,12 @@ class Encoder:
 
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         """Token windows of ``text`` with character offsets; ``[]`` for a text without tokens."""
-        return self.chunk_and_measure(text, window, overlap)[0]
-
-    def chunk_and_measure(self, text: str, window: int, overlap: int) -> tuple[list[Chunk], float]:
-        """``chunk`` and the text's ``unknown_share`` (``indexer.vocabulary``), from one tokenization."""
         self._check_window(window, overlap)
         with self._tokenizer_lock:
             encoded = self._tokenizer(
                 text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
             )
-        offsets = encoded["offset_mapping"]
-        share = unknown_share(text, encoded["input_ids"], offsets, self._tokenizer.unk_token_id)
-        return chunk_text(text, offsets, window, overlap), share
+        return chunk_text(text, encoded["offset_mapping"], window, overlap)
 
     def unknown_shares(self, texts: Sequence[str]) -> list[float]:
         """The ``unknown_share`` of each text (of all of it: nothing is truncated)."""
@@ -238,16 +219,21 @@ class Encoder:
         window: int,
         overlap: int,
         whitening: Whitening | None = None,
+        titles: Sequence[str] | None = None,
     ) -> list[tuple[list[Chunk], np.ndarray]]:
         """For each text, its chunks and their vectors: float32 (len(chunks), d) each.
 
-        Each window is embedded from its own token ids, so nothing is tokenized twice. Feeding
-        ``chunk.text`` to ``encode`` instead re-tokenizes a slice that may start or end inside
-        a word, which can add a token or two (SentencePiece) that ``max_length`` then cuts.
-        All windows of all texts share length-sorted batches.
+        Each text (and its title) is tokenized once and each window embedded from its own token
+        ids. Feeding ``chunk.text`` to ``encode`` instead re-tokenizes a slice that may start or
+        end inside a word, which can add a token or two (SentencePiece) that ``max_length`` then
+        cuts. With ``titles``, every window of a text is embedded after its title's tokens; a
+        title too long to leave room for a full window is cut, the window never is
+        (``chunking.window_input``). All windows of all texts share length-sorted batches.
         """
         self._check_window(window, overlap)
         texts = _as_texts(texts)
+        if not texts:
+            return []
         with self._tokenizer_lock:
             encoded = self._tokenizer(
                 list(texts),
@@ -255,6 +241,11 @@ class Encoder:
                 return_offsets_mapping=True,
                 return_special_tokens_mask=True,
                 verbose=False,
+            )
+            title_ids = (
+                self._tokenizer(list(titles), add_special_tokens=False, verbose=False)["input_ids"]
+                if titles is not None
+                else [[] for _ in texts]
             )
         chunked: list[list[Chunk]] = []
         window_ids: list[list[int]] = []
@@ -265,7 +256,9 @@ class Encoder:
             offsets = encoded["offset_mapping"][index][len(prefix) : len(prefix) + len(body)]
             chunked.append(chunk_text(text, offsets, window, overlap))
             for first, last in token_windows(len(body), window, overlap):
-                window_ids.append(prefix + body[first:last] + suffix)
+                window_ids.append(
+                    window_input(prefix, title_ids[index], body[first:last], suffix, self.max_length)
+                )
         vectors = self._finish(self._pooled_ids(window_ids), whitening)
         bounds = np.cumsum([0] + [len(chunks) for chunks in chunked])
         return [(chunks, vectors[bounds[i] : bounds[i + 1]]) for i, chunks in enumerate(chunked)]
@@ -281,7 +274,7 @@ class Encoder:
         probe = _probe_texts()
         exact = _l2_normalise(self.pooled(probe))
         quantized = copy.copy(self)
-        quantized._model = _quantize_int8(self._model)
+        quantized._model = quantize_int8(self._model)
         cosine = float(np.min(np.sum(exact * _l2_normalise(quantized.pooled(probe)), axis=1)))
         if cosine < _INT8_MIN_COSINE:
             if not required:
@@ -381,61 +374,6 @@ def split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list[
     return ids[: body[0]], ids[body[0] : body[-1] + 1], ids[body[-1] + 1 :]
 
 
-def _placement(device_config: DeviceConfig) -> _Placement:
-    """Device and dtype from config: ``auto`` = CUDA if present, bf16/fp16 there, fp32 on CPU."""
-    if device_config.threads is not None and device_config.threads < 1:
-        raise InvalidArgument("threads must be >= 1", field="threads")
-    if device_config.cpu_streams < 1:
-        raise InvalidArgument("cpu_streams must be >= 1", field="cpu_streams")
-    name = device_config.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise InvalidArgument(f"unknown device {name!r}", field="device") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument(f"device {name!r} asked for but CUDA is not available", field="device")
-    cpu_streams = device_config.cpu_streams if device.type == "cpu" else 1
-    streams = _share_threads(device_config.threads, cpu_streams)
-    return replace(
-        _precision(device_config.dtype, device, int8_on_cpu=device_config.int8_on_cpu), streams=streams
-    )
-
-
-def _share_threads(threads: int | None, cpu_streams: int) -> int:
-    """Concurrent forward passes: ``cpu_streams``, but never more than the threads they share.
-
-    torch's thread count is process-wide: the encoder sets it only when configured, to
-    ``threads`` (or every core, with several streams) divided among the streams.
-    """
-    if threads is None and cpu_streams == 1:
-        return 1
-    total = threads if threads is not None else (os.cpu_count() or 1)
-    streams = min(cpu_streams, total)
-    torch.set_num_threads(total // streams)
-    return streams
-
-
-def _precision(name: str, device: torch.device, *, int8_on_cpu: bool = False) -> _Placement:
-    """``auto``: bf16/fp16 on CUDA; fp32 on CPU (on CPUs without native bf16, bf16 measured about
-    5x slower: DESIGN.md), with int8 Linear layers if ``int8_on_cpu`` and the model keeps its
-    vectors under them. ``int8``: CPU only, always."""
-    if name == "auto":
-        if device.type != "cuda":
-            return _Placement(device, torch.float32, int8=None if int8_on_cpu else False)
-        return _Placement(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    if name == "int8":
-        if device.type != "cpu":
-            raise InvalidArgument("dtype int8 runs on the CPU only; on a GPU use bf16 or fp16", field="dtype")
-        return _Placement(device, torch.float32, int8=True)
-    if name not in _DTYPES:
-        raise InvalidArgument(
-            f"unknown dtype {name!r}; choose auto, int8 or one of {', '.join(_DTYPES)}", field="dtype"
-        )
-    return _Placement(device, _DTYPES[name])
-
-
 def _probe_texts() -> list[str]:
     """Texts of one, three or eight shipped WordNet glosses (about 10 to 150 tokens), always the
     same: the sample on which int8 must keep a model's vectors."""
@@ -510,22 +448,11 @@ def _batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[range]
     return batches
 
 
-def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
-    """A copy of ``model`` with every Linear layer dynamically quantised: int8 weights, int8
-    activations quantised per batch, fp32 everywhere else (CPU, fp32 models)."""
-    with warnings.catch_warnings():
-        # torch.ao points users to torchao; the eager API is what runs on this torch.
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(
-            model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
-        )
-
-
 def pad_ids(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token ids: input_ids and attention_mask, both int64 (batch, longest).
 
     On CUDA the host tensors are pinned and copied with ``non_blocking``, so the copy overlaps
-    the padding of the next batch (untested here: this machine has no GPU).
+    the padding of the next batch (a GPU-only path: the CPU test suite does not reach it).
     """
     longest = max(len(row) for row in ids)
     input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)

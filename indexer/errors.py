@@ -10,7 +10,7 @@ to a gRPC status code (in ``searcher.errors``) or a CLI exit code in exactly one
     │   └── InvalidCollectionSpec  pooling / index spec / window that makes no sense
     ├── CollectionNotFound                                            -> NOT_FOUND
     ├── CollectionExists                                              -> ALREADY_EXISTS
-    ├── ModelNotFound              a model folder or id that is not on this machine -> FAILED_PRECONDITION
+    ├── ModelNotFound              a model folder or id that is not available locally -> FAILED_PRECONDITION
     ├── EmbeddingSpaceMismatch     vectors of another space offered to a collection -> FAILED_PRECONDITION
     ├── IndexNotReady              the index cannot answer yet                      -> UNAVAILABLE
     ├── StoreBusy                  the database stayed locked past the busy timeout -> UNAVAILABLE

@@ -5,7 +5,8 @@ A collection's index spec is a FAISS factory string, optionally followed by ``;`
 The settings are part of the spec because an approximate index is only as good as the settings
 it is searched with: FAISS's defaults (nprobe 1, efSearch 16, no re-ranking depth) cost IVF-PQ
 most of its recall (measured in ``bench/index.py``). They are applied every time an index is
-created or loaded, so a snapshot never brings back different settings.
+created or loaded, so a snapshot never brings back different settings. Reading a spec string
+(parsing, GPU placement, training needs) is pure and lives in ``indexer.index_spec``.
 
 ``VectorIndex`` wraps ``IndexIDMap2(index_factory(d, spec, METRIC_INNER_PRODUCT))`` so FAISS ids
 are the SQL chunk ids (int64). Scores are inner products: cosine similarity for unit vectors.
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
 from indexer.errors import IndexNotReady, InvalidArgument, InvalidCollectionSpec, SnapshotCorrupt
+from indexer.index_spec import IndexSpec, gpu_placement, parse_index_spec
+from indexer.spec import check_dimension
 
 # Framing of ``to_bytes``: magic, then the length of the FAISS blob, the blob, then the tombstones.
 _MAGIC = b"ALBVIDX1"
@@ -39,54 +41,6 @@ _HEADER = struct.Struct("<8sQ")
 _MAX_EF_SEARCH = 4096
 # Over-fetch cap multiplier for index types without an id selector (see ``_search_overfetch``).
 _OVERFETCH_GROWTH = 4
-
-
-#: Separates the factory string from the search settings in an index spec.
-SEARCH_SEPARATOR = ";"
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """A parsed index spec: FAISS factory string and search settings (name -> value, in order)."""
-
-    factory: str
-    search: tuple[tuple[str, float], ...] = ()
-
-    @property
-    def search_string(self) -> str:
-        """The settings as FAISS ``ParameterSpace`` reads them ("nprobe=64,k_factor_rf=32")."""
-        return ",".join(f"{name}={value:g}" for name, value in self.search)
-
-
-def parse_index_spec(spec: str) -> IndexSpec:
-    """Split ``"factory[;name=value,...]"``; ``InvalidCollectionSpec`` names what is malformed.
-
-    Only the syntax is checked here; whether FAISS knows a setting for this index type is checked
-    when the index is created (``VectorIndex.create``).
-    """
-    factory, _, search = spec.partition(SEARCH_SEPARATOR)
-    factory = factory.strip()
-    if not factory:
-        raise InvalidCollectionSpec(f"index spec {spec!r} has no FAISS factory string", field="index_spec")
-    settings: list[tuple[str, float]] = []
-    for item in filter(None, (part.strip() for part in search.split(","))):
-        name, equals, value = item.partition("=")
-        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
-            raise InvalidCollectionSpec(
-                f"index spec {spec!r}: search setting {item!r} is not name=value", field="index_spec"
-            )
-        try:
-            number = float(value)
-        except ValueError:
-            number = float("nan")
-        if not np.isfinite(number) or number < 0:
-            raise InvalidCollectionSpec(
-                f"index spec {spec!r}: search setting {name.strip()!r} needs a non-negative number, "
-                f"got {value.strip()!r}",
-                field="index_spec",
-            )
-        settings.append((name.strip(), number))
-    return IndexSpec(factory, tuple(settings))
 
 
 def _apply_search_settings(index: faiss.Index, spec: IndexSpec, text: str) -> None:
@@ -109,23 +63,10 @@ def validate_index_spec(spec: str, dimension: int) -> None:
     VectorIndex.create(spec, dimension)
 
 
-def gpu_placement(index_spec: str, gpu_support: bool, gpus: int) -> bool:
-    """Whether an index of ``index_spec`` goes to the GPU: only Flat/IVF families have FAISS GPU
-    implementations we rely on, and only when faiss-gpu is installed and a GPU is visible.
-
-    Pure so that the decision is tested on this CPU-only machine (no GPU, no faiss-gpu).
-    """
-    if not gpu_support or gpus <= 0:
-        return False
-    kinds = [part.strip() for part in index_spec.partition(SEARCH_SEPARATOR)[0].split(",")]
-    graph = any(part.upper().startswith(("HNSW", "NSG")) for part in kinds)
-    return not graph and any(part.startswith(("Flat", "IVF")) for part in kinds)
-
-
 def _to_gpu_if_useful(index: faiss.Index, index_spec: str) -> tuple[faiss.Index, object | None]:
     """Move ``index`` to GPU 0 when ``gpu_placement`` says so; returns (index, GPU resources).
 
-    Untested here: this machine has neither faiss-gpu nor a GPU, so only the decision is tested.
+    Only the decision (``gpu_placement``) is tested: the move itself needs faiss-gpu and a GPU.
     """
     gpu_support = hasattr(faiss, "StandardGpuResources")
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
@@ -133,29 +74,6 @@ def _to_gpu_if_useful(index: faiss.Index, index_spec: str) -> tuple[faiss.Index,
         return index, None
     resources = faiss.StandardGpuResources()
     return faiss.index_cpu_to_gpu(resources, 0, index), resources
-
-
-def min_training_vectors(spec: str) -> int:
-    """Fewest training vectors ``spec`` accepts: k-means needs at least one point per centroid
-    (IVF lists; 2**nbits codewords per PQ sub-quantizer). 0 for specs without training."""
-    needed = 0
-    spec = spec.partition(SEARCH_SEPARATOR)[0]
-    for match in re.finditer(r"IVF(\d+)", spec):
-        needed = max(needed, int(match.group(1)))
-    for match in re.finditer(r"PQ\d+(?:x(\d+))?", spec):
-        needed = max(needed, 2 ** int(match.group(1) or 8))
-    return needed
-
-
-#: FAISS warns below 39 training points per centroid: k-means on fewer places centroids that split
-#: the data badly, and an IVF index keeps those lists for good (it is never retrained in place).
-TRAINING_POINTS_PER_CENTROID = 39
-
-
-def vectors_to_train_well(spec: str) -> int:
-    """How many vectors a collection should hold before ``spec`` is trained: 39 per centroid of
-    its largest k-means (IVF lists, PQ codewords); 0 for specs without training."""
-    return TRAINING_POINTS_PER_CENTROID * min_training_vectors(spec)
 
 
 def _removes_by_shifting(index: faiss.Index) -> bool:
@@ -226,10 +144,7 @@ class VectorIndex:
     def create(cls, spec: str, dimension: int) -> VectorIndex:
         """An empty index of ``spec``: a FAISS factory string ("Flat", "HNSW32", "IVF64,Flat"),
         optionally with search settings ("HNSW32;efSearch=64", see the module docstring)."""
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
-            raise InvalidCollectionSpec(
-                f"dimension must be a positive integer, got {dimension!r}", field="dimension"
-            )
+        check_dimension(dimension)
         parsed = parse_index_spec(spec)
         if re.match(r"\s*IDMap", parsed.factory, flags=re.IGNORECASE):
             raise InvalidCollectionSpec(

@@ -24,14 +24,12 @@ from indexer.classifier import Classifier
 from indexer.config import IngestConfig
 from indexer.errors import InvalidDocument
 from indexer.readers import ReadItem, Rejection
-from indexer.records import Chunk, CollectionInfo, DeleteResult, Document, EncodedDocument
+from indexer.records import Chunk, CollectionInfo, DeleteResult, Document, DocumentStatus, EncodedDocument
 from indexer.store import Store
-from indexer.validation import DocumentLimits, validate_document, vector_for_collection
+from indexer.validation import vector_for_collection
 from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 
 log = logging.getLogger(__name__)
-
-WRITTEN, UNCHANGED, REJECTED = "written", "unchanged", "rejected"
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class DocumentOutcome:
     ``warning`` says when a written document is mostly outside its model's vocabulary."""
 
     external_id: str
-    status: str
+    status: DocumentStatus
     error: str | None = None
     sequence: int | None = None
     warning: str | None = None
@@ -73,29 +71,19 @@ def embedding_text(title: str, chunk_text: str) -> str:
 def encode_documents(
     documents: Sequence[Document], encoder: CollectionEncoder, info: CollectionInfo
 ) -> list[EncodedDocument]:
-    """Chunk every document and embed all chunks of the batch in one length-sorted pass."""
-    measured = [encoder.chunk_and_measure(doc.text, info.spec.window, info.spec.overlap) for doc in documents]
-    pairs = zip(documents, measured, strict=True)
-    texts = [embedding_text(doc.title, c.text) for doc, (chunks, _) in pairs for c in chunks]
-    vectors = encoder.encode(texts) if texts else np.zeros((0, info.dimension), np.float32)
-    encoded, offset = [], 0
-    for doc, (chunks, share) in zip(documents, measured, strict=True):
-        rows = vectors[offset : offset + len(chunks)]
-        offset += len(chunks)
-        encoded.append(EncodedDocument(doc, doc.content_hash(), tuple(chunks), rows, share))
-    return encoded
+    """Chunk every document and embed all chunks of the batch in one length-sorted pass.
 
-
-def _revalidate(doc: Document, limits: DocumentLimits, info: CollectionInfo) -> Document:
-    """Documents from gRPC were built by a converter: hold them to the file readers' rules, and
-    their vectors to the collection's (``vector_for_collection``)."""
-    record = f"document {doc.external_id!r}"
-    valid = validate_document(
-        doc.external_id, doc.text, doc.title, doc.metadata, record=record, limits=limits, vector=doc.vector
-    )
-    dimension = info.dimension if info.spec.takes_vectors else None
-    vector_for_collection(valid.vector, record=record, dimension=dimension)
-    return valid
+    Each document's text and title are tokenized once; every window is embedded after its
+    title, whole (a long title is cut to make room, see ``chunking.window_input``).
+    """
+    texts = [doc.text for doc in documents]
+    results = encoder.chunk_and_encode(texts, [doc.title for doc in documents], info.spec.window, info.spec.overlap)
+    # A second, cheap tokenization: chunk_and_encode keeps its ids to itself.
+    shares = encoder.unknown_shares(texts)
+    return [
+        EncodedDocument(doc, doc.content_hash(), tuple(chunks), vectors, share)
+        for doc, (chunks, vectors), share in zip(documents, results, shares, strict=True)
+    ]
 
 
 def given_vectors(documents: Sequence[Document], info: CollectionInfo) -> list[EncodedDocument]:
@@ -134,17 +122,30 @@ def label_documents(
     ]
 
 
+def vector_rejection(doc: Document, info: CollectionInfo) -> DocumentOutcome | None:
+    """A document whose vector does not fit its collection (``vector_for_collection``): only the
+    collection knows whether it takes vectors and of what length, so this check waits for it."""
+    dimension = info.dimension if info.spec.takes_vectors else None
+    try:
+        vector_for_collection(doc.vector, record=f"document {doc.external_id!r}", dimension=dimension)
+    except InvalidDocument as exc:
+        return DocumentOutcome(doc.external_id, DocumentStatus.REJECTED, error=str(exc))
+    return None
+
+
 @dataclass(frozen=True)
 class _Prepared:
-    """A batch validated and embedded, waiting for its transaction.
+    """A batch embedded, waiting for its transaction.
 
-    ``outcomes`` holds the rejections at their input positions (None elsewhere); ``positions``
-    maps each accepted external id to its input positions; ``documents`` are the accepted ones
-    (the last version of a repeated id), ``encoded`` those whose content changed.
+    ``size`` counts the input documents; ``rejected`` holds the outcomes of those refused by
+    position; ``positions`` maps each accepted external id to its input positions; ``documents``
+    are the distinct ones (the last version of a repeated id), ``encoded`` those whose content
+    changed.
     """
 
     info: CollectionInfo
-    outcomes: list[DocumentOutcome | None]
+    size: int
+    rejected: dict[int, DocumentOutcome]
     positions: dict[str, list[int]]
     documents: list[Document]
     encoded: list[EncodedDocument]
@@ -173,40 +174,42 @@ class Ingestor:
         self._store = store
         self._catalog = catalog
         self._config = config
-        self._limits = DocumentLimits()
 
     def upsert(self, collection: str, documents: Sequence[Document]) -> list[DocumentOutcome]:
-        """Validate, embed and commit ``documents`` in one transaction; one outcome per input."""
+        """Embed and commit ``documents`` in one transaction; one outcome per input.
+
+        Documents arrive validated from the edge that built them (``indexer.readers``,
+        ``searcher.convert``, or ``indexer.validation.validate_document`` for library callers);
+        the store's own checks are the last guard (docs/ARCHITECTURE.md, "A document's way in").
+        """
         return self._commit(self._prepare(collection, documents))
 
     def _prepare(self, collection: str, documents: Sequence[Document]) -> _Prepared:
-        """Validate and embed (the CPU/GPU-bound half of an upsert); nothing is written."""
+        """Embed (the CPU/GPU-bound half of an upsert); nothing is written."""
         info = self._catalog.get(collection)
-        outcomes: list[DocumentOutcome | None] = [None] * len(documents)
+        rejected: dict[int, DocumentOutcome] = {}
         accepted: dict[str, Document] = {}
         positions: dict[str, list[int]] = {}
         for position, doc in enumerate(documents):
-            try:
-                valid = _revalidate(doc, self._limits, info)
-            except InvalidDocument as exc:
-                outcomes[position] = DocumentOutcome(str(doc.external_id), REJECTED, error=str(exc))
+            refused = vector_rejection(doc, info)
+            if refused is not None:
+                rejected[position] = refused
                 continue
-            accepted[valid.external_id] = valid  # the last version of a repeated id wins
-            positions.setdefault(valid.external_id, []).append(position)
+            accepted[doc.external_id] = doc  # the last version of a repeated id wins
+            positions.setdefault(doc.external_id, []).append(position)
         unique = list(accepted.values())
+        prepared = _Prepared(info, len(documents), rejected, positions, unique, [])
         if not unique:
-            return _Prepared(info, outcomes, positions, unique, [])
+            return prepared
         classifier = self._catalog.classifier_for(info)  # a missing classifier fails before any work
         if info.spec.takes_vectors:
-            encoded = label_documents(given_vectors(self._changed(info, unique), info), classifier, info)
-            return _Prepared(info, outcomes, positions, unique, encoded)
+            encoded = given_vectors(self._changed(info, unique), info)
+            return replace(prepared, encoded=label_documents(encoded, classifier, info))
         if self._catalog.needs_whitening(info):
             self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
         encoder = self._catalog.encoder_for(info)
-        encoded = encode_documents(self._changed(info, unique), encoder, info)
-        return _Prepared(
-            info, outcomes, positions, unique, label_documents(encoded, classifier, info), encoder.model_name
-        )
+        encoded = label_documents(encode_documents(self._changed(info, unique), encoder, info), classifier, info)
+        return replace(prepared, encoded=encoded, model_name=encoder.model_name)
 
     def _changed(self, info: CollectionInfo, documents: list[Document]) -> list[Document]:
         """The documents whose content differs from what the collection holds.
@@ -219,18 +222,19 @@ class Ingestor:
 
     def _commit(self, prepared: _Prepared) -> list[DocumentOutcome]:
         """One transaction for the prepared batch; one outcome per input document."""
-        outcomes = list(prepared.outcomes)
+        outcomes: list[DocumentOutcome | None] = [None] * prepared.size
+        for position, refused in prepared.rejected.items():
+            outcomes[position] = refused
         if prepared.documents:
             result = self._store.write_documents(prepared.info.id, prepared.encoded)
             written = set(result.written)
             warnings = prepared.warnings()
             for doc in prepared.documents:
-                status = WRITTEN if doc.external_id in written else UNCHANGED
-                warning = warnings.get(doc.external_id) if status == WRITTEN else None
+                status = DocumentStatus.WRITTEN if doc.external_id in written else DocumentStatus.UNCHANGED
+                warning = warnings.get(doc.external_id) if status is DocumentStatus.WRITTEN else None
+                outcome = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence, warning=warning)
                 for position in prepared.positions[doc.external_id]:
-                    outcomes[position] = DocumentOutcome(
-                        doc.external_id, status, sequence=result.last_sequence, warning=warning
-                    )
+                    outcomes[position] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
 
     def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult:
@@ -304,9 +308,9 @@ class Ingestor:
                 summary.mostly_unknown += 1
                 if len(summary.mostly_unknown_ids) < 1000:
                     summary.mostly_unknown_ids.append(outcome.external_id)
-            if outcome.status == WRITTEN:
+            if outcome.status is DocumentStatus.WRITTEN:
                 summary.written += 1
-            elif outcome.status == UNCHANGED:
+            elif outcome.status is DocumentStatus.UNCHANGED:
                 summary.unchanged += 1
             else:
                 rejection = Rejection(record=f"document {outcome.external_id!r}", message=outcome.error or "")

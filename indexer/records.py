@@ -15,14 +15,11 @@ from typing import Any
 
 import numpy as np
 
-
-class PoolingMode(enum.StrEnum):
-    """How token embeddings become one vector (see ``indexer.pooling``)."""
-
-    MEAN = "mean"
-    MAX = "max"
-    CLS = "cls"
-    MEAN_MAX = "mean_max"
+# Declared in indexer.spec and re-exported: every record module user finds them here.
+from indexer.spec import NO_MODEL as NO_MODEL
+from indexer.spec import CollectionSpec as CollectionSpec
+from indexer.spec import PoolingMode as PoolingMode
+from indexer.spec import VectorDtype as VectorDtype
 
 
 class ChangeOp(enum.StrEnum):
@@ -32,8 +29,13 @@ class ChangeOp(enum.StrEnum):
     REMOVE = "remove"
 
 
-# The model of a collection that embeds nothing: it stores the vectors its documents bring.
-NO_MODEL = "none"
+class DocumentStatus(enum.StrEnum):
+    """What an upsert did with one document; the proto's ``DOCUMENT_STATUS_<NAME>`` and the
+    ingest metrics' ``outcome`` label are named after these."""
+
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"  # same content hash as the stored version: not re-embedded
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -83,40 +85,6 @@ class EncodedDocument:
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
     unknown_share: float = 0.0
-
-
-@dataclass(frozen=True)
-class CollectionSpec:
-    """How a collection's vectors are made and indexed. Fixed at creation: one collection = one space.
-
-    ``overlap`` is the number of tokens two consecutive windows share (what Hugging Face calls
-    ``stride``). ``max_length`` caps one forward pass; it leaves room beyond ``window`` for the
-    title that prefixes every chunk.
-    """
-
-    model: str
-    pooling: PoolingMode = PoolingMode.MEAN
-    layers: tuple[int, ...] = (-1,)
-    max_length: int = 512
-    window: int = 256
-    overlap: int = 64
-    normalize: bool = True
-    index_spec: str = "Flat"
-    vector_dtype: str = "float32"
-    whitening: bool = False
-    # The vector length. Required with ``model=NO_MODEL``; with a model it is the model's
-    # (None takes it, a number is checked against it).
-    dimension: int | None = None
-    # A sequence classifier (local folder or cached id) that labels every document at ingest:
-    # metadata ``label_field`` gets the label, ``score_field`` its probability (indexer.classifier).
-    classifier: str = ""
-    label_field: str = "label"
-    score_field: str = "label_score"
-
-    @property
-    def takes_vectors(self) -> bool:
-        """True for a collection that stores its documents' own vectors and embeds nothing."""
-        return self.model == NO_MODEL
 
 
 @dataclass(frozen=True)

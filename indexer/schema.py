@@ -7,8 +7,8 @@ here needs a new revision there.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -30,7 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from indexer.records import NO_MODEL, CollectionInfo, CollectionSpec, PoolingMode
+from indexer.records import CollectionInfo
+from indexer.spec import VectorDtype, column_name, example, field_info, from_stored, is_sequence, spec_fields
 
 # SQLite only gives AUTOINCREMENT (ids never reused) to a column declared exactly INTEGER PRIMARY KEY;
 # its INTEGER is 64-bit anyway. PostgreSQL gets a BIGINT identity, whose sequence never goes back.
@@ -39,7 +42,7 @@ ChunkId = BigInteger().with_variant(Integer(), "sqlite")
 MetadataJSON = JSON().with_variant(JSONB(), "postgresql")
 
 # How ``chunks.vector`` is stored, per ``collections.vector_dtype``; always float32 in memory.
-VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
+VECTOR_DTYPES = {VectorDtype.FLOAT32: np.float32, VectorDtype.FLOAT16: np.float16}
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -53,35 +56,43 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def _spec_column(spec_field: dataclasses.Field[Any]) -> Column[Any]:
+    """The column of one spec field, typed by an example value (see ``indexer.spec``)."""
+    info = field_info(spec_field)
+    if isinstance(example(spec_field), bool):
+        kind: Any = Boolean()
+    elif isinstance(example(spec_field), int):
+        kind = Integer()
+    elif is_sequence(spec_field):
+        kind = JSON()
+    else:
+        kind = String(info.max_chars) if info.max_chars else Text()
+    return Column(column_name(spec_field), kind, nullable=False)
+
+
 class CollectionRow(Base):
-    """One collection = one embedding space; ``last_sequence`` is the head of its change log."""
+    """One collection = one embedding space; ``last_sequence`` is the head of its change log.
 
-    __tablename__ = "collections"
-    # Never reuse a dropped collection's id: snapshots and live indexes are keyed by it.
-    __table_args__ = {"sqlite_autoincrement": True}
+    Its spec columns come from the declaration of ``CollectionSpec``; the rest describe the
+    space the encoder turned out to make (dimension, revision, tokenizer) and the log head.
+    """
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    model: Mapped[str] = mapped_column(Text)
-    model_revision: Mapped[str] = mapped_column(String(128))
-    tokenizer_hash: Mapped[str] = mapped_column(String(128))
-    pooling: Mapped[str] = mapped_column(String(16))
-    layers: Mapped[list[int]] = mapped_column(JSON)
-    max_length: Mapped[int] = mapped_column(Integer)
-    window: Mapped[int] = mapped_column(Integer)
-    overlap: Mapped[int] = mapped_column(Integer)
-    normalize: Mapped[bool] = mapped_column(Boolean)
-    use_whitening: Mapped[bool] = mapped_column(Boolean, default=False)
-    dimension: Mapped[int] = mapped_column(Integer)
-    index_spec: Mapped[str] = mapped_column(String(256))
-    vector_dtype: Mapped[str] = mapped_column(String(16))
-    classifier: Mapped[str] = mapped_column(Text, server_default="")
-    classifier_revision: Mapped[str] = mapped_column(String(128), server_default="")
-    label_field: Mapped[str] = mapped_column(String(128), server_default="label")
-    score_field: Mapped[str] = mapped_column(String(128), server_default="label_score")
-    whitening: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    __table__ = Table(
+        "collections",
+        Base.metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("name", String(128), nullable=False, unique=True),
+        *(_spec_column(spec_field) for spec_field in spec_fields()),
+        Column("model_revision", String(128), nullable=False),
+        Column("tokenizer_hash", String(128), nullable=False),
+        Column("classifier_revision", String(128), nullable=False, server_default=""),
+        Column("dimension", Integer, nullable=False),
+        Column("whitening", LargeBinary, nullable=True),
+        Column("last_sequence", BigInteger, nullable=False, default=0),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # Never reuse a dropped collection's id: snapshots and live indexes are keyed by it.
+        sqlite_autoincrement=True,
+    )
 
 
 class DocumentRow(Base):
@@ -134,32 +145,12 @@ class ChangeRow(Base):
 # -- rows <-> records --------------------------------------------------------------------------
 
 
-def _spec_of(row: CollectionRow) -> CollectionSpec:
-    return CollectionSpec(
-        model=row.model,
-        pooling=PoolingMode(row.pooling),
-        layers=tuple(row.layers),
-        max_length=row.max_length,
-        window=row.window,
-        overlap=row.overlap,
-        normalize=row.normalize,
-        index_spec=row.index_spec,
-        vector_dtype=row.vector_dtype,
-        whitening=row.use_whitening,
-        # Only a collection without a model was given its dimension; a model's is the model's.
-        dimension=row.dimension if row.model == NO_MODEL else None,
-        classifier=row.classifier,
-        label_field=row.label_field,
-        score_field=row.score_field,
-    )
-
-
 def collection_info(row: CollectionRow) -> CollectionInfo:
     """The record of a collection row."""
     return CollectionInfo(
         id=row.id,
         name=row.name,
-        spec=_spec_of(row),
+        spec=from_stored(row),
         dimension=row.dimension,
         model_revision=row.model_revision,
         tokenizer_hash=row.tokenizer_hash,

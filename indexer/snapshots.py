@@ -1,4 +1,4 @@
-"""FAISS snapshots on disk, replaced atomically (DESIGN invariant 3).
+"""FAISS snapshots on disk, replaced atomically (docs/ARCHITECTURE.md, Invariants 3).
 
 Layout, per collection::
 

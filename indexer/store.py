@@ -1,37 +1,33 @@
 """The SQL store: collections, documents, chunk vectors and the per-collection change log.
 
-SQL is the source of truth (DESIGN invariant 1); the FAISS index is rebuilt or caught up from here.
-Plain Python records and NumPy arrays go in and out; SQLAlchemy stays inside this module (and the
-schema / filter compilation it uses).
+SQL is the source of truth (docs/ARCHITECTURE.md, Invariants 1); the FAISS index is rebuilt or
+caught up from here.
+Plain Python records and NumPy arrays go in and out; SQLAlchemy stays inside this module and the
+ones it uses (``schema``, ``engine``, ``filters``). The checks it makes before writing are in
+``store_checks``.
 
 Writers to one collection are serialised: PostgreSQL locks the collection row
-(``SELECT ... FOR UPDATE``); SQLite write transactions start with ``BEGIN IMMEDIATE`` so a second
-writer waits on the busy timeout instead of failing to upgrade a read lock half-way through. That
-serialisation is what makes ``collections.last_sequence`` gap-free and committed in order.
+(``SELECT ... FOR UPDATE``); SQLite write transactions start with ``BEGIN IMMEDIATE``
+(``engine.mark_writer``). That serialisation is what makes ``collections.last_sequence`` gap-free
+and committed in order.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from indexer.config import StoreConfig
+from indexer.engine import busy_as_store_busy, create_store_engine, mark_writer
 from indexer.errors import (
     CollectionExists,
     CollectionNotFound,
-    InvalidArgument,
-    InvalidCollectionSpec,
-    InvalidDocument,
-    StoreBusy,
 )
 from indexer.filters import compile_filter
 from indexer.migrations import upgrade_to_head
@@ -44,27 +40,24 @@ from indexer.records import (
     DeleteResult,
     EncodedDocument,
     MetadataFilter,
-    PoolingMode,
     StoredChunk,
     StoredDocument,
     WriteResult,
 )
 from indexer.schema import (
-    VECTOR_DTYPES,
     ChangeRow,
     ChunkRow,
     CollectionRow,
     DocumentRow,
     collection_info,
     decode_vectors,
-    encode_vectors,
 )
+from indexer.spec import to_stored
+from indexer.store_checks import check_new_collection, check_unique_ids, document_metadata, vector_blobs
 from indexer.vocabulary import MOSTLY_UNKNOWN
 
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
 _IN_BATCH = 5_000
-_WRITE_OPTION = "albatross_write"
 
 
 T = TypeVar("T")
@@ -73,121 +66,6 @@ T = TypeVar("T")
 def _batches(items: Sequence[T], size: int = _IN_BATCH) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
-    """Pragmas on every new connection, and our own BEGIN (pysqlite's implicit one is unusable)."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Autocommit at the driver level: SQLAlchemy's "begin" event below emits BEGIN itself, so
-        # DDL is transactional and writers can ask for BEGIN IMMEDIATE.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        write = connection.get_execution_options().get(_WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _create_engine(config: StoreConfig) -> Engine:
-    url = make_url(config.url)
-    if url.get_backend_name() == "postgresql":
-        # The same bound as SQLite's busy timeout: a writer waits this long for another writer's
-        # row lock, then gets StoreBusy instead of waiting forever behind a stuck transaction.
-        options = f"-c lock_timeout={int(config.busy_timeout_s * 1000)}"
-        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": config.busy_timeout_s, "check_same_thread": False})
-    _configure_sqlite(engine, config.busy_timeout_s)
-    return engine
-
-
-def _is_locked(exc: OperationalError) -> bool:
-    message = str(exc.orig).lower()
-    return "database is locked" in message or "database table is locked" in message
-
-
-def _is_lock_timeout(exc: OperationalError) -> bool:
-    """PostgreSQL's lock_not_available (SQLSTATE 55P03), raised when lock_timeout runs out."""
-    return getattr(exc.orig, "sqlstate", None) == "55P03"
-
-
-def _validate_new_collection(name: str, spec: CollectionSpec, dimension: int) -> None:
-    if not isinstance(name, str) or not COLLECTION_NAME.match(name):
-        raise InvalidArgument(f"collection name {name!r} must match {COLLECTION_NAME.pattern}", field="name")
-    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
-        raise InvalidCollectionSpec(
-            f"dimension must be a positive integer, got {dimension!r}", field="dimension"
-        )
-    if spec.vector_dtype not in VECTOR_DTYPES:
-        raise InvalidCollectionSpec(
-            f"vector_dtype must be one of {sorted(VECTOR_DTYPES)}, got {spec.vector_dtype!r}",
-            field="vector_dtype",
-        )
-
-
-def _vector_rows(doc: EncodedDocument, dimension: int, dtype: str) -> list[bytes]:
-    """Validate ``doc.vectors`` (float32 (len(chunks), dimension), finite); one blob per chunk."""
-    record = doc.document.external_id
-    vectors = doc.vectors
-    if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32 or vectors.ndim != 2:
-        got = (
-            f"{vectors.dtype} {vectors.shape}" if isinstance(vectors, np.ndarray) else type(vectors).__name__
-        )
-        raise InvalidDocument(
-            f"vectors must be a 2-D float32 array, got {got}", record=record, field="vectors"
-        )
-    if vectors.shape != (len(doc.chunks), dimension):
-        raise InvalidDocument(
-            f"vectors have shape {vectors.shape}, expected ({len(doc.chunks)}, {dimension}): "
-            "one row per chunk, the collection's dimension",
-            record=record,
-            field="vectors",
-        )
-    if not np.isfinite(vectors).all():
-        raise InvalidDocument("vectors contain NaN or infinite values", record=record, field="vectors")
-    try:
-        return encode_vectors(vectors, dtype)
-    except ValueError as exc:  # finite in float32, out of range in float16
-        raise InvalidDocument(str(exc), record=record, field="vectors") from exc
-
-
-def _validate_document(doc: EncodedDocument) -> dict[str, Any]:
-    """Checks that do not need the collection; returns the metadata as plain JSON-ready dict."""
-    external_id = doc.document.external_id
-    if not isinstance(external_id, str) or not external_id:
-        raise InvalidDocument(
-            "external_id must be a non-empty string", record=repr(external_id), field="external_id"
-        )
-    metadata = dict(doc.document.metadata)
-    try:
-        # allow_nan=False: PostgreSQL's jsonb rejects NaN, so SQLite must not accept it either.
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidDocument(
-            f"metadata is not JSON-serialisable: {exc}", record=external_id, field="metadata"
-        ) from exc
-    return metadata
-
-
-def _check_unique(external_ids: Sequence[str]) -> None:
-    seen: set[str] = set()
-    for external_id in external_ids:
-        if external_id in seen:
-            raise InvalidDocument(
-                "appears twice in one write; send each document once",
-                record=external_id,
-                field="external_id",
-            )
-        seen.add(external_id)
 
 
 class _ChangeLog:
@@ -221,16 +99,15 @@ class Store:
     def __init__(self, engine: Engine, config: StoreConfig) -> None:
         self._engine = engine
         self._config = config
-        self._sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
         """Create the data folder, connect, and bring the schema to the newest revision."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(_create_engine(config), config)
+        store = cls(create_store_engine(config), config)
         try:
             with store._busy_as_store_busy(), store._engine.connect() as connection:
-                connection.execution_options(**{_WRITE_OPTION: True})
+                mark_writer(connection)
                 upgrade_to_head(connection)
         except BaseException:
             store.close()
@@ -248,29 +125,15 @@ class Store:
 
     @contextmanager
     def _busy_as_store_busy(self) -> Iterator[None]:
-        try:
+        with busy_as_store_busy(self._engine, self._config.busy_timeout_s):
             yield
-        except OperationalError as exc:
-            if self._sqlite and _is_locked(exc):
-                raise StoreBusy(
-                    f"the SQLite database {self._engine.url.database} stayed locked for "
-                    f"{self._config.busy_timeout_s:g}s: another process is writing to it. "
-                    "Retry later, or raise the busy timeout."
-                ) from exc
-            if _is_lock_timeout(exc):
-                raise StoreBusy(
-                    f"PostgreSQL database {self._engine.url.database}: a row lock stayed held for "
-                    f"{self._config.busy_timeout_s:g}s: another writer is working on this collection. "
-                    "Retry later, or raise the busy timeout."
-                ) from exc
-            raise
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
         """One transaction; ``write`` ones take SQLite's writer lock up front."""
         with self._busy_as_store_busy(), self._engine.connect() as connection:
             if write:
-                connection.execution_options(**{_WRITE_OPTION: True})
+                mark_writer(connection)
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                 yield session
 
@@ -309,26 +172,14 @@ class Store:
         tokenizer_hash: str,
         classifier_revision: str = "",
     ) -> CollectionInfo:
-        _validate_new_collection(name, spec, dimension)
+        check_new_collection(name, dimension)
         row = CollectionRow(
             name=name,
-            model=spec.model,
+            **to_stored(spec),
             model_revision=model_revision,
             tokenizer_hash=tokenizer_hash,
-            pooling=PoolingMode(spec.pooling).value,
-            layers=list(spec.layers),
-            max_length=spec.max_length,
-            window=spec.window,
-            overlap=spec.overlap,
-            normalize=spec.normalize,
-            use_whitening=spec.whitening,
             dimension=dimension,
-            index_spec=spec.index_spec,
-            vector_dtype=spec.vector_dtype,
-            classifier=spec.classifier,
             classifier_revision=classifier_revision,
-            label_field=spec.label_field,
-            score_field=spec.score_field,
             last_sequence=0,
         )
         try:
@@ -392,12 +243,12 @@ class Store:
         Replaced chunks are logged as REMOVE, new ones as ADD (removes first, then adds, in
         document order). ``vectors`` of each doc: float32 (len(chunks), dimension), finite.
         """
-        metadata = [_validate_document(doc) for doc in docs]
+        metadata = [document_metadata(doc) for doc in docs]
         external_ids = [doc.document.external_id for doc in docs]
-        _check_unique(external_ids)
+        check_unique_ids(external_ids)
         with self._session(write=True) as session:
             collection = self._lock_collection(session, collection_id)
-            blobs = [_vector_rows(doc, collection.dimension, collection.vector_dtype) for doc in docs]
+            blobs = [vector_blobs(doc, collection.dimension, collection.vector_dtype) for doc in docs]
             existing = self._existing(session, collection_id, external_ids)
             changed = [
                 i

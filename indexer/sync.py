@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import InvalidArgument
-from indexer.index import VectorIndex, vectors_to_train_well
+from indexer.index import VectorIndex
+from indexer.index_spec import vectors_to_train_well
 from indexer.records import ChangeOp, CollectionInfo
 from indexer.sharding import ChunkFilter
 from indexer.snapshots import latest, write_snapshot

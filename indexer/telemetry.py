@@ -14,8 +14,9 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from indexer.errors import InvalidArgument
+from indexer.records import DocumentStatus
 
-OUTCOMES = ("written", "unchanged", "rejected")
+OUTCOMES = tuple(status.value for status in DocumentStatus)
 
 
 class IngestMetrics:

@@ -9,8 +9,8 @@ dev=0
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
-# torch first and pinned: this machine carries the CPU wheel of 2.13.0, while a bare `torch`
-# would pull a multi-GB CUDA build. (Elsewhere, point pip at PyTorch's CPU wheel index.)
+# torch first and pinned to the CPU wheel of 2.13.0: a bare `torch` from PyPI would pull a
+# multi-GB CUDA build (where the index has no CPU wheel, point pip at PyTorch's CPU wheel index).
 pip install torch==2.13.0
 
 if [ "$dev" = 1 ]; then

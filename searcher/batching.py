@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from indexer.errors import InvalidArgument, Overloaded
+from searcher.blocking import BlockingCalls
 
 
 class TextEncoder(Protocol):
@@ -66,7 +67,7 @@ class QueryBatcher:
             raise InvalidArgument("batch_max_wait_ms must not be negative", field="batch_max_wait_ms")
         if max_pending < 1:
             raise InvalidArgument("max_pending_queries must be at least 1", field="max_pending_queries")
-        self._executor = executor
+        self._run = BlockingCalls(executor)
         self._max_size = max_size
         self._max_wait_s = max_wait_s
         self._max_pending = max_pending
@@ -95,8 +96,7 @@ class QueryBatcher:
         try:
             if self._max_size == 1:
                 self._on_batch(1)
-                loop = asyncio.get_running_loop()
-                vectors = await loop.run_in_executor(self._executor, encoder.encode, [text])
+                vectors = await self._run(encoder.encode, [text])
                 return vectors[0]
             future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
             self._lane(lane_key, encoder).queue.put_nowait(_Query(text, future))
@@ -112,12 +112,11 @@ class QueryBatcher:
         """
         self._admit(len(texts))
         try:
-            loop = asyncio.get_running_loop()
             slices = [texts[i : i + self._max_size] for i in range(0, len(texts), self._max_size)]
             parts = []
             for part in slices:
                 self._on_batch(len(part))
-                parts.append(await loop.run_in_executor(self._executor, encoder.encode, list(part)))
+                parts.append(await self._run(encoder.encode, list(part)))
             return np.concatenate(parts)
         finally:
             self._pending -= len(texts)
@@ -163,7 +162,6 @@ class QueryBatcher:
         return lane.current
 
     async def _drain(self, lane: _Lane) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect(lane)
             if not batch:
@@ -171,7 +169,7 @@ class QueryBatcher:
             texts = [query.text for query in batch]
             self._on_batch(len(texts))
             try:
-                vectors = await loop.run_in_executor(self._executor, lane.encoder.encode, texts)
+                vectors = await self._run(lane.encoder.encode, texts)
             except Exception as error:  # delivered to every caller of the batch
                 for query in batch:
                     if not query.future.done():

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from indexer.records import CollectionSpec, Document, MetadataFilter, StoredDocument
+from indexer.records import CollectionSpec, Document, DocumentStatus, MetadataFilter, StoredDocument
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
@@ -29,20 +29,16 @@ DEFAULT_TIMEOUT_S = 30.0
 # Documents per streamed UpsertRequest: keeps each message far below the message size limit.
 DOCUMENTS_PER_MESSAGE = 64
 
-_STATUS_NAMES = {
-    pb.DOCUMENT_STATUS_WRITTEN: "written",
-    pb.DOCUMENT_STATUS_UNCHANGED: "unchanged",
-    pb.DOCUMENT_STATUS_REJECTED: "rejected",
-}
 
 
 @dataclass(frozen=True)
 class UpsertStatus:
-    """What the server did with one document: ``status`` is written, unchanged or rejected;
-    ``warning`` when a written document is mostly outside its model's vocabulary."""
+    """What the server did with one document: ``status`` is a ``DocumentStatus`` (a string),
+    or "unspecified" from a server that sent none; ``warning`` when a written document is mostly
+    outside its model's vocabulary."""
 
     external_id: str
-    status: str
+    status: DocumentStatus | str
     error: str | None
     sequence: int | None
     warning: str | None = None
@@ -125,10 +121,16 @@ class AlbatrossClient:
     # --- collections ---------------------------------------------------------------------------
 
     def create_collection(
-        self, name: str, spec: CollectionSpec | None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        spec: CollectionSpec | None = None,
+        *,
+        dimension: int | None = None,
+        timeout: float | None = None,
     ) -> pb.Collection:
-        """``spec`` None (or a spec with model "") takes the server's default model and settings."""
-        request = pb.CreateCollectionRequest(name=name)
+        """``spec`` None (or a spec with model "") takes the server's default model and settings;
+        ``dimension`` is the vector length of a collection with model "none"."""
+        request = pb.CreateCollectionRequest(name=name, dimension=dimension)
         if spec is not None:
             request.spec.CopyFrom(convert.spec_to_pb(spec))
         return self._collections.CreateCollection(
@@ -164,7 +166,7 @@ class AlbatrossClient:
         return [
             UpsertStatus(
                 external_id=result.id,
-                status=_STATUS_NAMES.get(result.status, "unspecified"),
+                status=convert.STATUS_FROM_PB.get(result.status, "unspecified"),
                 error=result.error or None,
                 sequence=result.sequence or None,
                 warning=result.warning or None,

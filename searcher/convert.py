@@ -10,13 +10,15 @@ that ``{"year": 2020}`` round-trips as written rather than as ``2020.0``.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, Field, dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.descriptor import FieldDescriptor
 
 from indexer.errors import InvalidArgument, InvalidDocument, InvalidFilter
 from indexer.records import (
@@ -26,12 +28,13 @@ from indexer.records import (
     Condition,
     DeleteResult,
     Document,
+    DocumentStatus,
     MetadataFilter,
-    PoolingMode,
     Range,
     Scalar,
     StoredDocument,
 )
+from indexer.spec import enum_type, is_sequence, spec_fields
 from indexer.validation import validate_document
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.results import Hit
@@ -44,26 +47,15 @@ MAX_QUERY_CHARS = 65_536
 # Doubles beyond 2**53 are not exact integers any more; leave them as floats.
 _EXACT_INT_LIMIT = 2**53
 
-_POOLING_FROM_PB = {
-    pb.POOLING_MEAN: PoolingMode.MEAN,
-    pb.POOLING_MAX: PoolingMode.MAX,
-    pb.POOLING_CLS: PoolingMode.CLS,
-    pb.POOLING_MEAN_MAX: PoolingMode.MEAN_MAX,
-}
-_POOLING_TO_PB = {mode: value for value, mode in _POOLING_FROM_PB.items()}
-
-_STATUS_TO_PB = {
-    "written": pb.DOCUMENT_STATUS_WRITTEN,
-    "unchanged": pb.DOCUMENT_STATUS_UNCHANGED,
-    "rejected": pb.DOCUMENT_STATUS_REJECTED,
-}
+_STATUS_TO_PB = {status: pb.DocumentStatus.Value(f"DOCUMENT_STATUS_{status.name}") for status in DocumentStatus}
+STATUS_FROM_PB = {number: status for status, number in _STATUS_TO_PB.items()}
 
 
 class DocumentOutcomeLike(Protocol):
     """What ``indexer.ingest.DocumentOutcome`` tells about one upserted document."""
 
     external_id: str
-    status: str
+    status: DocumentStatus
     error: str | None
     sequence: int | None
     warning: str | None
@@ -190,45 +182,58 @@ def dict_to_struct(mapping: Mapping[str, Any], out: struct_pb2.Struct | None = N
 
 
 def spec_from_pb(message: pb.CollectionSpec) -> CollectionSpec:
-    """A ``CollectionSpec`` with the server defaults for every unset field (model "" = default)."""
-    defaults = {f.name: f.default for f in fields(CollectionSpec) if f.name != "model"}
-    if message.pooling not in (pb.POOLING_UNSPECIFIED, *_POOLING_FROM_PB):
-        raise InvalidArgument(f"spec.pooling has unknown value {message.pooling}", field="spec.pooling")
-    return CollectionSpec(
-        model=message.model,
-        pooling=_POOLING_FROM_PB.get(message.pooling, defaults["pooling"]),
-        layers=tuple(message.layers) or defaults["layers"],
-        max_length=message.max_length if message.HasField("max_length") else defaults["max_length"],
-        window=message.window if message.HasField("window") else defaults["window"],
-        overlap=message.overlap if message.HasField("overlap") else defaults["overlap"],
-        normalize=message.normalize if message.HasField("normalize") else defaults["normalize"],
-        index_spec=message.index_spec or defaults["index_spec"],
-        vector_dtype=message.vector_dtype or defaults["vector_dtype"],
-        whitening=message.whitening,
-        dimension=message.dimension if message.HasField("dimension") else None,
-        classifier=message.classifier,
-        label_field=message.label_field or defaults["label_field"],
-        score_field=message.score_field or defaults["score_field"],
-    )
+    """The ``CollectionSpec`` a client asks for; fields it leaves unset stay unset (None), for
+    the catalog to fill from the model folder when it creates the collection (model "" = default).
+
+    Derived from the spec's declaration: each field reads the proto field of its name. Unset
+    means no presence (``optional``), an empty list, a zero enum (``*_UNSPECIFIED``) or an empty
+    string; a required field (``model``) takes the message's value as it is.
+    """
+    values = {}
+    for spec_field in spec_fields():
+        descriptor = message.DESCRIPTOR.fields_by_name[spec_field.name]
+        if _is_set(message, descriptor):
+            values[spec_field.name] = _value_from_pb(message, descriptor, spec_field)
+        elif spec_field.default is MISSING:
+            values[spec_field.name] = getattr(message, spec_field.name)
+    return CollectionSpec(**values)
+
+
+def _is_set(message: pb.CollectionSpec, descriptor: FieldDescriptor) -> bool:
+    if descriptor.has_presence:
+        return message.HasField(descriptor.name)
+    return bool(getattr(message, descriptor.name))
+
+
+def _value_from_pb(message: pb.CollectionSpec, descriptor: FieldDescriptor, spec_field: Field[Any]) -> Any:
+    value = getattr(message, descriptor.name)
+    members = enum_type(spec_field)
+    if members is None or descriptor.enum_type is None:  # a string names the member itself
+        return tuple(value) if is_sequence(spec_field) else value
+    by_number = {_enum_number(descriptor, member): member for member in members}
+    if value not in by_number:
+        name = f"spec.{spec_field.name}"
+        raise InvalidArgument(f"{name} has unknown value {value}", field=name)
+    return by_number[value]
+
+
+def _enum_number(descriptor: FieldDescriptor, member: enum.Enum) -> int:
+    """``PoolingMode.MEAN_MAX`` <-> ``POOLING_MEAN_MAX``: proto enum values are named after the
+    field and the member's value (a spec enum may also travel as its string value)."""
+    return descriptor.enum_type.values_by_name[f"{descriptor.name}_{member.value}".upper()].number
 
 
 def spec_to_pb(spec: CollectionSpec) -> pb.CollectionSpec:
-    return pb.CollectionSpec(
-        model=spec.model,
-        pooling=_POOLING_TO_PB[PoolingMode(spec.pooling)],
-        layers=list(spec.layers),
-        max_length=spec.max_length,
-        window=spec.window,
-        overlap=spec.overlap,
-        normalize=spec.normalize,
-        index_spec=spec.index_spec,
-        vector_dtype=spec.vector_dtype,
-        whitening=spec.whitening,
-        dimension=spec.dimension,
-        classifier=spec.classifier,
-        label_field=spec.label_field,
-        score_field=spec.score_field,
-    )
+    values: dict[str, Any] = {}
+    for spec_field in spec_fields():
+        value = getattr(spec, spec_field.name)
+        if value is None:  # unset: the server completes it from the model
+            continue
+        descriptor = pb.CollectionSpec.DESCRIPTOR.fields_by_name[spec_field.name]
+        if isinstance(value, enum.Enum):
+            value = _enum_number(descriptor, value) if descriptor.enum_type else value.value
+        values[spec_field.name] = list(value) if isinstance(value, tuple) else value
+    return pb.CollectionSpec(**values)
 
 
 def collection_to_pb(info: CollectionInfo) -> pb.Collection:

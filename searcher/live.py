@@ -1,4 +1,5 @@
-"""Keeps each collection's index fresh by tailing the SQL change log (DESIGN invariant 2).
+"""Keeps each collection's index fresh by tailing the SQL change log (docs/ARCHITECTURE.md,
+Invariants 2).
 
 One asyncio task polls every ``poll_interval_s`` (or sooner, when ``wake`` is called after a local
 write): it opens indexes of collections created since the last round, forgets dropped ones and runs
@@ -15,16 +16,16 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
 from indexer.errors import AlbatrossError, CollectionNotFound
 from indexer.records import CollectionInfo
+from searcher.blocking import BlockingCalls
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 
 class LiveIndex(Protocol):
@@ -73,16 +74,13 @@ class LiveIndexes:
     ) -> None:
         self._store = store
         self._open_index = open_index
-        self._executor = executor
+        self._run = BlockingCalls(executor)
         self._poll_interval_s = poll_interval_s
         self._snapshot_every = snapshot_every_changes
         self._entries: dict[int, _Entry] = {}
         self._opening: dict[int, asyncio.Task[_Entry]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-
-    async def _run(self, func: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def get(self, info: CollectionInfo) -> LiveIndex:
         """The index of ``info``, opened (snapshot + replay) on first use."""

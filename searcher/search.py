@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
@@ -25,10 +25,9 @@ from indexer.records import (
 )
 from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 from searcher.batching import QueryBatcher, TextEncoder
+from searcher.blocking import BlockingCalls
 from searcher.live import LiveIndex, LiveIndexes
 from searcher.results import Hit, chunk_fetch_size, fold_chunk_hits, should_fetch_more
-
-T = TypeVar("T")
 
 # Each retry asks the index for this many times more chunks than the last try.
 FETCH_GROWTH = 4
@@ -77,7 +76,7 @@ class _RankBatcher:
     """
 
     def __init__(self, executor: Executor, max_size: int) -> None:
-        self._executor = executor
+        self._run = BlockingCalls(executor)
         self._max_size = max_size
         self._waiting: dict[Hashable, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # held so a running batch is not collected
@@ -99,18 +98,17 @@ class _RankBatcher:
         waiting = self._waiting.pop(key, [])
         for start in range(0, len(waiting), self._max_size):
             batch = waiting[start : start + self._max_size]
-            task = asyncio.get_running_loop().create_task(self._run(rank, batch))
+            task = asyncio.get_running_loop().create_task(self._rank_batch(rank, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(
+    async def _rank_batch(
         self,
         rank: Callable[[np.ndarray], list[list[Hit]]],
         batch: list[tuple[np.ndarray, asyncio.Future[list[Hit]]]],
     ) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, rank, np.stack([q for q, _ in batch]))
+            results = await self._run(rank, np.stack([q for q, _ in batch]))
         except Exception as error:  # delivered to every caller of the batch
             for _, future in batch:
                 if not future.done():
@@ -136,11 +134,8 @@ class SearchService:
         self._catalog = catalog
         self._indexes = indexes
         self._batcher = batcher
-        self._executor = executor
+        self._run = BlockingCalls(executor)
         self._ranks = _RankBatcher(executor, batcher.max_size)
-
-    async def _run(self, func: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def _collection(self, name: str) -> CollectionInfo:
         """From the catalog's memory when it has it: an executor hop would queue the call behind

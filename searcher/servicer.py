@@ -7,10 +7,9 @@ domain errors become status codes.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import grpc
 import numpy as np
@@ -22,16 +21,16 @@ from indexer.records import (
     CollectionStats,
     DeleteResult,
     Document,
+    DocumentStatus,
     MetadataFilter,
     StoredDocument,
 )
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
+from searcher.blocking import BlockingCalls
 from searcher.errors import maps_errors
 from searcher.results import Hit
-
-T = TypeVar("T")
 
 # Documents per ingestion call on the Upsert stream: large enough to batch the encoder and the SQL
 # transaction, small enough that acknowledgements keep flowing.
@@ -41,7 +40,7 @@ UPSERT_BATCH_SIZE = 64
 class CollectionAdmin(Protocol):
     """The part of ``indexer.catalog.Catalog`` the Collections service uses."""
 
-    def create(self, name: str, spec: CollectionSpec) -> CollectionInfo: ...
+    def create(self, name: str, spec: CollectionSpec, dimension: int | None = None) -> CollectionInfo: ...
 
     def list(self) -> list[CollectionInfo]: ...
 
@@ -84,19 +83,11 @@ class Searcher(Protocol):
     ) -> tuple[CollectionInfo, CollectionStats, int, int]: ...
 
 
-class _Blocking:
-    def __init__(self, executor: Executor) -> None:
-        self._executor = executor
-
-    async def __call__(self, func: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
-
-
 class CollectionsServicer(pb_grpc.CollectionsServicer):
     def __init__(self, catalog: CollectionAdmin, searcher: Searcher, executor: Executor) -> None:
         self._catalog = catalog
         self._searcher = searcher
-        self._run = _Blocking(executor)
+        self._run = BlockingCalls(executor)
 
     @maps_errors
     async def CreateCollection(
@@ -104,7 +95,8 @@ class CollectionsServicer(pb_grpc.CollectionsServicer):
     ) -> pb.Collection:
         name = convert.require_name(request.name, "name")
         spec = convert.spec_from_pb(request.spec)
-        info = await self._run(self._catalog.create, name, spec)
+        dimension = request.dimension if request.HasField("dimension") else None
+        info = await self._run(self._catalog.create, name, spec, dimension)
         return convert.collection_to_pb(info)
 
     @maps_errors
@@ -148,7 +140,7 @@ class IngestServicer(pb_grpc.IngestServicer):
         on_outcomes: Callable[[str, Sequence[str]], None] = lambda collection, statuses: None,
     ) -> None:
         self._ingestor = ingestor
-        self._run = _Blocking(executor)
+        self._run = BlockingCalls(executor)
         self._batch_size = batch_size
         self._on_write = on_write
         self._on_outcomes = on_outcomes
@@ -184,7 +176,7 @@ class IngestServicer(pb_grpc.IngestServicer):
             item if isinstance(item, pb.DocumentResult) else convert.outcome_to_pb(next(remaining))
             for item in batch
         ]
-        rejected_here = ["rejected"] * (len(batch) - len(documents))
+        rejected_here = [DocumentStatus.REJECTED] * (len(batch) - len(documents))
         self._on_outcomes(collection, [outcome.status for outcome in outcomes] + rejected_here)
         return pb.UpsertResponse(results=results)
 

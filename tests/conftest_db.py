@@ -16,6 +16,7 @@ import pytest
 
 from indexer.config import StoreConfig
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, Document, EncodedDocument
+from indexer.spec import complete_spec
 from indexer.store import Store
 from tests.postgres import PostgresServer, start_postgres
 
@@ -75,7 +76,7 @@ def make_collection(
 ) -> CollectionInfo:
     return store.create_collection(
         name,
-        CollectionSpec(model="test-model", **spec),
+        complete_spec(CollectionSpec(model="test-model", **spec), {}),  # the store takes complete specs
         dimension=dimension,
         model_revision="rev-1",
         tokenizer_hash="tok-1",

@@ -99,10 +99,8 @@ def test_ingest_writes_label_and_score_filterable_like_any_field(workspace: Work
 def test_label_fields_are_configurable_and_vectors_only_collections_are_labelled_too(
     workspace: Workspace, bert_topics: Path
 ) -> None:
-    spec = CollectionSpec(
-        model=NO_MODEL, dimension=2, classifier=str(bert_topics), label_field="topic", score_field="p"
-    )
-    info = workspace.catalog.create("topics", spec)
+    spec = CollectionSpec(model=NO_MODEL, classifier=str(bert_topics), label_field="topic", score_field="p")
+    info = workspace.catalog.create("topics", spec, 2)
     workspace.ingestor.upsert("topics", [Document("a", TEXTS[0], vector=(1.0, 0.0))])
     (stored,) = workspace.store.get_documents(info.id, ["a"])
     assert stored.metadata["topic"] in {"noun.animal", "noun.food", "noun.artifact"}

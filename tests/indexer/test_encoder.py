@@ -15,6 +15,7 @@ import pytest
 import torch
 from transformers import AlbertTokenizer, AutoModel, AutoTokenizer
 
+from indexer.chunking import token_windows
 from indexer.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, DeviceConfig, EncoderConfig
 from indexer.encoder import Encoder
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
@@ -77,6 +78,19 @@ def record_batch_lengths(monkeypatch) -> list[list[int]]:
 
     def recording(self, ids):
         seen.append([len(row) for row in ids])
+        return forward(self, ids)
+
+    monkeypatch.setattr(Encoder, "_forward", recording)
+    return seen
+
+
+def record_forward_rows(monkeypatch) -> list[list[int]]:
+    """The token ids of every row a forward pass embeds, appended as ``Encoder._forward`` runs."""
+    seen: list[list[int]] = []
+    forward = Encoder._forward
+
+    def recording(self, ids):
+        seen.extend(ids)
         return forward(self, ids)
 
     monkeypatch.setattr(Encoder, "_forward", recording)
@@ -176,14 +190,7 @@ def test_a_long_text_yields_several_overlapping_chunks(encoder):
 
 def test_chunk_and_encode_embeds_each_window_from_its_own_token_ids(encoder, monkeypatch):
     texts = [" ".join(sample_lines()[:8]), "Stop! Go.", "   ", "Fresh bread."]
-    seen: list[list[int]] = []
-    forward = Encoder._forward
-
-    def recording(self, ids):
-        seen.extend(ids)
-        return forward(self, ids)
-
-    monkeypatch.setattr(Encoder, "_forward", recording)
+    seen = record_forward_rows(monkeypatch)
     results = encoder.chunk_and_encode(texts, window=encoder.max_window, overlap=8)
     tokenizer = encoder.tokenizer
     expected_windows = []
@@ -202,6 +209,35 @@ def test_chunk_and_encode_embeds_each_window_from_its_own_token_ids(encoder, mon
     assert [len(chunks) for chunks, _ in results][1:] == [1, 0, 1]
     # A text that is one chunk gets the very vector ``encode`` gives it.
     np.testing.assert_allclose(results[3][1], encoder.encode(texts[3:]), atol=1e-6)
+
+
+def test_a_long_title_with_a_full_window_keeps_every_token_of_the_window(encoder, monkeypatch):
+    """The title fills what the window leaves of max_length and is cut there; a title that once
+    pushed the chunk's tail past max_length silently dropped it."""
+    tokenizer = encoder.tokenizer
+    title = " ".join(sample_lines()[:6])
+    text = " ".join(sample_lines()[6:30])
+    body = tokenizer(text, add_special_tokens=False)["input_ids"]
+    title_ids = tokenizer(title, add_special_tokens=False)["input_ids"]
+    window = encoder.max_window - 4
+    assert len(body) > 2 * window and len(title_ids) > encoder.max_length
+    seen = record_forward_rows(monkeypatch)
+    ((chunks, vectors),) = encoder.chunk_and_encode([text], window, 8, titles=[title])
+
+    expected = []
+    for first, last in token_windows(len(body), window, 8):
+        room = encoder.max_length - 2 - (last - first)
+        expected.append([tokenizer.cls_token_id, *title_ids[:room], *body[first:last], tokenizer.sep_token_id])
+    assert len(chunks) == len(vectors) == len(expected)
+    assert sorted(seen) == sorted(expected)
+    assert expected[0][1:5] == title_ids[:4] and len(expected[0]) == encoder.max_length
+
+
+def test_a_title_that_fits_is_embedded_whole_before_the_window(encoder):
+    title, text = "Fresh bread", "Swallows return to the barn every spring."
+    ((_, vectors),) = encoder.chunk_and_encode([text], 32, 8, titles=[title])
+
+    np.testing.assert_allclose(vectors, encoder.encode([f"{title}\n{text}"]), atol=1e-5)
 
 
 def test_re_tokenizing_chunk_text_can_outgrow_the_window_which_chunk_and_encode_avoids(encoder):
@@ -308,12 +344,12 @@ def test_dtype_int8_is_int8_even_where_it_moves_the_vectors(fragile_dir, caplog)
 
 
 def test_int8_is_refused_off_the_cpu():
-    from indexer.encoder import _precision
+    from indexer.placement import precision_for
 
     with pytest.raises(InvalidArgument, match="CPU only"):
-        _precision("int8", torch.device("cuda"))
-    assert _precision("auto", torch.device("cpu"), int8_on_cpu=True).int8 is None
-    assert _precision("float32", torch.device("cpu"), int8_on_cpu=True).int8 is False
+        precision_for("int8", torch.device("cuda"))
+    assert precision_for("auto", torch.device("cpu"), int8_on_cpu=True).int8 is None
+    assert precision_for("float32", torch.device("cpu"), int8_on_cpu=True).int8 is False
 
 
 @pytest.fixture

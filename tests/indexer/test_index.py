@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from indexer.errors import IndexNotReady, InvalidArgument, InvalidCollectionSpec, SnapshotCorrupt
-from indexer.index import (
+from indexer.index import VectorIndex
+from indexer.index_spec import (
     IndexSpec,
-    VectorIndex,
     gpu_placement,
     min_training_vectors,
     parse_index_spec,
@@ -271,5 +271,5 @@ def test_search_settings_are_used_and_survive_serialisation() -> None:
     ],
 )
 def test_gpu_placement_decision(spec: str, support: bool, gpus: int, expected: bool) -> None:
-    # The only GPU test possible here: this machine has neither a GPU nor faiss-gpu.
+    # The GPU move itself needs faiss-gpu and a device; the decision is pure and tested here.
     assert gpu_placement(spec, support, gpus) is expected

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.config import AppConfig, IngestConfig, StoreConfig
 from indexer.errors import StoreBusy
+from indexer.ingest import encode_documents
 from indexer.readers import Rejection
 from indexer.records import CollectionSpec, Document
 from indexer.store import Store
@@ -83,3 +85,22 @@ def test_a_failed_commit_stops_the_run_and_earlier_batches_stay_committed(
     # The first batch committed; the failed one did not; ones queued behind it were not written.
     assert workspace.catalog.stats("c").documents == PER_TRANSACTION
     assert len(calls) == 2
+
+
+def test_a_long_title_never_cuts_the_tail_of_a_full_window(workspace: Workspace) -> None:
+    """Every chunk is embedded from its whole window: two documents whose first windows differ
+    only in their last character get different vectors, however long the shared title."""
+    info = workspace.catalog.get("c")
+    encoder = workspace.catalog.encoder_for(info)
+    title = " ".join(["the night owl hunts"] * 40)  # alone longer than max_length
+    text = " ".join(f"owl {i} hunts mice in the barn at night" for i in range(12))
+    first = encoder.chunk(text, info.spec.window, info.spec.overlap)[0]
+    changed = text[: first.end - 1] + ("x" if text[first.end - 1] != "x" else "y") + text[first.end :]
+
+    original, edited = encode_documents(
+        [Document("a", text, title=title), Document("b", changed, title=title)], encoder, info
+    )
+
+    assert len(original.chunks) > 1 and original.chunks[0].end == first.end
+    assert not np.allclose(original.vectors[0], edited.vectors[0], atol=1e-4)
+    np.testing.assert_allclose(original.vectors[-1], edited.vectors[-1], atol=1e-5)

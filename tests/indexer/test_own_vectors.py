@@ -30,7 +30,7 @@ def workspace(tiny_albert_dir: Path, tmp_path: Path) -> Iterator[Workspace]:
         default_model=tiny_albert_dir,
     )
     opened = Workspace.open(config)
-    opened.catalog.create("own", CollectionSpec(model=NO_MODEL, dimension=DIMENSION))
+    opened.catalog.create("own", CollectionSpec(model=NO_MODEL), DIMENSION)
     opened.catalog.create("embedded", CollectionSpec(model="", max_length=64, window=32, overlap=8))
     yield opened
     opened.close()
@@ -139,17 +139,19 @@ def test_a_collection_with_a_model_rejects_documents_that_bring_vectors(workspac
 
 
 @pytest.mark.parametrize(
-    ("spec", "field"),
+    ("spec", "dimension", "field"),
     [
-        (CollectionSpec(model=NO_MODEL), "dimension"),
-        (CollectionSpec(model=NO_MODEL, dimension=0), "dimension"),
-        (CollectionSpec(model=NO_MODEL, dimension=8, whitening=True), "whitening"),
-        (CollectionSpec(model="", dimension=7), "dimension"),
+        (CollectionSpec(model=NO_MODEL), None, "dimension"),
+        (CollectionSpec(model=NO_MODEL), 0, "dimension"),
+        (CollectionSpec(model=NO_MODEL, whitening=True), 8, "whitening"),
+        (CollectionSpec(model=""), 7, "dimension"),
     ],
 )
-def test_specs_that_cannot_work_are_refused(workspace: Workspace, spec: CollectionSpec, field: str) -> None:
+def test_specs_that_cannot_work_are_refused(
+    workspace: Workspace, spec: CollectionSpec, dimension: int | None, field: str
+) -> None:
     with pytest.raises(InvalidCollectionSpec) as caught:
-        workspace.catalog.create("x", spec)
+        workspace.catalog.create("x", spec, dimension)
     assert caught.value.field == field
 
 

@@ -23,12 +23,13 @@ from indexer.errors import (
 )
 from indexer.records import ChangeOp, CollectionSpec
 from indexer.schema import Base
+from indexer.spec import complete_spec
 from indexer.store import Store
 from tests.conftest_db import DIMENSION, encoded, make_collection, store_config, unit_vectors
 
 
 def test_collection_round_trip(store: Store) -> None:
-    spec = CollectionSpec(model="m", layers=(-1, -2), index_spec="HNSW32", vector_dtype="float16")
+    spec = complete_spec(CollectionSpec(model="m", layers=(-1, -2), index_spec="HNSW32", vector_dtype="float16"), {})
     info = store.create_collection("news", spec, dimension=16, model_revision="r", tokenizer_hash="t")
     assert store.get_collection("news") == info
     assert info.spec == spec and info.dimension == 16

@@ -17,6 +17,7 @@ from indexer.records import (
     Range,
     StoredDocument,
 )
+from indexer.spec import complete_spec
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher import convert
 from searcher.results import Hit
@@ -61,7 +62,7 @@ def test_an_unknown_pooling_value_names_the_field() -> None:
 
 def test_collection_info_becomes_a_collection_message() -> None:
     info = CollectionInfo(
-        id=7, name="news", spec=CollectionSpec(model="default"), dimension=64,
+        id=7, name="news", spec=complete_spec(CollectionSpec(model="default"), {}), dimension=64,
         model_revision="abc", tokenizer_hash="def",
     )
 

@@ -33,7 +33,7 @@ DOCUMENT_STATUS_UNCHANGED: DocumentStatus
 DOCUMENT_STATUS_REJECTED: DocumentStatus
 
 class CollectionSpec(_message.Message):
-    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "dimension", "classifier", "label_field", "score_field")
+    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "classifier", "label_field", "score_field")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -44,7 +44,6 @@ class CollectionSpec(_message.Message):
     INDEX_SPEC_FIELD_NUMBER: _ClassVar[int]
     VECTOR_DTYPE_FIELD_NUMBER: _ClassVar[int]
     WHITENING_FIELD_NUMBER: _ClassVar[int]
-    DIMENSION_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_FIELD_NUMBER: _ClassVar[int]
@@ -58,11 +57,10 @@ class CollectionSpec(_message.Message):
     index_spec: str
     vector_dtype: str
     whitening: bool
-    dimension: int
     classifier: str
     label_field: str
     score_field: str
-    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., dimension: _Optional[int] = ..., classifier: _Optional[str] = ..., label_field: _Optional[str] = ..., score_field: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., classifier: _Optional[str] = ..., label_field: _Optional[str] = ..., score_field: _Optional[str] = ...) -> None: ...
 
 class Collection(_message.Message):
     __slots__ = ("name", "spec", "dimension", "model_revision", "tokenizer_hash")
@@ -95,12 +93,14 @@ class CollectionStats(_message.Message):
     def __init__(self, documents: _Optional[int] = ..., chunks: _Optional[int] = ..., last_sequence: _Optional[int] = ..., index_sequence: _Optional[int] = ..., index_vectors: _Optional[int] = ..., mostly_unknown_documents: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "spec")
+    __slots__ = ("name", "spec", "dimension")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: CollectionSpec
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ...) -> None: ...
+    dimension: int
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., dimension: _Optional[int] = ...) -> None: ...
 
 class GetCollectionRequest(_message.Message):
     __slots__ = ("name",)
