@@ -25,6 +25,7 @@ from indexer.chunking import token_windows
 from indexer.config import EncoderConfig
 from indexer.encoder import load_tokenizer, pad_ids, split_specials
 from indexer.errors import InvalidCollectionSpec, ModelNotFound
+from indexer.placement import placement_for
 
 FAMILIES = ("albert", "bert")
 # Windows per forward pass: a classifier's windows are full-length, so a small batch fills a CPU.
@@ -71,7 +72,8 @@ class Classifier:
                 "checkpoint",
                 field="classifier",
             )
-        device = _device(config.device.device)
+        # The encoder's device; float32 there, as one pass per document is cheap beside its vectors.
+        device = placement_for(config.device).device
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 folder, config=model_config, local_files_only=True
@@ -124,9 +126,3 @@ class Classifier:
             out[start : start + len(batch)] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
 
-
-def _device(name: str) -> torch.device:
-    """``auto``: CUDA when present. The classifier runs in float32: one pass per document."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
