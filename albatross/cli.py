@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from albatross import commands, serving_commands
-from albatross.exit_codes import exit_code_for
+from albatross.exit_codes import EXIT_INTERRUPTED, exit_code_for
 from indexer.errors import AlbatrossError
 
 log = logging.getLogger("albatross")
@@ -49,7 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code_for(error)
     except KeyboardInterrupt:
         print(f"albatross {args.command}: interrupted; everything acknowledged is committed", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: one line for the operator, the traceback with -v
+        log.debug("traceback of the internal error", exc_info=error)
+        hint = " (run again with -v for the traceback)" if getattr(args, "verbose", None) is False else ""
+        print(
+            f"albatross {args.command}: internal error: {type(error).__name__}: {error}{hint}",
+            file=sys.stderr,
+        )
+        return exit_code_for(error)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,12 @@ def register_collections(sub: Subparsers) -> None:
     drop.add_argument("name")
     add_store_options(drop)
     drop.set_defaults(run=run_collections_drop)
+    refit = actions.add_parser(
+        "refit-whitening", help="fit a whitening collection's map again now, on its stored vectors"
+    )
+    refit.add_argument("name")
+    add_store_options(refit)
+    refit.set_defaults(run=run_collections_refit_whitening)
 
 
 def run_collections_create(args: argparse.Namespace) -> int:
@@ -284,6 +290,19 @@ def run_collections_drop(args: argparse.Namespace) -> int:
     finally:
         workspace.close()
     print(f"dropped {args.name}")
+    return EXIT_OK
+
+
+def run_collections_refit_whitening(args: argparse.Namespace) -> int:
+    """Searchers see the new version within their poll interval and rebuild their indexes in it."""
+    config = app_config(args)
+    workspace = Workspace.open(config)
+    try:
+        info = workspace.catalog.get(args.name)
+        version = workspace.catalog.refit_whitening(info, config.ingest.whitening, force=True)
+    finally:
+        workspace.close()
+    print(f"{args.name}: whitening version {version}")
     return EXIT_OK
 
 

@@ -16,16 +16,15 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from albatross.exit_codes import (
-    EXIT_INTERNAL,
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_PRECONDITION,
-    EXIT_UNAVAILABLE,
-)
+from albatross.exit_codes import EXIT_INVALID, EXIT_OK, exit_code_for_status
 from albatross.options import add_store_options, app_config
-from indexer.config import AppConfig, config_from_environment, read_token_file
+from indexer.config import (
+    AppConfig,
+    RouterConfig,
+    config_from_environment,
+    read_token_file,
+    router_from_environment,
+)
 from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
 from indexer.records import Condition, MetadataFilter, Range
 from indexer.samples import SAMPLE_CORPUS
@@ -36,18 +35,6 @@ from searcher.telemetry import ACCESS_LOGGER
 Subparsers = Any
 DEFAULT_TARGET = "127.0.0.1:50051"
 BATCH_QUERIES = 64
-
-EXIT_FOR_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: EXIT_INVALID,
-    grpc.StatusCode.ALREADY_EXISTS: EXIT_INVALID,
-    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION: EXIT_PRECONDITION,
-    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
-    # A missing or wrong --token-file is a bad argument of this command.
-    grpc.StatusCode.UNAUTHENTICATED: EXIT_INVALID,
-}
 
 
 @contextmanager
@@ -60,7 +47,7 @@ def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
         code = error.code()  # type: ignore[attr-defined]
         hint = f" (is `albatross serve` running at {target}?)" if code == grpc.StatusCode.UNAVAILABLE else ""
         print(f"albatross {command}: {code.name}: {error.details()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
-        outcome[0] = EXIT_FOR_STATUS.get(code, EXIT_INTERNAL)
+        outcome[0] = exit_code_for_status(code.name)
 
 
 # --- filters on the command line --------------------------------------------------------------
@@ -106,7 +93,17 @@ def register_serve(sub: Subparsers) -> None:
     scale = parser.add_argument_group("beyond one machine")
     scale.add_argument("--shard", help="serve only shard I of N of every collection, as I/N (e.g. 0/3)")
     scale.add_argument("--router", action="store_true", help="route searches to --shards and merge them")
-    scale.add_argument("--shards", help="router: the shard servers, host:port,host:port,... in shard order")
+    scale.add_argument(
+        "--shards", help="router: shards in order, separated by ',', replicas of one by '|': h1:p|h2:p,h3:p|h4:p"
+    )
+    scale.add_argument("--shard-token-file", type=Path, help="router: bearer token to send to the shards")
+    scale.add_argument("--shard-tls-ca", type=Path, help="router: TLS to the shards, trusting this CA")
+    scale.add_argument("--shard-tls-cert", type=Path, help="router: client certificate for shards with mTLS")
+    scale.add_argument("--shard-tls-key", type=Path, help="router: private key of --shard-tls-cert")
+    scale.add_argument(
+        "--hedge-after-ms", type=float, help="router: ask a second replica after this long (default 50; <0 never)"
+    )
+    scale.add_argument("--health-interval", type=float, help="router: seconds between replica health probes")
     add_store_options(parser)
     add_operations_options(parser)
     parser.set_defaults(run=run_serve)
@@ -159,14 +156,43 @@ def parse_shard(raw: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
+def router_config(args: argparse.Namespace) -> RouterConfig:
+    """The router's view of its shards: ``--shards`` and the ``--shard-*`` flags over the environment."""
+    from searcher.shards import parse_shards
+
+    if not args.shards:
+        raise InvalidArgument("--router needs --shards host:port|host:port,...", field="shards")
+    config = router_from_environment(parse_shards(args.shards))
+    changes: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in _ROUTER_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    if args.shard_token_file is not None:
+        changes["token"] = read_token_file(args.shard_token_file)
+    if args.hedge_after_ms is not None and args.hedge_after_ms < 0:
+        changes["hedge_after_ms"] = None
+    return replace(config, **changes)
+
+
+_ROUTER_FLAGS = {
+    "shard_tls_ca": "tls_ca",
+    "shard_tls_cert": "tls_cert",
+    "shard_tls_key": "tls_key",
+    "hedge_after_ms": "hedge_after_ms",
+    "health_interval": "health_interval_s",
+}
+
+
 def run_serve(args: argparse.Namespace) -> int:
     config = with_operations_options(app_config(args), args)
     if args.router:
-        from searcher.router import parse_shards, serve_router
+        from searcher.router import serve_router
+        from searcher.telemetry import configure_access_log
 
-        if not args.shards:
-            raise InvalidArgument("--router needs --shards host:port,...", field="shards")
-        asyncio.run(serve_router(config.server, parse_shards(args.shards)))
+        router = router_config(args)
+        configure_access_log()
+        asyncio.run(serve_router(config.server, router, port_file=args.port_file))
         return EXIT_OK
     if args.shards:
         raise InvalidArgument("--shards is for --router", field="shards")

@@ -7,6 +7,7 @@ recorded space it reproduces. Encoders are loaded once per space and shared by e
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -17,14 +18,17 @@ import numpy as np
 
 from indexer.checkpoints import model_defaults, resolve_model
 from indexer.classifier import Classifier
-from indexer.config import EncoderConfig
+from indexer.config import EncoderConfig, WhiteningPolicy
 from indexer.encoder import Encoder
 from indexer.errors import EmbeddingSpaceMismatch, InvalidArgument, InvalidCollectionSpec
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
 from indexer.spec import DEFAULT_MODEL_REF, NO_MODEL, complete_spec, is_complete, validate_spec
 from indexer.store import Store
-from indexer.whitening import Whitening, fit_whitening
+from indexer.sync import sample_vectors
+from indexer.whitening import fit_whitening, refit_due
+
+log = logging.getLogger(__name__)
 
 # Far above any text encoder's width (4096 for ALBERT xxlarge), far below what would exhaust memory.
 MAX_DIMENSION = 65_536
@@ -32,10 +36,10 @@ MAX_DIMENSION = 65_536
 
 @dataclass(frozen=True)
 class CollectionEncoder:
-    """The encoder of one collection, with its whitening (if fitted) applied to every vector."""
+    """The encoder of one collection. Its vectors are the stored space: a collection that whitens
+    is whitened by its index (``indexer.whitening.IndexSpace``), documents and queries alike."""
 
     encoder: Encoder
-    whitening: Whitening | None
 
     @property
     def dimension(self) -> int:
@@ -43,7 +47,7 @@ class CollectionEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """texts -> float32 (n, d) vectors of this collection's space."""
-        return self.encoder.encode(texts, whitening=self.whitening)
+        return self.encoder.encode(texts)
 
     def chunk(self, text: str, window: int, overlap: int) -> list[Chunk]:
         return self.encoder.chunk(text, window, overlap)
@@ -52,7 +56,7 @@ class CollectionEncoder:
         self, texts: Sequence[str], titles: Sequence[str], window: int, overlap: int
     ) -> list[tuple[list[Chunk], np.ndarray]]:
         """Each text's chunks and their vectors of this space (``Encoder.chunk_and_encode``)."""
-        return self.encoder.chunk_and_encode(texts, window, overlap, self.whitening, titles=titles)
+        return self.encoder.chunk_and_encode(texts, window, overlap, titles=titles)
 
     def unknown_shares(self, texts: Sequence[str]) -> list[float]:
         return self.encoder.unknown_shares(texts)
@@ -126,7 +130,6 @@ class Catalog:
     def __init__(self, store: Store, encoders: EncoderRegistry, *, info_ttl_s: float = 0.0) -> None:
         self._store = store
         self._encoders = encoders
-        self._whitening: dict[int, Whitening | None] = {}
         self._info_ttl_s = info_ttl_s
         self._infos: dict[str, tuple[CollectionInfo, float]] = {}
         self._lock = threading.Lock()
@@ -216,11 +219,8 @@ class Catalog:
 
     def drop(self, name: str) -> None:
         self._forget(name)
-        info = self._store.get_collection(name)
         self._store.drop_collection(name)
         self._forget(name)
-        with self._lock:
-            self._whitening.pop(info.id, None)
 
     def stats(self, name: str) -> CollectionStats:
         return self._store.stats(self._store.get_collection(name).id)
@@ -233,12 +233,7 @@ class Catalog:
         encoder = self._encoders.loaded(info.spec)
         if encoder is None or not _same_space(encoder, info):
             return None
-        if not info.spec.whitening:
-            return CollectionEncoder(encoder, None)
-        with self._lock:
-            if info.id not in self._whitening:
-                return None
-            return CollectionEncoder(encoder, self._whitening[info.id])
+        return CollectionEncoder(encoder)
 
     def encoder_for(self, info: CollectionInfo) -> CollectionEncoder:
         """The encoder that reproduces ``info``'s embedding space, or ``EmbeddingSpaceMismatch``
@@ -257,7 +252,7 @@ class Catalog:
                 f"is now revision {encoder.model_revision} (tokenizer {encoder.tokenizer_hash}); "
                 "restore that model or re-ingest into a new collection"
             )
-        return CollectionEncoder(encoder, self._whitening_of(info))
+        return CollectionEncoder(encoder)
 
     def classifier_for(self, info: CollectionInfo) -> Classifier | None:
         """The classifier that labels ``info``'s documents (None when it has none), or
@@ -274,33 +269,33 @@ class Catalog:
             )
         return classifier
 
-    def needs_whitening(self, info: CollectionInfo) -> bool:
-        return info.spec.whitening and self._whitening_of(info) is None
-
-    def fit_whitening(self, info: CollectionInfo, sample_texts: Sequence[str]) -> None:
-        """Fit the collection's whitening on raw vectors of ``sample_texts`` and store it.
-
-        Fitted on the pooled vectors before normalisation, because that is where ``encode``
-        applies it.
-        """
-        raw = self._encoders.load(info.spec).pooled(sample_texts)
-        whitening = fit_whitening(raw)
-        self._store.set_whitening(info.name, whitening.to_bytes())
-        with self._lock:
-            self._whitening[info.id] = whitening
-
-    def _whitening_of(self, info: CollectionInfo) -> Whitening | None:
+    def refit_whitening(self, info: CollectionInfo, policy: WhiteningPolicy, *, force: bool = False) -> int | None:
+        """Fit ``info``'s whitening on up to ``policy.max_sample`` of its stored vectors when
+        ``refit_due`` says so (or now, with ``force``); returns the new version, None when not due.
+        Searchers rebuild their indexes in the new space when they see the version move."""
         if not info.spec.whitening:
+            raise InvalidArgument(f"collection {info.name!r} does not whiten (created without whitening)", field="whitening")
+        stored = self._store.whitening(info.id)
+        vectors = self._store.stats(info.id).chunks
+        due = refit_due(
+            stored.fitted_on if stored else None,
+            vectors,
+            min_sample=policy.min_sample,
+            growth=policy.growth,
+            max_sample=policy.max_sample,
+        )
+        if not (due or force):
             return None
-        with self._lock:
-            if info.id in self._whitening:
-                return self._whitening[info.id]
-        blob = self._store.whitening(info.name)
-        whitening = Whitening.from_bytes(blob) if blob is not None else None
-        with self._lock:
-            if whitening is not None:
-                self._whitening[info.id] = whitening
-        return whitening
+        if vectors < policy.min_sample:
+            raise InvalidArgument(
+                f"collection {info.name!r} holds {vectors} vectors; a whitening needs at least "
+                f"{policy.min_sample} (until then its vectors are searched unwhitened)",
+                field="whitening",
+            )
+        sample = sample_vectors(self._store, info.id, policy.max_sample)
+        version = self._store.set_whitening(info.id, fit_whitening(sample).to_bytes(), len(sample))
+        log.info("collection %r: whitening version %d fitted on %d vectors", info.name, version, len(sample))
+        return version
 
 
 def _same_space(encoder: Encoder, info: CollectionInfo) -> bool:

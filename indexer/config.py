@@ -95,9 +95,54 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class WhiteningPolicy:
+    """When a whitening collection's map is fitted (``indexer.whitening.refit_due``): first at
+    ``min_sample`` stored vectors, again each time the collection grows ``growth`` times past the
+    sample, on at most ``max_sample`` vectors spread over the collection."""
+
+    min_sample: int = 1_000
+    growth: float = 4.0
+    max_sample: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_sample <= self.max_sample:
+            raise InvalidArgument("whitening needs 2 <= min_sample <= max_sample", field="min_sample")
+        if self.growth <= 1:
+            raise InvalidArgument("the whitening refit growth must be above 1", field="growth")
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     docs_per_transaction: int = 512
     progress: bool = True
+    whitening: WhiteningPolicy = field(default_factory=WhiteningPolicy)
+
+
+@dataclass(frozen=True)
+class LogRetention:
+    """How long the change log keeps entries (docs/OPERATIONS.md, "Change-log compaction").
+
+    Each searcher records in SQL the oldest sequence it may still replay (its newest snapshot's,
+    or what it has applied without a snapshot) at open, after every snapshot and every
+    ``heartbeat_s``; after a snapshot it prunes the entries every live reader has passed. A reader
+    silent for ``reader_ttl_s`` stops holding the log back, and ``max_entries`` (None: no bound)
+    caps the log whatever the readers need; a reader left behind the pruned point rebuilds from
+    SQL, as one without a snapshot does.
+    """
+
+    reader_ttl_s: float = 24 * 3600.0
+    max_entries: int | None = 10_000_000
+    heartbeat_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.reader_ttl_s <= 0 or self.heartbeat_s <= 0:
+            raise InvalidArgument("log reader TTL and heartbeat must be positive", field="log_reader_ttl_s")
+        if self.heartbeat_s >= self.reader_ttl_s:
+            raise InvalidArgument(
+                "the heartbeat must be shorter than the reader TTL, or live readers expire", field="heartbeat_s"
+            )
+        if self.max_entries is not None and self.max_entries < 0:
+            raise InvalidArgument("log max_entries must not be negative", field="log_max_entries")
 
 
 @dataclass(frozen=True)
@@ -135,6 +180,7 @@ class ServerConfig:
     metrics_host: str | None = None
     drain_delay_s: float = 0.0
     grace_s: float = 10.0
+    log_retention: LogRetention = field(default_factory=LogRetention)
 
     def __post_init__(self) -> None:
         if self.auth_token is not None and not self.auth_token.strip():
@@ -153,6 +199,55 @@ class ServerConfig:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """How the router reaches its shards (its own socket and security are a ``ServerConfig``).
+
+    ``shards[i]`` lists the replicas of shard ``i`` (``host:port``), every one holding the same
+    part of every collection. ``token`` is sent to the shards (None: the caller's own
+    ``authorization`` header is passed on); ``tls_ca`` turns TLS to the shards on, and
+    ``tls_cert`` + ``tls_key`` present the router's client certificate (shards with mutual TLS).
+    A replica that has not answered after ``hedge_after_ms`` gets its request sent to the next one
+    too (None: never hedge); health is probed every ``health_interval_s``.
+    """
+
+    shards: tuple[tuple[str, ...], ...]
+    token: str | None = field(default=None, repr=False)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    hedge_after_ms: float | None = 50.0
+    health_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.shards or not all(self.shards):
+            raise InvalidArgument("the router needs at least one replica of every shard", field="shards")
+        if self.token is not None and not self.token.strip():
+            raise InvalidArgument("the shard token is empty", field="shard_token")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("a client certificate needs its private key", field="shard_tls_cert")
+        if self.hedge_after_ms is not None and self.hedge_after_ms < 0:
+            raise InvalidArgument("the hedge delay must not be negative", field="hedge_after_ms")
+        if self.health_interval_s <= 0:
+            raise InvalidArgument("the health interval must be positive", field="health_interval_s")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None or self.tls_cert is not None
+
+
+def router_from_environment(shards: tuple[tuple[str, ...], ...], environ: Mapping[str, str] | None = None) -> RouterConfig:
+    """A ``RouterConfig`` for ``shards`` with ``ALBATROSS_SHARD_*`` environment variables applied."""
+    env = os.environ if environ is None else environ
+    return RouterConfig(
+        shards=shards,
+        token=env.get("ALBATROSS_SHARD_TOKEN") or None,
+        tls_ca=_env_path(env, "ALBATROSS_SHARD_TLS_CA"),
+        tls_cert=_env_path(env, "ALBATROSS_SHARD_TLS_CERT"),
+        tls_key=_env_path(env, "ALBATROSS_SHARD_TLS_KEY"),
+    )
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from indexer.config import AppConfig
 from indexer.csv_cells import parse_csv_types
 from indexer.errors import InvalidArgument, StoreBusy
 from indexer.readers import JSONL_SUFFIXES, ReadItem, ReadOptions, Rejection, read_jsonl, read_path
-from indexer.records import Document, DocumentStatus
+from indexer.records import DocumentStatus
 from indexer.validation import DocumentLimits
 
 if TYPE_CHECKING:  # indexer.ingest imports torch: the driver only needs it for the summary
@@ -201,24 +201,17 @@ def _tally(
 # --- the driver ----------------------------------------------------------------------------------
 
 
-def _fit_whitening_first(config: AppConfig, collection: str, paths: Sequence[str], csv_types: str) -> None:
-    """A collection that whitens needs its whitening before any actor encodes (as the single-process
-    path fits it on its first transaction): fit it here, once, on the first documents."""
-    from indexer.ingest import embedding_text
+def _refit_whitening_after(config: AppConfig, collection: str) -> None:
+    """Actors store unwhitened vectors (the index whitens them): once they are written, refit the
+    collection's whitening if it has grown enough (``WhiteningPolicy``), as the single-process path
+    does after each transaction."""
     from indexer.workspace import Workspace
 
     workspace = Workspace.open(config)
     try:
         info = workspace.catalog.get(collection)
-        if not workspace.catalog.needs_whitening(info):
-            return
-        read = _read_options(csv_types)
-        documents = (
-            item for path in paths for item in read_path(path, options=read) if isinstance(item, Document)
-        )
-        sample = list(islice(documents, config.ingest.docs_per_transaction))
-        if sample:
-            workspace.catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in sample])
+        if info.spec.whitening:
+            workspace.catalog.refit_whitening(info, config.ingest.whitening)
     finally:
         workspace.close()
 
@@ -257,7 +250,6 @@ def ingest_with_ray(
         raise InvalidArgument("the Ray engine reads files, not standard input", field="paths")
     ray = _ray()
     parts = split_inputs(paths, config.ingest.docs_per_transaction, options.csv_types)
-    _fit_whitening_first(config, collection, paths, options.csv_types)
     started = time.perf_counter()
     owns_cluster = not ray.is_initialized()
     if owns_cluster:
@@ -293,4 +285,5 @@ def ingest_with_ray(
         if owns_cluster:
             ray.shutdown()
     summary.seconds = time.perf_counter() - started
+    _refit_whitening_after(config, collection)
     return summary

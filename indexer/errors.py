@@ -1,24 +1,31 @@
-"""Typed errors of the Albatross domain.
+"""Typed errors of the Albatross domain, and the one table that says what each one becomes.
 
-Every error a caller can act on is one of these, raised where the fact is known and translated
-to a gRPC status code (in ``searcher.errors``) or a CLI exit code in exactly one place::
+Every error a caller can act on is one of these, raised where the fact is known. ``FAILURES`` below
+is the only mapping from an error to the gRPC status a server answers with (``searcher.errors``)
+and to the exit code of the ``albatross`` command (``albatross.exit_codes``); a CLI that gets a
+status from a server exits with the code of that status's row, so the three agree by construction::
 
     AlbatrossError
-    ├── InvalidArgument            bad input from the caller          -> INVALID_ARGUMENT
+    ├── InvalidArgument            bad input from the caller; ``field`` names what was wrong
     │   ├── InvalidDocument        one record: names record and field
     │   ├── InvalidFilter          a metadata filter that cannot be compiled
     │   └── InvalidCollectionSpec  pooling / index spec / window that makes no sense
-    ├── CollectionNotFound                                            -> NOT_FOUND
-    ├── CollectionExists                                              -> ALREADY_EXISTS
-    ├── ModelNotFound              a model folder or id that is not available locally -> FAILED_PRECONDITION
-    ├── EmbeddingSpaceMismatch     vectors of another space offered to a collection -> FAILED_PRECONDITION
-    ├── IndexNotReady              the index cannot answer yet                      -> UNAVAILABLE
-    ├── StoreBusy                  the database stayed locked past the busy timeout -> UNAVAILABLE
-    ├── Overloaded                 a bounded queue is full                          -> RESOURCE_EXHAUSTED
-    └── SnapshotCorrupt            a snapshot file failed to load (fall back to SQL)
+    ├── CollectionNotFound
+    ├── CollectionExists
+    ├── ModelNotFound              a model folder or id that is not available locally
+    ├── EmbeddingSpaceMismatch     vectors of another space offered to a collection
+    ├── IndexNotReady              the index cannot answer yet
+    ├── StoreBusy                  the database stayed locked past the busy timeout
+    ├── StoreUnavailable           the database cannot be reached or written
+    ├── ShardUnavailable           no replica of a shard answered (router)
+    ├── Overloaded                 a bounded queue is full
+    └── SnapshotCorrupt            a snapshot file failed to load (the index falls back to SQL)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
 
 
 class AlbatrossError(Exception):
@@ -77,9 +84,76 @@ class StoreBusy(AlbatrossError):
     """The database stayed locked (another writer) past the busy timeout."""
 
 
+class StoreUnavailable(AlbatrossError):
+    """The database cannot be reached or written: no server listening, a read-only or forbidden
+    file or folder. The message names the URL (password hidden) or the path."""
+
+
+class ShardUnavailable(AlbatrossError):
+    """No replica of a shard answered; ``shard`` names it (``shard 1 (host:port|host:port)``)."""
+
+    def __init__(self, shard: str, reasons: str) -> None:
+        super().__init__(f"{shard}: no live replica ({reasons})")
+        self.shard = shard
+
+
 class Overloaded(AlbatrossError):
     """A bounded queue is full; the caller should retry later."""
 
 
 class SnapshotCorrupt(AlbatrossError):
     """A snapshot file could not be read back; the index is rebuilt from SQL instead."""
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the ``albatross`` command (README, "Exit codes")."""
+
+    OK = 0
+    REJECTED = 1  # some input records were rejected; every other record was committed
+    INVALID = 2
+    NOT_FOUND = 3
+    PRECONDITION = 4
+    UNAVAILABLE = 5
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One kind of failure: its gRPC status (by name: ``indexer`` never imports grpc), its exit
+    code, and the error classes of that kind (none for statuses only the transport produces)."""
+
+    status: str
+    exit_code: ExitCode
+    errors: tuple[type[AlbatrossError], ...] = ()
+
+
+# The one table. A status appears in one row only, so a status alone also gives the exit code.
+FAILURES: tuple[Failure, ...] = (
+    Failure("INVALID_ARGUMENT", ExitCode.INVALID, (InvalidArgument,)),
+    Failure("NOT_FOUND", ExitCode.NOT_FOUND, (CollectionNotFound,)),
+    Failure("ALREADY_EXISTS", ExitCode.INVALID, (CollectionExists,)),
+    Failure("FAILED_PRECONDITION", ExitCode.PRECONDITION, (ModelNotFound, EmbeddingSpaceMismatch)),
+    Failure("UNAVAILABLE", ExitCode.UNAVAILABLE, (IndexNotReady, StoreBusy, StoreUnavailable, ShardUnavailable)),
+    Failure("RESOURCE_EXHAUSTED", ExitCode.UNAVAILABLE, (Overloaded,)),
+    Failure("INTERNAL", ExitCode.INTERNAL, (SnapshotCorrupt,)),
+    # Only the transport answers these; for ``albatross search`` a wrong token is a bad argument.
+    Failure("DEADLINE_EXCEEDED", ExitCode.UNAVAILABLE),
+    Failure("UNAUTHENTICATED", ExitCode.INVALID),
+)
+INTERNAL = next(failure for failure in FAILURES if failure.status == "INTERNAL")
+
+
+def failure_of(error: BaseException) -> Failure:
+    """The row of ``error``'s class (or its nearest ancestor in the table); INTERNAL for anything
+    that is not an ``AlbatrossError`` (a bug)."""
+    for cls in type(error).__mro__:
+        for failure in FAILURES:
+            if cls in failure.errors:
+                return failure
+    return INTERNAL
+
+
+def failure_of_status(status: str) -> Failure:
+    """The row of a gRPC status name; INTERNAL for a status no row names."""
+    return next((failure for failure in FAILURES if failure.status == status), INTERNAL)

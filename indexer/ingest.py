@@ -205,8 +205,6 @@ class Ingestor:
         if info.spec.takes_vectors:
             encoded = given_vectors(self._changed(info, unique), info)
             return replace(prepared, encoded=label_documents(encoded, classifier, info))
-        if self._catalog.needs_whitening(info):
-            self._catalog.fit_whitening(info, [embedding_text(d.title, d.text) for d in unique])
         encoder = self._catalog.encoder_for(info)
         encoded = label_documents(encode_documents(self._changed(info, unique), encoder, info), classifier, info)
         return replace(prepared, encoded=encoded, model_name=encoder.model_name)
@@ -227,6 +225,10 @@ class Ingestor:
             outcomes[position] = refused
         if prepared.documents:
             result = self._store.write_documents(prepared.info.id, prepared.encoded)
+            if prepared.info.spec.whitening and result.written:
+                # After the commit, never before: an upsert is stored whether or not a map can
+                # be fitted yet, and the map is fitted on what the collection holds.
+                self._catalog.refit_whitening(prepared.info, self._config.whitening)
             written = set(result.written)
             warnings = prepared.warnings()
             for doc in prepared.documents:

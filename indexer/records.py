@@ -120,6 +120,32 @@ class Change:
 
 
 @dataclass(frozen=True)
+class StoredWhitening:
+    """A collection's fitted whitening: ``blob`` (``Whitening.to_bytes``), fitted on ``fitted_on``
+    stored vectors; ``version`` counts the fits (1 for the first)."""
+
+    version: int
+    fitted_on: int
+    blob: bytes
+
+
+@dataclass(frozen=True)
+class IndexFacts:
+    """What a searcher checks at every poll: the pruned log floor and the whitening version."""
+
+    log_floor: int
+    whitening_version: int
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What ``Store.prune_log`` did: entries at or below ``floor`` are gone, ``removed`` of them now."""
+
+    floor: int
+    removed: int
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """What one committed write transaction did. ``skipped`` were unchanged (same content hash)."""
 

@@ -88,7 +88,13 @@ class CollectionRow(Base):
         Column("classifier_revision", String(128), nullable=False, server_default=""),
         Column("dimension", Integer, nullable=False),
         Column("whitening", LargeBinary, nullable=True),
+        # 0 until a whitening is fitted, then one more at every refit; indexes rebuild when it moves.
+        Column("whitening_version", Integer, nullable=False, default=0, server_default="0"),
+        Column("whitening_fitted_on", BigInteger, nullable=True),
         Column("last_sequence", BigInteger, nullable=False, default=0),
+        # Changes at or below this sequence may have been pruned (``Store.prune_log``): a reader
+        # behind it cannot replay and rebuilds from the chunks instead.
+        Column("log_floor", BigInteger, nullable=False, default=0, server_default="0"),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         # Never reuse a dropped collection's id: snapshots and live indexes are keyed by it.
         sqlite_autoincrement=True,
@@ -140,6 +146,21 @@ class ChangeRow(Base):
     sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     op: Mapped[str] = mapped_column(String(8))
     chunk_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class LogReaderRow(Base):
+    """A searcher tailing a collection's change log, and the oldest sequence it may still need
+    to replay (its newest snapshot's, or what it has applied when it has no snapshot)."""
+
+    __tablename__ = "log_readers"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    reader: Mapped[str] = mapped_column(String(256), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    # Seconds since the epoch, by the reader's clock: readers silent past a TTL stop pinning the log.
+    seen_at: Mapped[float] = mapped_column(Float)
 
 
 # -- rows <-> records --------------------------------------------------------------------------

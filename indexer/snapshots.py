@@ -88,7 +88,9 @@ class Snapshot:
     path: Path
 
 
-def _manifest(info: CollectionInfo, sequence: int, data: bytes, trained_on: int | None) -> dict[str, Any]:
+def _manifest(
+    info: CollectionInfo, sequence: int, data: bytes, trained_on: int | None, whitening_version: int
+) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
         "collection": info.name,
@@ -100,12 +102,18 @@ def _manifest(info: CollectionInfo, sequence: int, data: bytes, trained_on: int 
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "trained_on": trained_on,
+        "whitening_version": whitening_version,
         "created_at": datetime.now(UTC).isoformat(),
     }
 
 
 def write_snapshot(
-    snapshot_dir: Path, info: CollectionInfo, sequence: int, data: bytes, trained_on: int | None = None
+    snapshot_dir: Path,
+    info: CollectionInfo,
+    sequence: int,
+    data: bytes,
+    trained_on: int | None = None,
+    whitening_version: int = 0,
 ) -> Path:
     """Write ``data`` (``VectorIndex.to_bytes()`` covering ``sequence``) and its manifest (with
     ``trained_on``, the index's training sample size), then keep only the newest ``KEEP``
@@ -114,7 +122,8 @@ def write_snapshot(
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / f"{sequence:020d}.faiss"
     atomic_write(data_path, data)
-    manifest = json.dumps(_manifest(info, sequence, data, trained_on), indent=1).encode("utf-8")
+    manifest = _manifest(info, sequence, data, trained_on, whitening_version)
+    manifest = json.dumps(manifest, indent=1).encode("utf-8")
     atomic_write(folder / f"{sequence:020d}.json", manifest)
     prune(folder, KEEP)
     return data_path
@@ -154,7 +163,7 @@ def _remove_stale_temporaries(folder: Path, older_than: float) -> None:
                 temporary.unlink()
 
 
-def _load(folder: Path, sequence: int, info: CollectionInfo) -> Snapshot:
+def _load(folder: Path, sequence: int, info: CollectionInfo, whitening_version: int) -> Snapshot:
     """Load one snapshot; ``SnapshotCorrupt`` when it is unreadable or belongs to another space."""
     try:
         manifest = json.loads((folder / f"{sequence:020d}.json").read_text(encoding="utf-8"))
@@ -171,6 +180,9 @@ def _load(folder: Path, sequence: int, info: CollectionInfo) -> Snapshot:
         "model_revision": info.model_revision,
     }
     mismatched = {k: manifest.get(k) for k, v in expected.items() if manifest.get(k) != v}
+    # Written before whitening had versions: only a collection that never whitened matches.
+    if manifest.get("whitening_version", 0) != whitening_version:
+        mismatched["whitening_version"] = manifest.get("whitening_version", 0)
     if mismatched:
         raise SnapshotCorrupt(f"snapshot {sequence} is for another index: {mismatched}")
     if len(data) != manifest.get("bytes") or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
@@ -191,7 +203,7 @@ def latest_sequence(snapshot_dir: Path, name: str) -> int | None:
     return sequences[0] if sequences else None
 
 
-def latest(snapshot_dir: Path, info: CollectionInfo) -> Snapshot | None:
+def latest(snapshot_dir: Path, info: CollectionInfo, whitening_version: int = 0) -> Snapshot | None:
     """The newest snapshot of ``info`` that loads, or None. Bad ones are logged and skipped,
     never raised: the caller falls back to an older one or a rebuild from SQL."""
     folder = collection_folder(snapshot_dir, info.name)
@@ -199,7 +211,7 @@ def latest(snapshot_dir: Path, info: CollectionInfo) -> Snapshot | None:
         return None
     for sequence in _sequences(folder, ".json"):
         try:
-            return _load(folder, sequence, info)
+            return _load(folder, sequence, info, whitening_version)
         except SnapshotCorrupt as exc:
             log.warning("skipping snapshot of collection %r in %s: %s", info.name, folder, exc)
     return None

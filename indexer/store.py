@@ -15,7 +15,7 @@ and committed in order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from indexer.config import StoreConfig
-from indexer.engine import busy_as_store_busy, create_store_engine, mark_writer
+from indexer.engine import create_store_engine, mark_writer, translated_errors
 from indexer.errors import (
     CollectionExists,
     CollectionNotFound,
@@ -37,11 +37,14 @@ from indexer.records import (
     CollectionInfo,
     CollectionSpec,
     CollectionStats,
+    Compaction,
     DeleteResult,
     EncodedDocument,
+    IndexFacts,
     MetadataFilter,
     StoredChunk,
     StoredDocument,
+    StoredWhitening,
     WriteResult,
 )
 from indexer.schema import (
@@ -49,11 +52,13 @@ from indexer.schema import (
     ChunkRow,
     CollectionRow,
     DocumentRow,
+    LogReaderRow,
     collection_info,
     decode_vectors,
 )
 from indexer.spec import to_stored
 from indexer.store_checks import check_new_collection, check_unique_ids, document_metadata, vector_blobs
+from indexer.store_errors import data_dir_error
 from indexer.vocabulary import MOSTLY_UNKNOWN
 
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
@@ -103,10 +108,13 @@ class Store:
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
         """Create the data folder, connect, and bring the schema to the newest revision."""
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise data_dir_error(config.data_dir, exc) from exc
         store = cls(create_store_engine(config), config)
         try:
-            with store._busy_as_store_busy(), store._engine.connect() as connection:
+            with store._translated_errors(), store._engine.connect() as connection:
                 mark_writer(connection)
                 upgrade_to_head(connection)
         except BaseException:
@@ -123,15 +131,13 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    @contextmanager
-    def _busy_as_store_busy(self) -> Iterator[None]:
-        with busy_as_store_busy(self._engine, self._config.busy_timeout_s):
-            yield
+    def _translated_errors(self) -> AbstractContextManager[None]:
+        return translated_errors(self._engine, self._config.busy_timeout_s)
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
         """One transaction; ``write`` ones take SQLite's writer lock up front."""
-        with self._busy_as_store_busy(), self._engine.connect() as connection:
+        with self._translated_errors(), self._engine.connect() as connection:
             if write:
                 mark_writer(connection)
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
@@ -209,17 +215,31 @@ class Store:
             self._lock_collection(session, row.id)
             documents = select(DocumentRow.id).where(DocumentRow.collection_id == row.id)
             session.execute(delete(ChangeRow).where(ChangeRow.collection_id == row.id))
+            session.execute(delete(LogReaderRow).where(LogReaderRow.collection_id == row.id))
             session.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(documents)))
             session.execute(delete(DocumentRow).where(DocumentRow.collection_id == row.id))
             session.execute(delete(CollectionRow).where(CollectionRow.id == row.id))
 
-    def set_whitening(self, name: str, blob: bytes) -> None:
+    def set_whitening(self, collection_id: int, blob: bytes, fitted_on: int) -> int:
+        """Store a (re)fitted whitening; returns its version (one more than the last)."""
         with self._session(write=True) as session:
-            self._collection_by_name(session, name).whitening = bytes(blob)
+            row = self._lock_collection(session, collection_id)
+            row.whitening, row.whitening_fitted_on = bytes(blob), fitted_on
+            row.whitening_version += 1
+            return row.whitening_version
 
-    def whitening(self, name: str) -> bytes | None:
+    def whitening(self, collection_id: int) -> StoredWhitening | None:
+        """The collection's current whitening, None before the first fit."""
         with self._session() as session:
-            return self._collection_by_name(session, name).whitening
+            row = self._collection_by_id(session, collection_id)
+            if row.whitening is None or row.whitening_version == 0:
+                return None
+            return StoredWhitening(row.whitening_version, row.whitening_fitted_on or 0, row.whitening)
+
+    def index_facts(self, collection_id: int) -> IndexFacts:
+        with self._session() as session:
+            row = self._collection_by_id(session, collection_id)
+            return IndexFacts(log_floor=row.log_floor, whitening_version=row.whitening_version)
 
     # -- documents ------------------------------------------------------------------------------
 
@@ -419,6 +439,46 @@ class Store:
         with self._session() as session:
             return self._collection_by_id(session, collection_id).last_sequence
 
+    def log_floor(self, collection_id: int) -> int:
+        """Changes at or below this sequence may be pruned: replaying from below it misses some."""
+        with self._session() as session:
+            return self._collection_by_id(session, collection_id).log_floor
+
+    def record_reader(self, collection_id: int, reader: str, position: int, now: float) -> None:
+        """``reader`` may still replay from ``position`` (seen at ``now``, epoch seconds)."""
+        with self._session(write=True) as session:
+            row = session.get(LogReaderRow, (collection_id, reader))
+            if row is None:
+                session.add(LogReaderRow(collection_id=collection_id, reader=reader, position=position, seen_at=now))
+            else:
+                row.position, row.seen_at = position, now
+
+    def prune_log(
+        self, collection_id: int, now: float, *, reader_ttl_s: float, max_entries: int | None
+    ) -> Compaction:
+        """Delete the changes every reader seen within ``reader_ttl_s`` has passed (all of them when
+        none is), and any beyond the newest ``max_entries``; readers silent longer are forgotten."""
+        with self._session(write=True) as session:
+            row = self._lock_collection(session, collection_id)
+            session.execute(
+                delete(LogReaderRow).where(
+                    LogReaderRow.collection_id == collection_id, LogReaderRow.seen_at < now - reader_ttl_s
+                )
+            )
+            slowest = session.execute(
+                select(func.min(LogReaderRow.position)).where(LogReaderRow.collection_id == collection_id)
+            ).scalar_one()
+            floor = row.last_sequence if slowest is None else min(int(slowest), row.last_sequence)
+            if max_entries is not None:
+                floor = max(floor, row.last_sequence - max_entries)
+            if floor <= row.log_floor:
+                return Compaction(floor=row.log_floor, removed=0)
+            removed = session.execute(
+                delete(ChangeRow).where(ChangeRow.collection_id == collection_id, ChangeRow.sequence <= floor)
+            ).rowcount
+            row.log_floor = floor
+            return Compaction(floor=floor, removed=int(removed or 0))
+
     def changes_since(self, collection_id: int, sequence: int, limit: int = 100_000) -> list[Change]:
         """Change-log entries with sequence > ``sequence``, ascending, at most ``limit``."""
         with self._session() as session:
@@ -440,15 +500,18 @@ class Store:
         with self._session() as session:
             collection = self._collection_by_id(session, collection_id)
             for batch in _batches(wanted):
+                # The collection is checked on the rows, not in WHERE: given both, SQLite walked
+                # every document of the collection and probed it for every id of the batch
+                # (318 s for 5,000 ids of a 20,000-document collection, 0.05 s without).
                 rows = session.execute(
-                    select(ChunkRow.id, ChunkRow.vector)
+                    select(ChunkRow.id, ChunkRow.vector, DocumentRow.collection_id)
                     .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-                    .where(DocumentRow.collection_id == collection_id, ChunkRow.id.in_(batch))
-                    .order_by(ChunkRow.id)
+                    .where(ChunkRow.id.in_(batch))
                 )
-                for chunk_id, blob in rows:
-                    ids.append(chunk_id)
-                    blobs.append(blob)
+                for chunk_id, blob, owner in rows:
+                    if owner == collection_id:
+                        ids.append(chunk_id)
+                        blobs.append(blob)
             dimension, dtype = collection.dimension, collection.vector_dtype
         order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
         vectors = decode_vectors(blobs, dimension, dtype)

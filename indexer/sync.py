@@ -6,6 +6,12 @@ skipped, a REMOVE of an absent id does nothing), so replaying from any sequence 
 index's true position converges to the same state. That is what makes "read the sequence, then
 scan the vectors, then replay" a correct rebuild while writers keep writing: chunk ids are never
 reused, so ADD and REMOVE of one id never need ordering against each other beyond ADD-then-REMOVE.
+
+The log is compacted (``Store.prune_log``): a ``SyncedIndex`` given a ``reader`` name records in
+SQL the oldest sequence it may still replay (``_pin``) and prunes after each snapshot. Replaying
+is only correct from at or above the collection's ``log_floor``; floors only rise, so reading the
+floor *after* a replay tells whether anything that replay needed was pruned under it, and then
+the index is rebuilt from SQL (docs/OPERATIONS.md, "Change-log compaction").
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
+from indexer.config import LogRetention
 from indexer.errors import InvalidArgument
 from indexer.index import VectorIndex
 from indexer.index_spec import vectors_to_train_well
@@ -24,6 +32,7 @@ from indexer.records import ChangeOp, CollectionInfo
 from indexer.sharding import ChunkFilter
 from indexer.snapshots import latest, write_snapshot
 from indexer.store import Store
+from indexer.whitening import IndexSpace, Whitening
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +46,7 @@ MAX_TOMBSTONE_FRACTION = 0.25
 FALLBACK_SPEC = "Flat"
 
 
-def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray:
+def sample_vectors(store: Store, collection_id: int, limit: int) -> np.ndarray:
     """Up to ``limit`` stored vectors spread evenly over the collection by id, float32 (n, d):
     training on the oldest vectors alone would fit the lists to what the collection held then.
     A collection smaller than ``limit`` is taken whole."""
@@ -56,23 +65,33 @@ def _training_sample(store: Store, collection_id: int, limit: int) -> np.ndarray
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def index_space(store: Store, info: CollectionInfo) -> IndexSpace:
+    """The space ``info``'s index holds its vectors in: its current whitening, if it whitens."""
+    stored = store.whitening(info.id) if info.spec.whitening else None
+    if stored is None:
+        return IndexSpace(normalize=info.spec.normalize)
+    return IndexSpace(Whitening.from_bytes(stored.blob), stored.version, info.spec.normalize)
+
+
 def build_from_store(
     store: Store,
     info: CollectionInfo,
     train_sample: int = DEFAULT_TRAIN_SAMPLE,
     keep: ChunkFilter | None = None,
+    space: IndexSpace | None = None,
 ) -> tuple[VectorIndex, int, bool]:
-    """A fresh index of every live vector (that ``keep`` accepts, when given): ``(index, sequence
-    it covers, fell back to Flat)``.
+    """A fresh index of every live vector (that ``keep`` accepts, when given), in ``space``:
+    ``(index, sequence it covers, fell back to Flat)``.
 
     The sequence is read *before* the scan, so replaying from it covers concurrent writes. IVF/PQ
     training uses the unfiltered sample, so every shard of a collection trains alike.
     """
+    space = space or IndexSpace(normalize=info.spec.normalize)
     sequence = store.last_sequence(info.id)
     index = VectorIndex.create(info.spec.index_spec, info.dimension)
     fallback = False
     if index.needs_training:
-        sample = _training_sample(store, info.id, train_sample)
+        sample = space.apply(sample_vectors(store, info.id, train_sample))
         needed = max(1, vectors_to_train_well(info.spec.index_spec))
         try:
             if len(sample) < needed:
@@ -91,7 +110,7 @@ def build_from_store(
         if keep is not None:
             mask = keep(ids)
             ids, vectors = ids[mask], vectors[mask]
-        index.add(ids, vectors)
+        index.add(ids, space.apply(vectors))
     return index, sequence, fallback
 
 
@@ -122,6 +141,10 @@ class SyncedIndex:
         train_sample: int = DEFAULT_TRAIN_SAMPLE,
         page: int = DEFAULT_PAGE,
         keep: ChunkFilter | None = None,
+        reader: str | None = None,
+        retention: LogRetention | None = None,
+        pinned: int | None = None,
+        space: IndexSpace | None = None,
     ) -> None:
         self._store = store
         self._info = info
@@ -136,6 +159,12 @@ class SyncedIndex:
         self._keep = keep
         self._lock = threading.RLock()
         self._catch_up_lock = threading.Lock()
+        self._reader = reader
+        self._retention = retention or LogRetention()
+        # Sequence of the snapshot on disk a restart would load, None when there is none to use.
+        self._pinned = pinned
+        self._recorded_at = float("-inf")
+        self._space = space or IndexSpace(normalize=info.spec.normalize)
 
     @classmethod
     def open(
@@ -147,21 +176,34 @@ class SyncedIndex:
         train_sample: int = DEFAULT_TRAIN_SAMPLE,
         page: int = DEFAULT_PAGE,
         keep: ChunkFilter | None = None,
+        reader: str | None = None,
+        retention: LogRetention | None = None,
     ) -> SyncedIndex:
-        """Newest valid snapshot + replay, else a rebuild from SQL; caught up on return."""
-        snapshot = latest(snapshot_dir, info)
+        """Newest valid snapshot + replay, else a rebuild from SQL; caught up on return.
+
+        With a ``reader`` name, it is recorded before anything is read, so no compaction prunes
+        what this open is about to replay."""
+        space = index_space(store, info)
+        snapshot = latest(snapshot_dir, info, space.version)
         head = store.last_sequence(info.id)
-        if snapshot is not None and snapshot.sequence <= head:
+        if reader is not None:
+            position = head if snapshot is None else min(snapshot.sequence, head)
+            store.record_reader(info.id, reader, position, time.time())
+        floor = store.log_floor(info.id)
+        pinned = None
+        if snapshot is not None and floor <= snapshot.sequence <= head:
             index, sequence, fallback = snapshot.index, snapshot.sequence, False
+            pinned = snapshot.sequence
         else:
             if snapshot is not None:
                 log.warning(
-                    "collection %r: snapshot at sequence %d is ahead of the database (%d); rebuilding",
+                    "collection %r: snapshot at sequence %d is outside the replayable log (%d, %d]; rebuilding",
                     info.name,
                     snapshot.sequence,
+                    floor,
                     head,
                 )
-            index, sequence, fallback = build_from_store(store, info, train_sample, keep)
+            index, sequence, fallback = build_from_store(store, info, train_sample, keep, space)
         synced = cls(
             store,
             info,
@@ -172,6 +214,10 @@ class SyncedIndex:
             train_sample=train_sample,
             page=page,
             keep=keep,
+            reader=reader,
+            retention=retention,
+            pinned=pinned,
+            space=space,
         )
         synced.catch_up()
         return synced
@@ -207,25 +253,43 @@ class SyncedIndex:
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """As ``VectorIndex.search``: scores float32 (nq, k'), ids int64 (nq, k'), -1 padded."""
+        """As ``VectorIndex.search``: scores float32 (nq, k'), ids int64 (nq, k'), -1 padded.
+
+        ``queries`` are in the stored vectors' space: the index whitens them as it whitened what it
+        holds, under the same lock, so a refit never pairs one map's queries with another's index."""
         with self._lock:
-            return self._index.search(queries, k, allowed_ids)
+            return self._index.search(self._space.apply(queries), k, allowed_ids)
 
     # -- keeping up -----------------------------------------------------------------------------
 
     def catch_up(self) -> int:
         """Apply every change committed after ``sequence``; returns how many were applied."""
         with self._catch_up_lock:
-            applied, self._sequence = self._replay(self._index, self._sequence, self._lock)
-            if self._needs_rebuild():
+            start = self._sequence
+            applied, self._sequence = self._replay(self._index, self._space, self._sequence, self._lock)
+            facts = self._store.index_facts(self._info.id)
+            if facts.log_floor > start:
+                log.warning(
+                    "collection %r: the change log was pruned past sequence %d; rebuilding", self._info.name, start
+                )
                 self._rebuild()
+            elif self._info.spec.whitening and facts.whitening_version != self._space.version:
+                log.info("collection %r: whitening version %d; rebuilding", self._info.name, facts.whitening_version)
+                self._rebuild()
+            elif self._needs_rebuild():
+                self._rebuild()
+            self._heartbeat()
             return applied
 
     def _replay(
-        self, index: VectorIndex, sequence: int, lock: contextlib.AbstractContextManager[object]
+        self,
+        index: VectorIndex,
+        space: IndexSpace,
+        sequence: int,
+        lock: contextlib.AbstractContextManager[object],
     ) -> tuple[int, int]:
-        """Replay changes after ``sequence`` into ``index``, page by page, holding ``lock`` only
-        while FAISS is touched. Returns ``(changes applied, new sequence)``."""
+        """Replay changes after ``sequence`` into ``index`` (vectors put in ``space``), page by
+        page, holding ``lock`` only while FAISS is touched. Returns ``(changes applied, new sequence)``."""
         applied = 0
         while True:
             changes = self._store.changes_since(self._info.id, sequence, self._page)
@@ -240,6 +304,7 @@ class SyncedIndex:
                 ids, vectors = self._store.vectors_for(self._info.id, adds)
             else:
                 ids, vectors = adds, np.zeros((0, self._info.dimension), np.float32)
+            vectors = space.apply(vectors)
             with lock:
                 fresh = ~index.contains(ids, include_removed=True)
                 index.add(ids[fresh], vectors[fresh])
@@ -259,15 +324,19 @@ class SyncedIndex:
     def _rebuild(self) -> None:
         """Build a fresh index from SQL beside the serving one, catch it up, then swap it in."""
         log.info("collection %r: rebuilding the index from SQL", self._info.name)
-        index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample, self._keep)
-        _, sequence = self._replay(index, sequence, contextlib.nullcontext())
+        space = index_space(self._store, self._info)
+        index, sequence, fallback = build_from_store(self._store, self._info, self._train_sample, self._keep, space)
+        _, sequence = self._replay(index, space, sequence, contextlib.nullcontext())
         if fallback:
             # Training failed again: wait for twice as many vectors instead of retrying each time.
             self._train_after = 2 * max(index.ntotal, self._train_after)
         with self._lock:
-            self._index, self._fallback, self._sequence = index, fallback, sequence
+            self._index, self._fallback, self._sequence, self._space = index, fallback, sequence, space
+            # The snapshot on disk no longer describes this index: until the next one, a restart
+            # rebuilds, and this reader needs only what it has not applied yet.
+            self._pinned = None
         # Then whatever was committed while the new index was being built.
-        _, self._sequence = self._replay(self._index, self._sequence, self._lock)
+        _, self._sequence = self._replay(self._index, self._space, self._sequence, self._lock)
 
     def snapshot(self) -> Path | None:
         """Write a snapshot atomically; None (and nothing written) while on the Flat fallback,
@@ -277,4 +346,38 @@ class SyncedIndex:
                 log.info("collection %r: no snapshot of the fallback index", self._info.name)
                 return None
             data, sequence, trained_on = self._index.to_bytes(), self._sequence, self._index.trained_on
-        return write_snapshot(self._snapshot_dir, self._info, sequence, data, trained_on)
+            version = self._space.version
+        path = write_snapshot(self._snapshot_dir, self._info, sequence, data, trained_on, version)
+        self._pinned = sequence
+        self.compact()
+        return path
+
+    # -- compaction -----------------------------------------------------------------------------
+
+    @property
+    def _pin(self) -> int:
+        """The oldest sequence this reader may still replay from: its snapshot's, or, without one
+        a restart could load, what it has applied (it only tails from there)."""
+        return self._sequence if self._pinned is None else min(self._pinned, self._sequence)
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        if self._reader is not None and now - self._recorded_at >= self._retention.heartbeat_s:
+            self._store.record_reader(self._info.id, self._reader, self._pin, now)
+            self._recorded_at = now
+
+    def compact(self) -> None:
+        """Record this reader's pin, then prune what every live reader has passed."""
+        if self._reader is None:
+            return
+        now = time.time()
+        self._store.record_reader(self._info.id, self._reader, self._pin, now)
+        self._recorded_at = now
+        done = self._store.prune_log(
+            self._info.id,
+            now,
+            reader_ttl_s=self._retention.reader_ttl_s,
+            max_entries=self._retention.max_entries,
+        )
+        if done.removed:
+            log.info("collection %r: pruned %d log entries (floor %d)", self._info.name, done.removed, done.floor)

@@ -3,6 +3,16 @@
 ``x -> (x - mean) @ matrix`` where ``matrix = U[:, :k] / sqrt(S[:k])`` from the SVD of the
 covariance of a sample of vectors, so whitened vectors have (close to) identity covariance.
 Pure NumPy; ``to_bytes``/``from_bytes`` give a compact blob to keep beside a collection in SQL.
+
+A whitening collection stores its vectors *unwhitened* in SQL (pooled, normalised when the spec
+normalises) and whitens at index time (``IndexSpace``): the index applies the collection's current
+map to the vectors it adds and to every query. So refitting the map rewrites nothing in SQL and
+never mixes spaces: each searcher rebuilds its index from the stored vectors with the new map
+(``version``) and swaps index and map together, as it does when IVF is retrained. Re-whitening the
+stored vectors instead would rewrite every chunk (and log it) at every refit, and an ingest
+would have to wait for a map before it could store anything. ``refit_due`` says when a map is
+(re)fitted: not before ``min_sample`` vectors (a map fitted on three documents is mostly noise),
+then again whenever the collection has grown ``growth`` times past its sample.
 """
 
 from __future__ import annotations
@@ -75,6 +85,38 @@ class Whitening:
         mean = body[:d].astype(np.float32)
         matrix = body[d:].reshape(d, k).astype(np.float32)
         return cls(mean=mean, matrix=matrix)
+
+
+@dataclass(frozen=True, eq=False)
+class IndexSpace:
+    """Stored vectors -> the vectors a collection's index holds and searches with.
+
+    ``whitening`` None (not fitted yet, or a collection that does not whiten) leaves vectors as
+    stored; else they are whitened, then L2-normalised when ``normalize``. ``version`` names the
+    map (0: none), so an index and its snapshots know which space they are in.
+    """
+
+    whitening: Whitening | None = None
+    version: int = 0
+    normalize: bool = True
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """float32 (n, d) -> float32 (n, d) (a new array when it changes anything)."""
+        if self.whitening is None:
+            return vectors
+        whitened = self.whitening.apply(vectors)
+        if not self.normalize:
+            return whitened
+        norms = np.linalg.norm(whitened, axis=1, keepdims=True)
+        return (whitened / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def refit_due(fitted_on: int | None, vectors: int, *, min_sample: int, growth: float, max_sample: int) -> bool:
+    """Whether a collection of ``vectors`` stored vectors, whose map was fitted on ``fitted_on``
+    (None: never), should be (re)fitted now. A map fitted on ``max_sample`` or more is kept."""
+    if fitted_on is None:
+        return vectors >= min_sample
+    return fitted_on < max_sample and vectors >= growth * fitted_on
 
 
 def fit_whitening(vectors: np.ndarray, dim: int | None = None) -> Whitening:

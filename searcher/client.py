@@ -44,6 +44,18 @@ class UpsertStatus:
     warning: str | None = None
 
 
+@dataclass(frozen=True)
+class SearchAnswer:
+    """A router's answer that may leave shards out (``allow_partial``): ``missing_shards`` names them."""
+
+    hits: list[Hit]
+    missing_shards: tuple[str, ...]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing_shards)
+
+
 def _hits(response: pb.SearchResponse) -> list[Hit]:
     return [
         Hit(
@@ -231,6 +243,26 @@ class AlbatrossClient:
             filter=convert.filter_to_pb(metadata_filter),
         )
         return _hits(self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata))
+
+    def search_allowing_partial(
+        self,
+        collection: str,
+        query: str,
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> SearchAnswer:
+        """As ``search``, but a router answers from the shards it reaches (the answer says which not)."""
+        request = pb.SearchRequest(
+            collection=collection,
+            query=query,
+            k=k,
+            filter=convert.filter_to_pb(metadata_filter),
+            allow_partial=True,
+        )
+        response = self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
+        return SearchAnswer(_hits(response), tuple(response.missing_shards))
 
     def embed(self, collection: str, queries: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
         """The vectors the server searches with for ``queries``: float32 (n, d)."""

@@ -1,8 +1,8 @@
 """The one place where domain errors become gRPC status codes.
 
 Every servicer method is wrapped in ``maps_errors``: an ``AlbatrossError`` ends the call with the
-status code of its class (see ``indexer.errors`` for the tree); anything else is a bug, logged with
-its traceback and reported as INTERNAL without leaking internals to the client.
+status code of its class (its row of ``indexer.errors.FAILURES``); anything else is a bug, logged
+with its traceback and reported as INTERNAL without leaking internals to the client.
 """
 
 from __future__ import annotations
@@ -15,31 +15,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from indexer.errors import (
-    AlbatrossError,
-    CollectionExists,
-    CollectionNotFound,
-    EmbeddingSpaceMismatch,
-    IndexNotReady,
-    InvalidArgument,
-    ModelNotFound,
-    Overloaded,
-    StoreBusy,
-)
+from indexer.errors import INTERNAL, AlbatrossError, failure_of
 
 log = logging.getLogger(__name__)
-
-# Most specific first: the first matching class wins.
-_STATUS_OF: tuple[tuple[type[AlbatrossError], grpc.StatusCode], ...] = (
-    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (CollectionNotFound, grpc.StatusCode.NOT_FOUND),
-    (CollectionExists, grpc.StatusCode.ALREADY_EXISTS),
-    (ModelNotFound, grpc.StatusCode.FAILED_PRECONDITION),
-    (EmbeddingSpaceMismatch, grpc.StatusCode.FAILED_PRECONDITION),
-    (IndexNotReady, grpc.StatusCode.UNAVAILABLE),
-    (StoreBusy, grpc.StatusCode.UNAVAILABLE),
-    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-)
 
 INTERNAL_MESSAGE = "internal error (the server log has the traceback)"
 
@@ -50,10 +28,10 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     Domain errors keep their message, prefixed with the offending field when the message does not
     already name it; anything else becomes INTERNAL with a generic message.
     """
-    for error_class, code in _STATUS_OF:
-        if isinstance(error, error_class):
-            return code, _message_of(error)
-    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+    failure = failure_of(error)
+    if failure is INTERNAL or not isinstance(error, AlbatrossError):
+        return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+    return grpc.StatusCode[failure.status], _message_of(error)
 
 
 def _message_of(error: AlbatrossError) -> str:

@@ -8,39 +8,41 @@ exactly one shard, the merged top-k equals an unsharded searcher's top-k: any do
 it globally also ranks above it on that shard, so it is inside that shard's top-k.
 
 Collections.Get fans out too (SQL facts from the first shard; index vectors summed, index sequence
-the slowest shard's); List, Create, Drop and GetDocuments go to the first shard, since every shard
+the slowest shard's); List, Create, Drop and GetDocuments go to any one shard, since every shard
 reads and writes the same store. Writes (Ingest) go to a searcher or the ingestion job directly.
-A shard's failure fails the call with the shard's status code, named: a partial answer would be
-silently wrong.
+
+Each shard may have replicas; how a call reaches one (health, failover, hedging) is
+``searcher.shards``. A shard with no live replica fails the call UNAVAILABLE, naming the shard,
+unless the request sets ``allow_partial``: then the answer is the merge of the shards that
+answered, flagged ``partial`` with the missing shards named, never silently short. The router has
+the searcher's door (``searcher.endpoint``: token, TLS or mutual TLS, limits, health, reflection,
+metrics), and its own TLS, client certificate and token towards the shards (``RouterConfig``).
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
-from indexer.config import ServerConfig
-from indexer.errors import InvalidArgument
+from indexer.config import RouterConfig, ServerConfig
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
+from searcher.endpoint import Endpoint, grpc_server, serve_until_signalled, start_endpoint
 from searcher.errors import maps_errors
+from searcher.shards import ShardFailed, ShardFanOut
+from searcher.telemetry import RouterMetrics
 
 log = logging.getLogger(__name__)
 
 ROUTED_SERVICES = tuple(pb.DESCRIPTOR.services_by_name[name].full_name for name in ("Collections", "Search"))
-# Headers passed on to the shards, so a token the router was given reaches them.
-FORWARDED_HEADERS = frozenset({"authorization"})
-
-T = TypeVar("T")
 
 
 class Scored(Protocol):
@@ -54,6 +56,7 @@ class Scored(Protocol):
 
 
 S = TypeVar("S", bound=Scored)
+T = TypeVar("T")
 
 
 def merge_top_k(answers: Sequence[Sequence[S]], k: int) -> list[S]:
@@ -70,96 +73,6 @@ def merge_top_k(answers: Sequence[Sequence[S]], k: int) -> list[S]:
             if kept is None or hit.score > kept.score:
                 best[hit.id] = hit
     return sorted(best.values(), key=lambda hit: (-hit.score, hit.id))[:k]
-
-
-def parse_shards(raw: str) -> list[str]:
-    """``host:port,host:port`` -> targets, in shard order; at least one."""
-    targets = [part.strip() for part in raw.split(",") if part.strip()]
-    if not targets:
-        raise InvalidArgument("--shards needs at least one host:port", field="shards")
-    for target in targets:
-        host, _, port = target.rpartition(":")
-        if not host or not port.isdigit():
-            raise InvalidArgument(f"shard {target!r} is not host:port", field="shards")
-    if len(set(targets)) != len(targets):
-        raise InvalidArgument("--shards names a shard twice", field="shards")
-    return targets
-
-
-@dataclass
-class _Shard:
-    target: str
-    channel: grpc.aio.Channel
-    search: pb_grpc.SearchStub
-    collections: pb_grpc.CollectionsStub
-
-
-class ShardFanOut:
-    """Concurrent calls to every shard under the caller's deadline; a failure names its shard."""
-
-    def __init__(self, targets: Sequence[str], max_message_bytes: int) -> None:
-        options = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ]
-        self._shards = []
-        self._turn = -1
-        for target in targets:
-            channel = grpc.aio.insecure_channel(target, options=options)
-            self._shards.append(
-                _Shard(target, channel, pb_grpc.SearchStub(channel), pb_grpc.CollectionsStub(channel))
-            )
-
-    @property
-    def targets(self) -> list[str]:
-        return [shard.target for shard in self._shards]
-
-    async def close(self) -> None:
-        for shard in self._shards:
-            await shard.channel.close()
-
-    async def all(
-        self, context: grpc.aio.ServicerContext, call: Callable[[_Shard, _CallOptions], Awaitable[T]]
-    ) -> list[T]:
-        """``call`` on every shard at once; the first failure cancels the rest and ends the call."""
-        options = _call_options(context)
-        tasks = [asyncio.ensure_future(call(shard, options)) for shard in self._shards]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except grpc.aio.AioRpcError as error:
-            for task in tasks:
-                task.cancel()
-            target = next(
-                s.target for s, t in zip(self._shards, tasks, strict=True) if _failed_with(t, error)
-            )
-            await context.abort(error.code(), f"shard {target}: {error.details()}")
-            raise  # unreachable: abort raises
-
-    async def first(
-        self, context: grpc.aio.ServicerContext, call: Callable[[_Shard, _CallOptions], Awaitable[T]]
-    ) -> T:
-        """``call`` on the first shard (what every shard would answer alike: the shared store)."""
-        return await self._one(self._shards[0], context, call)
-
-    async def any(
-        self, context: grpc.aio.ServicerContext, call: Callable[[_Shard, _CallOptions], Awaitable[T]]
-    ) -> T:
-        """``call`` on the next shard in turn, for work any shard does alike (embedding a query),
-        so it spreads over the shards instead of loading the first."""
-        self._turn = (self._turn + 1) % len(self._shards)
-        return await self._one(self._shards[self._turn], context, call)
-
-    async def _one(
-        self,
-        shard: _Shard,
-        context: grpc.aio.ServicerContext,
-        call: Callable[[_Shard, _CallOptions], Awaitable[T]],
-    ) -> T:
-        try:
-            return await call(shard, _call_options(context))
-        except grpc.aio.AioRpcError as error:
-            await context.abort(error.code(), f"shard {shard.target}: {error.details()}")
-            raise
 
 
 def _with_vector(request: pb.SearchRequest, vector: pb.Vector) -> pb.SearchRequest:
@@ -179,34 +92,34 @@ def _with_vectors(request: pb.SearchBatchRequest, vectors: list[pb.Vector]) -> p
     return copy
 
 
-def _failed_with(task: asyncio.Future[object], error: BaseException) -> bool:
-    return task.done() and not task.cancelled() and task.exception() is error
+def _forwarded(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A servicer method whose shard failures end the call with the shard's own status code."""
+
+    @functools.wraps(method)
+    async def forwarding(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except ShardFailed as failure:
+            await context.abort(failure.code, str(failure))
+            raise  # unreachable: abort raises
+
+    return forwarding
 
 
-@dataclass(frozen=True)
-class _CallOptions:
-    timeout: float | None
-    metadata: tuple[tuple[str, str], ...]
-
-
-def _call_options(context: grpc.aio.ServicerContext) -> _CallOptions:
-    """The caller's remaining deadline and forwarded headers, for the calls to the shards."""
-    remaining = context.time_remaining()
-    metadata = tuple(
-        (item.key, item.value)
-        for item in (context.invocation_metadata() or ())
-        if item.key in FORWARDED_HEADERS and isinstance(item.value, str)
-    )
-    return _CallOptions(timeout=remaining, metadata=metadata)
+def _partial(response: pb.SearchResponse | pb.SearchBatchResponse, missing: list[str]) -> None:
+    if missing:
+        response.partial = True
+        response.missing_shards.extend(missing)
 
 
 class RouterSearchServicer(pb_grpc.SearchServicer):
-    """Search and SearchBatch fanned out and merged; GetDocuments from the first shard."""
+    """Search and SearchBatch fanned out and merged; Embed and GetDocuments from any shard."""
 
     def __init__(self, shards: ShardFanOut) -> None:
         self._shards = shards
 
     @maps_errors
+    @_forwarded
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         # Checked here as a single searcher checks it, so a bad request names the same field
         # whether or not it went through the router.
@@ -217,12 +130,18 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             embed = pb.EmbedRequest(collection=request.collection, queries=[request.query])
             embedded = await self._embed(context, embed)
             request = _with_vector(request, embedded.vectors[0])
-        answers = await self._shards.all(
-            context, lambda s, o: s.search.Search(request, timeout=o.timeout, metadata=o.metadata)
+        gathered = await self._shards.all(
+            context,
+            "Search",
+            lambda r, o: r.search.Search(request, timeout=o.timeout, metadata=o.metadata),
+            allow_partial=request.allow_partial,
         )
-        return pb.SearchResponse(hits=merge_top_k([answer.hits for answer in answers], k))
+        response = pb.SearchResponse(hits=merge_top_k([answer.hits for answer in gathered.answers], k))
+        _partial(response, gathered.missing)
+        return response
 
     @maps_errors
+    @_forwarded
     async def SearchBatch(
         self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchBatchResponse:
@@ -231,49 +150,61 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
             embedded = await self._embed(context, embed)
             request = _with_vectors(request, list(embedded.vectors))
-        answers = await self._shards.all(
-            context, lambda s, o: s.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata)
+        gathered = await self._shards.all(
+            context,
+            "SearchBatch",
+            lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
+            allow_partial=request.allow_partial,
         )
-        per_query = zip(*(answer.results for answer in answers), strict=True)
-        return pb.SearchBatchResponse(
-            results=[
-                pb.SearchResponse(hits=merge_top_k([result.hits for result in query], k))
-                for query in per_query
-            ]
-        )
+        per_query = zip(*(answer.results for answer in gathered.answers), strict=True)
+        response = pb.SearchBatchResponse()
+        for query in per_query:
+            result = response.results.add(hits=merge_top_k([result.hits for result in query], k))
+            _partial(result, gathered.missing)
+        _partial(response, gathered.missing)
+        return response
 
     @maps_errors
+    @_forwarded
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
         return await self._embed(context, request)
 
     async def _embed(self, context: grpc.aio.ServicerContext, request: pb.EmbedRequest) -> pb.EmbedResponse:
         """Query vectors from one shard in turn (a shard validates the texts and names them)."""
         return await self._shards.any(
-            context, lambda s, o: s.search.Embed(request, timeout=o.timeout, metadata=o.metadata)
+            context, "Embed", lambda r, o: r.search.Embed(request, timeout=o.timeout, metadata=o.metadata)
         )
 
     @maps_errors
+    @_forwarded
     async def GetDocuments(
         self, request: pb.GetDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDocumentsResponse:
-        return await self._shards.first(
-            context, lambda s, o: s.search.GetDocuments(request, timeout=o.timeout, metadata=o.metadata)
+        return await self._shards.any(
+            context,
+            "GetDocuments",
+            lambda r, o: r.search.GetDocuments(request, timeout=o.timeout, metadata=o.metadata),
         )
 
 
 class RouterCollectionsServicer(pb_grpc.CollectionsServicer):
-    """GetCollection aggregates the shards' index stats; the rest goes to the first shard."""
+    """GetCollection aggregates the shards' index stats; the rest goes to any one shard (writes
+    unhedged: a second CreateCollection in flight would only answer ALREADY_EXISTS)."""
 
     def __init__(self, shards: ShardFanOut) -> None:
         self._shards = shards
 
     @maps_errors
+    @_forwarded
     async def GetCollection(
         self, request: pb.GetCollectionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCollectionResponse:
-        answers = await self._shards.all(
-            context, lambda s, o: s.collections.GetCollection(request, timeout=o.timeout, metadata=o.metadata)
+        gathered = await self._shards.all(
+            context,
+            "GetCollection",
+            lambda r, o: r.collections.GetCollection(request, timeout=o.timeout, metadata=o.metadata),
         )
+        answers = gathered.answers
         merged = pb.GetCollectionResponse()
         merged.CopyFrom(answers[0])
         merged.stats.index_vectors = sum(answer.stats.index_vectors for answer in answers)
@@ -281,95 +212,90 @@ class RouterCollectionsServicer(pb_grpc.CollectionsServicer):
         return merged
 
     @maps_errors
+    @_forwarded
     async def ListCollections(
         self, request: pb.ListCollectionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCollectionsResponse:
-        return await self._shards.first(
+        return await self._shards.any(
             context,
-            lambda s, o: s.collections.ListCollections(request, timeout=o.timeout, metadata=o.metadata),
+            "ListCollections",
+            lambda r, o: r.collections.ListCollections(request, timeout=o.timeout, metadata=o.metadata),
         )
 
     @maps_errors
+    @_forwarded
     async def CreateCollection(
         self, request: pb.CreateCollectionRequest, context: grpc.aio.ServicerContext
     ) -> pb.Collection:
-        return await self._shards.first(
+        return await self._shards.any(
             context,
-            lambda s, o: s.collections.CreateCollection(request, timeout=o.timeout, metadata=o.metadata),
+            "CreateCollection",
+            lambda r, o: r.collections.CreateCollection(request, timeout=o.timeout, metadata=o.metadata),
+            hedge=False,
         )
 
     @maps_errors
+    @_forwarded
     async def DropCollection(
         self, request: pb.DropCollectionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DropCollectionResponse:
-        return await self._shards.first(
+        return await self._shards.any(
             context,
-            lambda s, o: s.collections.DropCollection(request, timeout=o.timeout, metadata=o.metadata),
+            "DropCollection",
+            lambda r, o: r.collections.DropCollection(request, timeout=o.timeout, metadata=o.metadata),
+            hedge=False,
         )
 
 
 @dataclass
 class RunningRouter:
-    server: grpc.aio.Server
-    port: int
-    health: health.aio.HealthServicer
+    endpoint: Endpoint
     shards: ShardFanOut
-    host: str
+    metrics: RouterMetrics
+    drain_delay_s: float
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
 
     @property
     def target(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "[::]", "") else self.host
-        return f"{host}:{self.port}"
+        return self.endpoint.target
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.endpoint.metrics_port
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace_s)
+        await self.endpoint.drain(self.drain_delay_s, grace_s)
         await self.shards.close()
 
 
 async def create_router(
-    config: ServerConfig, shards: Sequence[str], *, port: int | None = None
+    config: ServerConfig, router: RouterConfig, *, port: int | None = None
 ) -> RunningRouter:
-    """Start a router on ``config.host`` and ``port`` (default ``config.port``) in front of ``shards``."""
-    targets = parse_shards(",".join(shards))
-    fan_out = ShardFanOut(targets, config.max_message_bytes)
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-        ]
-    )
+    """Start a router on ``config.host`` and ``port`` (default ``config.port``) in front of
+    ``router.shards``, with ``config``'s security and limits towards its callers."""
+    metrics = RouterMetrics(CollectorRegistry())
+    fan_out = ShardFanOut(router, config.max_message_bytes, metrics)
+    server = grpc_server(config, metrics)
     pb_grpc.add_SearchServicer_to_server(RouterSearchServicer(fan_out), server)
     pb_grpc.add_CollectionsServicer_to_server(RouterCollectionsServicer(fan_out), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*ROUTED_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    bind_port = config.port if port is None else port
-    bound = server.add_insecure_port(f"{config.host}:{bind_port}")
-    if bound == 0:
-        await fan_out.close()
-        raise InvalidArgument(f"cannot bind {config.host}:{bind_port}", field="port")
-    await server.start()
-    for service in ("", *ROUTED_SERVICES):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info(
-        "albatross router on %s:%d over %d shards: %s", config.host, bound, len(targets), ", ".join(targets)
-    )
-    return RunningRouter(server, bound, health_servicer, fan_out, config.host)
-
-
-async def serve_router(config: ServerConfig, shards: Sequence[str], *, grace_s: float = 10.0) -> None:
-    """Route until SIGINT or SIGTERM (``albatross serve --router --shards ...``)."""
-    running = await create_router(config, shards)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
     try:
-        await stopping.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        await running.stop(grace_s)
+        endpoint = await start_endpoint(server, config, metrics, ROUTED_SERVICES, port=port)
+    except BaseException:
+        await fan_out.close()
+        raise
+    fan_out.start()
+    log.info(
+        "router over %d shards (%s to the shards): %s",
+        len(router.shards),
+        "TLS" if router.tls else "plaintext",
+        ", ".join(shard.name for shard in fan_out.shards),
+    )
+    return RunningRouter(endpoint, fan_out, metrics, config.drain_delay_s)
+
+
+async def serve_router(config: ServerConfig, router: RouterConfig, *, port_file: Path | None = None) -> None:
+    """Route until SIGINT or SIGTERM (``albatross serve --router --shards ...``)."""
+    await serve_until_signalled(lambda: create_router(config, router), config, port_file=port_file)

@@ -6,44 +6,35 @@ service and server reflection (so ``grpcurl`` works). ``port=0`` binds a free po
 is ``RunningServer.port``. ``RunningServer.stop`` reports NOT_SERVING, drains calls in flight, then
 takes a final snapshot of every index.
 
-Every call passes the telemetry interceptor (metrics, access log, request id), then the token check
-when a token is configured; TLS (optionally mutual) when a certificate is. At most
-``max_concurrent_rpcs`` calls run at once: grpc answers the next ones RESOURCE_EXHAUSTED, as the
-query batcher does past ``max_pending_queries``, so memory stays bounded under any load.
+The door (interceptors, token, TLS, limits, health, reflection, metrics endpoint, signals) is
+``searcher.endpoint``'s, shared with the router. At most ``max_concurrent_rpcs`` calls run at once,
+as the query batcher admits at most ``max_pending_queries``, so memory stays bounded under any load.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from indexer.config import AppConfig, ServerConfig
-from indexer.errors import InvalidArgument
+from indexer.config import AppConfig, LogRetention
 from indexer.records import CollectionInfo
 from indexer.sharding import ShardSpec
-from indexer.snapshots import atomic_write
 from indexer.store import Store
-from indexer.telemetry import MetricsEndpoint, start_metrics_endpoint
 from indexer.workspace import Workspace
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
-from searcher import auth
 from searcher.batching import QueryBatcher
-from searcher.decoding import DecodingInterceptor
+from searcher.endpoint import Endpoint, grpc_server, serve_until_signalled, start_endpoint
 from searcher.live import LiveIndex, LiveIndexes
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
-from searcher.telemetry import ServerMetrics, TelemetryInterceptor
+from searcher.telemetry import ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -53,99 +44,63 @@ SERVICE_NAMES = tuple(
 # Threads for blocking work: encoder forward passes, SQL, FAISS. The forward pass is itself
 # multi-threaded (torch), so a few workers are enough to overlap SQL with encoding.
 EXECUTOR_WORKERS = 4
-_WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 
 
 @dataclass
 class RunningServer:
     """A started server and what ``stop`` must shut down, in order."""
 
-    server: grpc.aio.Server
-    port: int
-    health: health.aio.HealthServicer
+    endpoint: Endpoint
     workspace: Workspace
     indexes: LiveIndexes
     batcher: QueryBatcher
     executor: ThreadPoolExecutor
     metrics: ServerMetrics
-    metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
 
     @property
     def target(self) -> str:
         """Where a client on this machine reaches the server."""
-        host = self.workspace.config.server.host
-        if host in _WILDCARD_HOSTS:
-            host = "127.0.0.1"
-        return f"{host}:{self.port}"
+        return self.endpoint.target
 
     @property
     def metrics_port(self) -> int | None:
         """Port of the Prometheus endpoint, None when it is off."""
-        return self.metrics_endpoint.port if self.metrics_endpoint else None
+        return self.endpoint.metrics_port
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """NOT_SERVING first (load balancers stop routing), drain, final snapshots, close.
-
-        For ``drain_delay_s`` new calls are still served while health says NOT_SERVING: a load
-        balancer needs a probe interval or two to notice before the port stops answering.
-        """
-        await self.health.enter_graceful_shutdown()
-        await asyncio.sleep(self.workspace.config.server.drain_delay_s)
-        await self.server.stop(grace_s)
+        """NOT_SERVING, drain (``Endpoint.drain``), then final snapshots and close."""
+        await self.endpoint.drain(self.workspace.config.server.drain_delay_s, grace_s)
         await self.batcher.close()
         await self.indexes.stop()
         self.executor.shutdown(wait=True)
         self.workspace.close()
-        if self.metrics_endpoint is not None:
-            self.metrics_endpoint.close()
 
     async def wait_for_termination(self) -> None:
-        await self.server.wait_for_termination()
+        await self.endpoint.server.wait_for_termination()
 
 
 def _index_opener(
-    store: Store, snapshot_dir: Path, shard: ShardSpec
+    store: Store, snapshot_dir: Path, shard: ShardSpec, retention: LogRetention
 ) -> Callable[[CollectionInfo], LiveIndex]:
-    """Opens the index of a collection, or of this server's shard of it (with its own snapshots)."""
+    """Opens the index of a collection, or of this server's shard of it (with its own snapshots).
+
+    The reader name is this host and snapshot folder: a pod restarted on its own volume takes its
+    old place in the change log's reader list instead of adding a new one."""
     from indexer.sync import SyncedIndex
 
     folder = snapshot_dir if shard.whole else snapshot_dir / shard.name
+    reader = f"{socket.gethostname()}:{folder.resolve()}"
 
     def open_index(info: CollectionInfo) -> LiveIndex:
-        return SyncedIndex.open(store, info, folder, keep=shard.chunk_filter())
+        return SyncedIndex.open(
+            store, info, folder, keep=shard.chunk_filter(), reader=reader, retention=retention
+        )
 
     return open_index
-
-
-def _grpc_server(config: ServerConfig, metrics: ServerMetrics) -> grpc.aio.Server:
-    # Telemetry first (outermost): it also counts and logs the calls authentication refuses.
-    # Decoding last: a request that does not decode is INVALID_ARGUMENT, once authenticated.
-    return grpc.aio.server(
-        interceptors=[TelemetryInterceptor(metrics), *auth.interceptors(config), DecodingInterceptor()],
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-        ],
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-    )
-
-
-def _bind(server: grpc.aio.Server, config: ServerConfig, port: int) -> int:
-    address = f"{config.host}:{port}"
-    credentials = auth.server_credentials(config)
-    if credentials is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, credentials)
-    if bound == 0:
-        raise InvalidArgument(f"cannot bind {address}", field="port")
-    return bound
-
-
-def _metrics_endpoint(config: ServerConfig, metrics: ServerMetrics) -> MetricsEndpoint | None:
-    if config.metrics_port is None:
-        return None
-    return start_metrics_endpoint(metrics.registry, config.metrics_host or config.host, config.metrics_port)
 
 
 async def create_server(app: AppConfig, *, port: int | None = None) -> RunningServer:
@@ -159,7 +114,7 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     workspace = Workspace.open(app, collection_ttl_s=config.poll_interval_s)
     indexes = LiveIndexes(
         workspace.store,
-        _index_opener(workspace.store, app.store.snapshot_dir, shard),
+        _index_opener(workspace.store, app.store.snapshot_dir, shard, config.log_retention),
         executor,
         poll_interval_s=config.poll_interval_s,
         snapshot_every_changes=config.snapshot_every_changes,
@@ -173,11 +128,10 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     )
     metrics.watch_queue(lambda: batcher.pending)
     metrics.watch_indexes(indexes.vector_counts)
-    endpoint: MetricsEndpoint | None = None
     try:
         await indexes.start()
         searcher = SearchService(workspace.store, workspace.catalog, indexes, batcher, executor)
-        server = _grpc_server(config, metrics)
+        server = grpc_server(config, metrics)
         pb_grpc.add_CollectionsServicer_to_server(
             CollectionsServicer(workspace.catalog, searcher, executor), server
         )
@@ -188,63 +142,16 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
             server,
         )
         pb_grpc.add_SearchServicer_to_server(SearchServicer(searcher), server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        bound = _bind(server, config, bind_port)
-        endpoint = _metrics_endpoint(config, metrics)
-        await server.start()
-        for service in ("", *SERVICE_NAMES):
-            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        endpoint = await start_endpoint(server, config, metrics, SERVICE_NAMES, port=bind_port)
     except BaseException:
-        if endpoint is not None:
-            endpoint.close()
         await batcher.close()
         await indexes.stop()
         executor.shutdown(wait=False)
         workspace.close()
         raise
-    log.info(
-        "albatross serving on %s:%d (%s%s)",
-        config.host,
-        bound,
-        "TLS" if config.tls else "plaintext",
-        ", token required" if config.auth_token else "",
-    )
-    running = RunningServer(server, bound, health_servicer, workspace, indexes, batcher, executor, metrics)
-    running.metrics_endpoint = endpoint
-    if endpoint is not None:
-        log.info("metrics on http://%s:%d/metrics", config.metrics_host or config.host, endpoint.port)
-    return running
+    return RunningServer(endpoint, workspace, indexes, batcher, executor, metrics)
 
 
 async def serve(app: AppConfig, *, port_file: Path | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then stop gracefully (the ``albatross serve`` command).
-
-    ``port_file`` receives the bound port once the server answers (written atomically, so a
-    reader never sees a partial number): how a supervisor learns the port of ``--port 0``.
-    """
-    running = await create_server(app)
-    grace_s = app.server.grace_s
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    try:
-        # Written only now: whoever reads the port may signal at once, and the handlers are in place.
-        if port_file is not None:
-            atomic_write(port_file, f"{running.port}\n".encode())
-        await stopping.wait()
-        log.info(
-            "stopping: NOT_SERVING for %.1f s, then draining calls for up to %.0f s",
-            app.server.drain_delay_s,
-            grace_s,
-        )
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        await running.stop(grace_s)
-        if port_file is not None:
-            port_file.unlink(missing_ok=True)
+    """Serve until SIGINT or SIGTERM, then stop gracefully (the ``albatross serve`` command)."""
+    await serve_until_signalled(lambda: create_server(app), app.server, port_file=port_file)

@@ -18,6 +18,15 @@ Metrics (all in the registry given, see ``ServerMetrics``)::
     albatross_index_vectors{collection}                                   vectors in this server's index
     albatross_ingest_documents_total{collection, outcome}                 (indexer.telemetry)
     albatross_ingest_documents_read_total{collection}
+
+and on a router (``RouterMetrics``), beside the three ``grpc_server`` series::
+
+    albatross_router_shard_seconds{shard, replica, method, grpc_code}     histogram, one replica call
+    albatross_router_shard_errors_total{shard, replica, grpc_code}
+    albatross_router_hedges_total{shard}                                  second replica asked
+    albatross_router_fan_out_seconds{method}                              histogram, all shards
+    albatross_router_partial_answers_total{method}
+    albatross_router_replica_up{shard, replica}                           1 SERVING, 0 not
 """
 
 from __future__ import annotations
@@ -65,8 +74,9 @@ class _IndexVectors(Collector):
         yield family
 
 
-class ServerMetrics:
-    """The searcher's metrics, registered in ``registry``."""
+class RpcMetrics:
+    """Calls started, handled (by code) and their latency, registered in ``registry``: what the
+    telemetry interceptor records on every server, searcher or router."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -85,6 +95,13 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+
+
+class ServerMetrics(RpcMetrics):
+    """The searcher's metrics, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.batch_size = Histogram(
             "albatross_query_batch_size",
             "Query texts embedded per encoder forward pass",
@@ -106,6 +123,48 @@ class ServerMetrics:
 
     def observe_batch(self, size: int) -> None:
         self.batch_size.observe(size)
+
+
+class RouterMetrics(RpcMetrics):
+    """The router's metrics: its own calls (``RpcMetrics``) and its calls to the shards."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.shard_latency = Histogram(
+            "albatross_router_shard_seconds",
+            "Time of one call to one replica of a shard, by outcome",
+            ["shard", "replica", "method", "grpc_code"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.shard_errors = Counter(
+            "albatross_router_shard_errors",
+            "Calls to a replica that failed, by status code",
+            ["shard", "replica", "grpc_code"],
+            registry=registry,
+        )
+        self.hedges = Counter(
+            "albatross_router_hedges", "Requests sent to a second replica of a slow one", ["shard"], registry=registry
+        )
+        self.fan_out = Histogram(
+            "albatross_router_fan_out_seconds",
+            "Time from sending a request to every shard to the last shard's answer",
+            ["method"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.partial = Counter(
+            "albatross_router_partial_answers",
+            "Answers given without some shards (the request allowed it)",
+            ["method"],
+            registry=registry,
+        )
+        self.replica_up = Gauge(
+            "albatross_router_replica_up",
+            "1 while the replica's health check says SERVING, else 0",
+            ["shard", "replica"],
+            registry=registry,
+        )
 
 
 def request_id_of(metadata: Sequence[tuple[str, Any]] | None) -> str:
@@ -150,7 +209,7 @@ class _Call:
 
     method: str
     request_id: str
-    metrics: ServerMetrics | None
+    metrics: RpcMetrics | None
     log: logging.Logger
 
     def begin(self, context: grpc.aio.ServicerContext) -> _Started:
@@ -219,7 +278,7 @@ class _Call:
 class TelemetryInterceptor(grpc.aio.ServerInterceptor):
     """Counts, times and logs every call; ``metrics`` None logs only."""
 
-    def __init__(self, metrics: ServerMetrics | None, access_log: logging.Logger | None = None) -> None:
+    def __init__(self, metrics: RpcMetrics | None, access_log: logging.Logger | None = None) -> None:
         self._metrics = metrics
         self._log = access_log or logging.getLogger(ACCESS_LOGGER)
 

@@ -21,7 +21,7 @@ from indexer.store import Store
 from tests.postgres import PostgresServer, start_postgres
 
 DIMENSION = 8
-STORE_TABLES = ("changes", "chunks", "documents", "collections")
+STORE_TABLES = ("log_readers", "changes", "chunks", "documents", "collections")
 
 
 @pytest.fixture(scope="session")

@@ -237,3 +237,49 @@ def test_images_are_the_ones_the_dockerfiles_build_and_the_ray_job_runs_the_job_
     )
     assert entrypoint[1] == "/app/ingest_job.py"
     build_parser().parse_args(["ingest", "--engine", "ray", *entrypoint[2:]])
+
+
+def _config_map_value(name: str) -> str:
+    (config,) = [d for d in k8s_documents() if d["kind"] == "ConfigMap"]
+    return str(config["data"][name])
+
+
+def test_searcher_snapshots_live_on_a_persistent_volume_claim_of_each_pod() -> None:
+    data_dir = _config_map_value("ALBATROSS_DATA_DIR")
+    searchers = 0
+    for doc in k8s_documents():
+        for spec in pod_specs(doc):
+            for container in spec["containers"]:
+                command = container.get("command", [])
+                if command[:2] != ["albatross", "serve"] or "--router" in command:
+                    continue
+                searchers += 1
+                claims = {t["metadata"]["name"]: t["spec"] for t in doc["spec"].get("volumeClaimTemplates", [])}
+                (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
+
+                assert doc["kind"] == "StatefulSet", doc["metadata"]["name"]
+                assert mount["name"] in claims, f"{doc['metadata']['name']}: {data_dir} is not on a claim"
+                assert claims[mount["name"]]["accessModes"] == ["ReadWriteOnce"]
+                assert not any("emptyDir" in volume for volume in spec.get("volumes", []))
+    assert searchers >= 3  # the searcher replicas and two replica sets of shards
+
+
+def test_the_router_names_one_replica_of_every_shard_in_each_shard_set() -> None:
+    from searcher.shards import parse_shards
+
+    docs = k8s_documents()
+    (router,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "albatross-router"]
+    command = router["spec"]["template"]["spec"]["containers"][0]["command"]
+    shards = parse_shards(flag(command, "--shards"))
+    sets = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].startswith("albatross-shard")]
+    counts = set()
+    for doc in sets:
+        (container,) = doc["spec"]["template"]["spec"]["containers"]
+        counts.add(int(next(e["value"] for e in container["env"] if e["name"] == "ALBATROSS_SHARD_COUNT")))
+        name, service = doc["metadata"]["name"], doc["spec"]["serviceName"]
+        for index in range(doc["spec"]["replicas"]):
+            # Pod N of every set serves shard N, so it must be listed among shard N's replicas.
+            assert f"{name}-{index}.{service}:50051" in shards[index]
+
+    assert counts == {len(shards)}
+    assert all(len(replicas) == len(sets) >= 2 for replicas in shards)

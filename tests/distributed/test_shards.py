@@ -13,15 +13,16 @@ import grpc
 import numpy as np
 import pytest
 
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import AppConfig, RouterConfig, ServerConfig, StoreConfig
 from indexer.errors import InvalidArgument
 from indexer.records import Condition, MetadataFilter
 from indexer.sharding import ShardSpec, shard_of
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.client import AlbatrossClient
 from searcher.results import Hit
-from searcher.router import RunningRouter, create_router, merge_top_k, parse_shards
+from searcher.router import RunningRouter, create_router, merge_top_k
 from searcher.server import RunningServer, create_server
+from searcher.shards import parse_shards
 from tests.distributed.corpus import MULTI_CHUNK_SPEC, documents, queries
 from tests.postgres import PostgresServer
 from tests.searcher.test_grpc_end_to_end import ServerThread, wait_until_indexed
@@ -91,8 +92,9 @@ def test_an_impossible_shard_is_an_invalid_argument(count: int, index: int) -> N
 
 
 def test_shard_targets_are_parsed_in_order_and_checked() -> None:
-    assert parse_shards("a:1, b:2,c:3") == ["a:1", "b:2", "c:3"]
-    for bad in ("", "a", "a:x", "a:1,a:1"):
+    assert parse_shards("a:1, b:2,c:3") == (("a:1",), ("b:2",), ("c:3",))
+    assert parse_shards("a:1|b:1, c:2 | d:2") == (("a:1", "b:1"), ("c:2", "d:2"))
+    for bad in ("", ",", "a", "a:x", "a:1,a:1", "a:1|a:1", "a:1|b"):
         with pytest.raises(InvalidArgument):
             parse_shards(bad)
 
@@ -128,7 +130,8 @@ def cluster(
         for index in range(SHARDS):
             shard_app = replace(app, server=replace(app.server, shard_count=SHARDS, shard_index=index))
             started.append(thread.run(create_server(shard_app, port=0)))
-        router = thread.run(create_router(app.server, [s.target for s in started[1:]], port=0))
+        shards = RouterConfig(shards=tuple((s.target,) for s in started[1:]))
+        router = thread.run(create_router(app.server, shards, port=0))
         yield Cluster(single, started[1:], router)
     finally:
         if router is not None:

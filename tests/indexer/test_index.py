@@ -273,3 +273,32 @@ def test_search_settings_are_used_and_survive_serialisation() -> None:
 def test_gpu_placement_decision(spec: str, support: bool, gpus: int, expected: bool) -> None:
     # The GPU move itself needs faiss-gpu and a device; the decision is pure and tested here.
     assert gpu_placement(spec, support, gpus) is expected
+
+
+@pytest.mark.parametrize("spec", ["IVF32,Flat", "IVF32,PQ4x4fs,RFlat", "PCA8,IVF32,Flat"])
+def test_filtered_ivf_search_returns_k_hits_when_k_are_allowed(spec: str) -> None:
+    """A 0.5% filter: nprobe=1 lists hold fewer than k allowed vectors for most queries, and the
+    search probes wider until every query has its k (the exact ones for IVF-Flat)."""
+    rng = np.random.default_rng(5)
+    vectors, queries = clustered(rng, 4000), clustered(rng, 40)
+    ids = np.arange(1, 4001, dtype=np.int64)
+    allowed = np.sort(rng.choice(ids, size=20, replace=False))
+    index = build(spec, ids, vectors)
+
+    scores, found = index.search(queries, K, allowed_ids=allowed)
+
+    assert found.shape == (len(queries), K) and (found >= 0).all()
+    assert np.isin(found, allowed).all()
+    if spec == "IVF32,Flat":  # the others quantise or project: k hits, not the exact ones
+        _, truth = brute_force(allowed, vectors[allowed - 1], queries, K)
+        assert recall(found, truth) == 1.0
+    # Unfiltered search keeps its own nprobe, and fewer allowed ids than k gives just those.
+    assert faiss_nprobe(index) == 1
+    few = allowed[:3]
+    assert sorted(index.search(queries[:1], K, allowed_ids=few)[1][0].tolist()) == few.tolist()
+
+
+def faiss_nprobe(index: VectorIndex) -> int:
+    import faiss
+
+    return int(faiss.extract_index_ivf(index._index.index).nprobe)

@@ -58,11 +58,16 @@ def test_bad_collections_are_refused(
         make_collection(store, name, dimension=dimension, vector_dtype=dtype)
 
 
-def test_whitening_blob_round_trip(store: Store) -> None:
-    make_collection(store)
-    assert store.whitening("docs") is None
-    store.set_whitening("docs", b"\x00\x01whitening")
-    assert store.whitening("docs") == b"\x00\x01whitening"
+def test_whitening_blob_round_trip_and_every_fit_is_a_new_version(store: Store) -> None:
+    info = make_collection(store)
+    assert store.whitening(info.id) is None and store.index_facts(info.id).whitening_version == 0
+
+    assert store.set_whitening(info.id, b"\x00\x01whitening", fitted_on=10) == 1
+    assert store.set_whitening(info.id, b"second", fitted_on=40) == 2
+
+    stored = store.whitening(info.id)
+    assert stored is not None and (stored.version, stored.fitted_on, stored.blob) == (2, 40, b"second")
+    assert store.index_facts(info.id).whitening_version == 2
 
 
 def test_documents_chunks_and_vectors_round_trip(store: Store) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from indexer.records import CollectionInfo
 from indexer.store import Store
-from indexer.sync import SyncedIndex, _outgrew_training, _training_sample, build_from_store
+from indexer.sync import SyncedIndex, _outgrew_training, build_from_store, sample_vectors
 from tests.conftest_db import DIMENSION, encoded, make_collection, unit_vectors
 
 K = 5
@@ -113,7 +113,7 @@ def test_untrainable_spec_serves_flat_until_enough_vectors(sqlite_store: Store, 
     assert synced.snapshot() is not None
 
 
-def test_an_index_that_outgrew_its_training_sample_is_retrained(sqlite_store: Store, tmp_path: Path) -> None:
+def test_an_index_that_outgrew_itssample_vectors_is_retrained(sqlite_store: Store, tmp_path: Path) -> None:
     """Trained on its first 640 vectors, an IVF16 collection that grows tenfold is rebuilt with a
     fresh (capped) sample; the sample size survives a snapshot, and a full sample is final."""
     store, rng = sqlite_store, np.random.default_rng(13)
@@ -133,14 +133,14 @@ def test_an_index_that_outgrew_its_training_sample_is_retrained(sqlite_store: St
     assert reopened._index.trained_on == 1000
 
 
-def test_the_training_sample_spreads_over_the_whole_collection(sqlite_store: Store) -> None:
+def test_thesample_vectors_spreads_over_the_whole_collection(sqlite_store: Store) -> None:
     store, rng = sqlite_store, np.random.default_rng(14)
     info = make_collection(store)
     store.write_documents(info.id, [encoded(f"d{i}", chunks=5, rng=rng) for i in range(205)])
     everything = np.concatenate([vectors for _, vectors in store.iter_vectors(info.id)])
 
-    np.testing.assert_array_equal(_training_sample(store, info.id, 100), everything[(np.arange(100) * 10.25).astype(int)])
-    np.testing.assert_array_equal(_training_sample(store, info.id, 5000), everything)
+    np.testing.assert_array_equal(sample_vectors(store, info.id, 100), everything[(np.arange(100) * 10.25).astype(int)])
+    np.testing.assert_array_equal(sample_vectors(store, info.id, 5000), everything)
 
 
 @pytest.mark.parametrize(

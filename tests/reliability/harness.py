@@ -218,8 +218,8 @@ def check_store(config: StoreConfig, collection: str) -> StoreFacts | None:
     engine = create_engine(config.url)
     try:
         with engine.connect() as connection:
-            (last_sequence,) = _rows(
-                connection, "SELECT last_sequence FROM collections WHERE id = :c", c=info.id
+            (last_sequence, log_floor) = _rows(
+                connection, "SELECT last_sequence, log_floor FROM collections WHERE id = :c", c=info.id
             )[0]
             documents = _rows(
                 connection, "SELECT id, external_id, text FROM documents WHERE collection_id = :c", c=info.id
@@ -253,7 +253,7 @@ def check_store(config: StoreConfig, collection: str) -> StoreFacts | None:
         texts[document.external_id] = document.text
         first_chunks[document.external_id] = by_document[document.id][0].text
     chunk_ids = np.array(sorted(c.id for c in chunks), dtype=np.int64)
-    _check_change_log(changes, last_sequence, chunk_ids)
+    _check_change_log(changes, last_sequence, log_floor, chunk_ids)
     order = {c.id: c.vector for c in chunks}
     vectors = np.array(
         [np.frombuffer(order[i], dtype=np.float32) for i in chunk_ids], dtype=np.float32
@@ -272,20 +272,28 @@ def _check_document(document: Any, chunks: list[Any]) -> None:
         assert chunk.vector is not None and len(chunk.vector) > 0, f"{name!r}: chunk without a vector"
 
 
-def _check_change_log(changes: list[Any], last_sequence: int, chunk_ids: np.ndarray) -> None:
+def _check_change_log(changes: list[Any], last_sequence: int, log_floor: int, chunk_ids: np.ndarray) -> None:
+    """Gap-free above the pruned floor; replayed, it gives the chunk table (from an empty table
+    when nothing was pruned; else the chunks it adds and removes are consistent with the table)."""
     sequences = [c.sequence for c in changes]
-    assert sequences == list(range(1, last_sequence + 1)), "the change log has a gap or runs past its head"
+    assert sequences == list(range(log_floor + 1, last_sequence + 1)), "the change log has a gap or runs past its head"
     live: set[int] = set()
     added: set[int] = set()
+    removed: set[int] = set()
     for change in changes:
         if change.op == "add":
             assert change.chunk_id not in added, f"chunk {change.chunk_id} added twice"
             added.add(change.chunk_id)
             live.add(change.chunk_id)
         else:
-            assert change.chunk_id in live, f"chunk {change.chunk_id} removed but not live"
-            live.remove(change.chunk_id)
-    assert live == set(chunk_ids.tolist()), "replaying the change log does not give the chunk table"
+            assert log_floor > 0 or change.chunk_id in live, f"chunk {change.chunk_id} removed but not live"
+            live.discard(change.chunk_id)
+            removed.add(change.chunk_id)
+    table = set(chunk_ids.tolist())
+    if log_floor == 0:
+        assert live == table, "replaying the change log does not give the chunk table"
+    else:
+        assert live <= table and not (removed & table), "the change log contradicts the chunk table"
 
 
 # --- invariants of the index and its snapshots ----------------------------------------------------
