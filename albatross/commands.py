@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,17 @@ from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from albatross.exit_codes import EXIT_OK, EXIT_REJECTED
-from albatross.options import add_collection_spec_options, add_store_options, app_config, spec_from_args
+from albatross.options import (
+    add_collection_spec_options,
+    add_store_options,
+    app_config,
+    flag_of,
+    given_spec_values,
+    spec_from_args,
+)
 from indexer.config import AppConfig, for_bulk_ingestion
 from indexer.csv_cells import CellType, parse_csv_types
-from indexer.errors import CollectionExists, CollectionNotFound, InvalidArgument
+from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidArgument
 from indexer.readers import ReadOptions, Rejection, count_records, read_path
 from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
@@ -30,15 +38,54 @@ if TYPE_CHECKING:
 Subparsers = Any  # argparse's private _SubParsersAction
 
 
+def spec_conflicts(info: CollectionInfo, given: dict[str, Any]) -> list[str]:
+    """One ``--flag: the collection has X, given Y`` per option given that the collection's spec
+    disagrees with."""
+    conflicts = []
+    for name, value in given.items():
+        stored = getattr(info.spec, name)
+        if name == "model" and _same_model(stored, value):
+            continue
+        if _shown(stored) != _shown(value):
+            conflicts.append(f"{flag_of(name)}: the collection has {_shown(stored)}, given {_shown(value)}")
+    return conflicts
+
+
+def _same_model(stored: str, given: str) -> bool:
+    return stored == given or Path(stored).expanduser().resolve() == Path(given).expanduser().resolve()
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    return str(value)
+
+
 def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace) -> None:
+    """Create ``name`` from the flags, or check that the flags given agree with it."""
     try:
-        workspace.catalog.get(name)
+        info = workspace.catalog.get(name)
     except CollectionNotFound:
         try:
             info = workspace.catalog.create(name, spec_from_args(args), args.dimension)
         except CollectionExists:
-            return  # another ingest created it meanwhile: write into it, as if it had been there
-        print(f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr)
+            info = workspace.catalog.get(name)  # another ingest created it meanwhile: write into it
+        else:
+            print(
+                f"created collection {name!r} ({info.dimension}-d, model {info.spec.model})", file=sys.stderr
+            )
+            return
+    conflicts = spec_conflicts(info, given_spec_values(args))
+    if args.dimension is not None and args.dimension != info.dimension:
+        conflicts.append(f"--dimension: the collection has {info.dimension}, given {args.dimension}")
+    if conflicts:
+        raise EmbeddingSpaceMismatch(
+            f"collection {name!r} exists and its embedding space is fixed at creation: "
+            + "; ".join(conflicts)
+            + " (leave the flags out, or create a new collection)"
+        )
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -410,7 +457,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def register_eval(sub: Subparsers) -> None:
     parser = sub.add_parser(
-        "eval", help="nDCG@10, Recall@100, MRR@10 and docs/s on a BEIR folder, beside BM25"
+        "eval",
+        help="nDCG@10, Recall@100, MRR@10 and docs/s on a BEIR folder: dense, lexical and hybrid, beside BM25",
     )
     parser.add_argument(
         "--dataset", required=True, type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/"
@@ -441,16 +489,29 @@ def eval_systems(args: argparse.Namespace) -> list[tuple[str, CollectionSpec]]:
 
 def run_eval(args: argparse.Namespace) -> int:
     from albatross.evaluation.beir import BeirDataset
-    from albatross.evaluation.runner import bm25_row, encoder_row, format_table, rows_to_json
+    from albatross.evaluation.runner import (
+        EVAL_FUSIONS,
+        bm25_row,
+        encoder_rows,
+        format_table,
+        paired_lines,
+        rows_to_json,
+    )
 
     config = app_config(args)
     dataset = BeirDataset.load(args.dataset)
     total = count_records(str(dataset.corpus))
     rows = [bm25_row(dataset)[0]]
+    paired: list[str] = []
     for system, spec in eval_systems(args):
         with tqdm(total=total, unit="docs", desc=system, disable=args.no_progress, file=sys.stderr) as bar:
-            rows.append(encoder_row(config, dataset, system, spec, progress=bar.update)[0])
+            runs = encoder_rows(config, dataset, system, spec, progress=bar.update, fusions=EVAL_FUSIONS)
+        if len(rows) == 1:  # the lexical row does not depend on the encoder: shown once
+            rows.append(runs.lexical[0])
+        rows.extend([runs.dense[0], *(row for row, _ in runs.hybrid)])
+        paired.extend(paired_lines(runs.dense, [runs.lexical, *runs.hybrid], dataset))
     print(format_table(rows, str(args.dataset)))
+    print("\n".join(paired))
     if args.out:
         args.out.write_text(rows_to_json(rows, str(args.dataset)) + "\n", encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)

@@ -43,17 +43,31 @@ def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> CollectionSpec:
     """The spec the command line asks for; fields without an option given keep their defaults."""
+    values = given_spec_values(args)
+    for spec_field in spec_fields():
+        default = field_info(spec_field).cli_default
+        if spec_field.name not in values and default is not None:
+            values[spec_field.name] = _parsed(spec_field, default)
+    return CollectionSpec(**values)
+
+
+def given_spec_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Spec field name -> value, for the options the command line gave (``--layers 0,-1``: (0, -1))."""
     values: dict[str, Any] = {}
     for spec_field in spec_fields():
-        value = getattr(args, _dest(spec_field))
-        if value is None:
-            value = field_info(spec_field).cli_default
-        if value is None:
-            continue
-        if is_sequence(spec_field):
-            value = parse_integers(value, _flag(spec_field))
-        values[spec_field.name] = value
-    return CollectionSpec(**values)
+        value = getattr(args, _dest(spec_field), None)
+        if value is not None:
+            values[spec_field.name] = _parsed(spec_field, value)
+    return values
+
+
+def flag_of(name: str) -> str:
+    """The option of spec field ``name``: ``--max-length`` for ``max_length``."""
+    return "--" + name.replace("_", "-")
+
+
+def _parsed(spec_field: dataclasses.Field[Any], value: Any) -> Any:
+    return parse_integers(value, _flag(spec_field)) if is_sequence(spec_field) else value
 
 
 def parse_integers(raw: str, flag: str) -> tuple[int, ...]:
@@ -69,7 +83,7 @@ def parse_integers(raw: str, flag: str) -> tuple[int, ...]:
 
 
 def _flag(spec_field: dataclasses.Field[Any]) -> str:
-    return "--" + spec_field.name.replace("_", "-")
+    return flag_of(spec_field.name)
 
 
 def _dest(spec_field: dataclasses.Field[Any]) -> str:
@@ -86,6 +100,8 @@ def _option(spec_field: dataclasses.Field[Any]) -> dict[str, Any]:
         option["action"] = argparse.BooleanOptionalAction
     elif isinstance(example(spec_field), int):
         option["type"] = int
+    elif isinstance(example(spec_field), float):
+        option["type"] = float
     return option
 
 

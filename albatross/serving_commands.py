@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import grpc
 from tqdm import tqdm
 
-from albatross.exit_codes import EXIT_INVALID, EXIT_OK, exit_code_for_status
+from albatross.exit_codes import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, exit_code_for_status
 from albatross.options import add_store_options, app_config
 from indexer.config import (
     AppConfig,
@@ -26,9 +26,10 @@ from indexer.config import (
     router_from_environment,
 )
 from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
-from indexer.records import Condition, MetadataFilter, Range
+from indexer.records import Condition, Fusion, FusionMethod, MetadataFilter, Range, SearchMode
 from indexer.samples import SAMPLE_CORPUS
 from indexer.workspace import Workspace
+from searcher.fusion import FusionRequest
 from searcher.results import Hit
 from searcher.telemetry import ACCESS_LOGGER
 
@@ -222,6 +223,21 @@ def register_search(sub: Subparsers) -> None:
     parser.add_argument("--queries", type=Path, help="JSONL of queries (_id, text): batch mode")
     parser.add_argument("--run-out", type=Path, help="batch mode: write a TREC run file here")
     parser.add_argument("--tag", default="albatross", help="run tag of the TREC file")
+    ranking = parser.add_argument_group("ranking")
+    ranking.add_argument(
+        "--mode",
+        choices=[mode.value for mode in SearchMode],
+        default=SearchMode.DENSE.value,
+        help="dense: meaning (the encoder); lexical: the words themselves (BM25: identifiers, names, "
+        "codes); hybrid: both, fused (default dense)",
+    )
+    ranking.add_argument(
+        "--fusion", choices=[method.value for method in FusionMethod], help="hybrid: rrf or convex"
+    )
+    ranking.add_argument("--rrf-k", type=int, help="hybrid with rrf: the rank constant (default 60)")
+    ranking.add_argument(
+        "--dense-weight", type=float, help="hybrid with convex: the dense side's share, 0..1"
+    )
     add_store_options(parser)  # accepted like every command's; the server owns the store
     parser.add_argument("--token-file", type=Path, help="bearer token to send (else $ALBATROSS_TOKEN)")
     parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (PEM); turns TLS on")
@@ -248,15 +264,20 @@ def hit_to_json(hit: Hit) -> dict[str, object]:
         "start": hit.start,
         "end": hit.end,
         "metadata": dict(hit.metadata),
+        "legs": [{"leg": leg.leg, "score": round(leg.score, 6), "rank": leg.rank} for leg in hit.legs],
     }
 
 
-def print_hits(hits: Sequence[Hit], out: TextIO = sys.stdout, width: int = 100) -> None:
+def print_hits(
+    hits: Sequence[Hit], out: TextIO = sys.stdout, width: int = 100, *, legs: bool = False
+) -> None:
+    """One line per hit; with ``legs``, which legs of a hybrid search found it, at what rank."""
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"
         title = f" {hit.title}:" if hit.title else ""
-        print(f"{rank:>3}. {hit.score:.4f}  [{hit.external_id}]{title} {snippet}", file=out)
+        found_by = " (" + ", ".join(f"{leg.leg} #{leg.rank}" for leg in hit.legs) + ")" if legs else ""
+        print(f"{rank:>3}. {hit.score:.4f}  [{hit.external_id}]{found_by}{title} {snippet}", file=out)
 
 
 def trec_lines(query_id: str, hits: Sequence[Hit], tag: str) -> Iterator[str]:
@@ -265,41 +286,62 @@ def trec_lines(query_id: str, hits: Sequence[Hit], tag: str) -> Iterator[str]:
         yield f"{query_id} Q0 {hit.external_id} {rank} {hit.score:.6f} {tag}"
 
 
+def ranking_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``mode`` and ``fusion`` keyword arguments of the client's searches, from the flags
+    (a fusion value out of range is refused here, naming the flag's field)."""
+    fusion = FusionRequest(
+        method=FusionMethod(args.fusion) if args.fusion else None,
+        rrf_k=args.rrf_k,
+        dense_weight=args.dense_weight,
+    )
+    fusion.resolve(Fusion())
+    return {"mode": SearchMode(args.mode), "fusion": fusion}
+
+
 def run_search(args: argparse.Namespace) -> int:
     from searcher.client import AlbatrossClient
 
     metadata_filter = parse_filter(args.filter)
+    ranking = ranking_of(args)
     with (
         reporting_rpc_errors("search", args.target) as outcome,
         AlbatrossClient(args.target, timeout=args.timeout, **client_security(args)) as client,
     ):
         if args.queries is not None:
-            search_file(client, args, metadata_filter)
+            outcome[0] = search_file(client, args, metadata_filter, ranking)
         elif args.query:
-            hits, warnings = client.search_with_warnings(args.collection, args.query, args.k, metadata_filter)
+            hits, warnings = client.search_with_warnings(
+                args.collection, args.query, args.k, metadata_filter, **ranking
+            )
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             if args.json:
                 print(json.dumps([hit_to_json(hit) for hit in hits], indent=2, ensure_ascii=False))
             else:
-                print_hits(hits)
+                print_hits(hits, legs=ranking["mode"] is SearchMode.HYBRID)
         else:
             print("albatross search: give a query, or --queries FILE", file=sys.stderr)
             return EXIT_INVALID
     return outcome[0]
 
 
-def search_file(client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None) -> None:
-    from albatross.evaluation.beir import read_queries
+def search_file(
+    client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None, ranking: dict[str, Any]
+) -> int:
+    """Search every good line of ``--queries``; each bad one is named on stderr (exit 1, as ingest)."""
+    from albatross.evaluation.beir import read_query_file
 
-    queries = read_queries(args.queries)
+    found = read_query_file(args.queries)
+    for rejection in found.rejected:
+        print(f"albatross search: {rejection}", file=sys.stderr)
+    queries = found.queries
     out = args.run_out.open("w", encoding="utf-8") if args.run_out else sys.stdout
     try:
         with tqdm(total=len(queries), unit="queries", file=sys.stderr) as bar:
             for start in range(0, len(queries), BATCH_QUERIES):
                 batch = queries[start : start + BATCH_QUERIES]
                 results = client.search_batch(
-                    args.collection, [q.text for q in batch], args.k, metadata_filter
+                    args.collection, [q.text for q in batch], args.k, metadata_filter, **ranking
                 )
                 for query, hits in zip(batch, results, strict=True):
                     for line in trec_lines(query.query_id, hits, args.tag):
@@ -309,6 +351,7 @@ def search_file(client: Any, args: argparse.Namespace, metadata_filter: Metadata
         if out is not sys.stdout:
             out.close()
             print(f"wrote {args.run_out}", file=sys.stderr)
+    return EXIT_REJECTED if found.rejected else EXIT_OK
 
 
 # --- demo -------------------------------------------------------------------------------------
@@ -322,6 +365,8 @@ DEMO_QUERIES = (
     "a metal that rusts",
     "a sweet red fruit",
 )
+# A rare name: the words themselves answer it (lexical), the encoder has barely seen it (dense).
+KEYWORD_QUERY = "Thamnophis"
 
 
 def register_demo(sub: Subparsers) -> None:
@@ -363,6 +408,10 @@ def ask_demo_queries(target: str, k: int) -> None:
         for query in DEMO_QUERIES:
             print(f"\n> {query}")
             print_hits(client.search(DEMO_COLLECTION, query, k))
+        for mode in SearchMode:
+            print(f"\n> {KEYWORD_QUERY}   (--mode {mode.value})")
+            hits = client.search(DEMO_COLLECTION, KEYWORD_QUERY, k, mode=mode)
+            print_hits(hits, legs=mode is SearchMode.HYBRID)
 
 
 async def serve_and_ask(config: AppConfig, k: int) -> None:

@@ -20,10 +20,23 @@ from indexer.checkpoints import model_defaults, resolve_model
 from indexer.classifier import Classifier
 from indexer.config import EncoderConfig, WhiteningPolicy
 from indexer.encoder import Encoder
-from indexer.errors import EmbeddingSpaceMismatch, InvalidArgument, InvalidCollectionSpec
+from indexer.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    EmbeddingSpaceMismatch,
+    InvalidArgument,
+    InvalidCollectionSpec,
+)
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
-from indexer.spec import DEFAULT_MODEL_REF, NO_MODEL, complete_spec, is_complete, validate_spec
+from indexer.spec import (
+    DEFAULT_MODEL_REF,
+    NO_MODEL,
+    complete_spec,
+    encoder_values,
+    is_complete,
+    validate_spec,
+)
 from indexer.store import Store
 from indexer.sync import sample_vectors
 from indexer.whitening import fit_whitening, refit_due
@@ -96,7 +109,7 @@ class EncoderRegistry:
         return self._loaded.get(self._key(spec))
 
     def _key(self, spec: CollectionSpec) -> tuple[object, ...]:
-        return (self.resolve(spec.model), spec.pooling, spec.layers, spec.max_length, spec.normalize)
+        return (self.resolve(spec.model), *encoder_values(spec))
 
     def load_classifier(self, ref: str) -> Classifier:
         with self._lock:
@@ -138,6 +151,7 @@ class Catalog:
         """``dimension``: required with model ``none`` (the length of the vectors its documents
         bring); with a model, None takes the model's and a number is checked against it."""
         self._forget(name)
+        self._refuse_existing(name)  # before the model loads, which takes seconds for a large one
         spec = self._encoders.complete(spec)
         validate_spec(spec)
         classifier_revision = self._encoders.load_classifier(spec.classifier).revision if spec.classifier else ""
@@ -189,6 +203,15 @@ class Catalog:
             tokenizer_hash=NO_MODEL,
             classifier_revision=classifier_revision,
         )
+
+    def _refuse_existing(self, name: str) -> None:
+        """CollectionExists when ``name`` is taken (the store refuses it again if another process
+        creates it meanwhile)."""
+        try:
+            self._store.get_collection(name)
+        except CollectionNotFound:
+            return
+        raise CollectionExists(name)
 
     def get(self, name: str) -> CollectionInfo:
         """The collection called ``name``, or ``CollectionNotFound`` (blocking: may ask SQL)."""

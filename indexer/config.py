@@ -191,6 +191,11 @@ class ServerConfig:
             raise InvalidArgument("mutual TLS needs a server certificate", field="tls_client_ca")
         if self.max_concurrent_rpcs < 1:
             raise InvalidArgument("max_concurrent_rpcs must be at least 1", field="max_concurrent_rpcs")
+        # grpc binds port % 65536 without a word: --port 99999 would serve on 34463.
+        if not 0 <= self.port <= 65535:
+            raise InvalidArgument(
+                f"port {self.port} is out of range (0-65535; 0 picks a free one)", field="port"
+            )
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise InvalidArgument(f"metrics port {self.metrics_port} is out of range", field="metrics_port")
         if self.drain_delay_s < 0 or self.grace_s < 0:

@@ -15,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from indexer.errors import InvalidArgument
+
 # Declared in indexer.spec and re-exported: every record module user finds them here.
 from indexer.spec import NO_MODEL as NO_MODEL
 from indexer.spec import CollectionSpec as CollectionSpec
+from indexer.spec import FusionMethod as FusionMethod
+from indexer.spec import LexicalAnalyzer as LexicalAnalyzer
 from indexer.spec import PoolingMode as PoolingMode
 from indexer.spec import VectorDtype as VectorDtype
 
@@ -27,6 +31,41 @@ class ChangeOp(enum.StrEnum):
 
     ADD = "add"
     REMOVE = "remove"
+
+
+class SearchMode(enum.StrEnum):
+    """Which legs answer a query: the vector index, the lexical index, or both fused."""
+
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A fusion and its parameters: ``rrf_k`` is RRF's rank constant; ``dense_weight`` is the
+    dense side's share of a convex combination of min-max normalised scores. A collection's
+    default is in its spec (``fusion``, ``rrf_k``, ``dense_weight``: ``Fusion.of``)."""
+
+    method: FusionMethod = FusionMethod.CONVEX
+    rrf_k: int = 60
+    dense_weight: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rrf_k <= 100_000:
+            raise InvalidArgument(
+                f"fusion.rrf_k must be between 1 and 100000, got {self.rrf_k}", field="fusion.rrf_k"
+            )
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise InvalidArgument(
+                f"fusion.dense_weight must be between 0 and 1, got {self.dense_weight}",
+                field="fusion.dense_weight",
+            )
+
+    @classmethod
+    def of(cls, spec: CollectionSpec) -> Fusion:
+        """The default fusion of a collection."""
+        return cls(FusionMethod(spec.fusion), spec.rrf_k, spec.dense_weight)
 
 
 class DocumentStatus(enum.StrEnum):

@@ -63,6 +63,8 @@ def _spec_column(spec_field: dataclasses.Field[Any]) -> Column[Any]:
         kind: Any = Boolean()
     elif isinstance(example(spec_field), int):
         kind = Integer()
+    elif isinstance(example(spec_field), float):
+        kind = Float()
     elif is_sequence(spec_field):
         kind = JSON()
     else:

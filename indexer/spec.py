@@ -52,6 +52,26 @@ class VectorDtype(enum.StrEnum):
     FLOAT16 = "float16"
 
 
+class LexicalAnalyzer(enum.StrEnum):
+    """How text becomes terms for the lexical index (see ``indexer.lexical``).
+
+    ``english``: words lowercased, English stop words dropped, Snowball (Porter 2) stems;
+    ``simple``: words lowercased, nothing dropped nor stemmed (any alphabetic language, identifiers);
+    ``cjk``: character unigrams and bigrams, for Chinese, Japanese and Korean, which have no spaces.
+    """
+
+    ENGLISH = "english"
+    SIMPLE = "simple"
+    CJK = "cjk"
+
+
+class FusionMethod(enum.StrEnum):
+    """How a hybrid search merges its two ranked lists (see ``searcher.fusion``)."""
+
+    RRF = "rrf"
+    CONVEX = "convex"
+
+
 @dataclass(frozen=True)
 class SpecField:
     """What a spec field needs beyond its name, type and default.
@@ -64,6 +84,9 @@ class SpecField:
     is created: ``from_model`` fields take the model folder's ``MODEL_DEFAULTS_FILE`` value, else
     ``fallback``; ``derive`` fields are computed from the fields before them. ``fallback`` also
     gives the field's type (SQL column, CLI parsing) where the default cannot.
+
+    ``encoder`` marks the fields an ``Encoder`` is built with (besides the model): two specs that
+    agree on them share one loaded encoder (``indexer.catalog.EncoderRegistry``).
     """
 
     help: str
@@ -73,6 +96,7 @@ class SpecField:
     from_model: bool = False
     fallback: Any = None
     derive: Callable[[Mapping[str, Any]], Any] | None = None
+    encoder: bool = False
 
 
 def _spec(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
@@ -105,14 +129,18 @@ class CollectionSpec:
         max_chars=16,
         from_model=True,
         fallback=PoolingMode.MEAN,
+        encoder=True,
     )
     layers: tuple[int, ...] | None = _spec(
         None,
         help="hidden layer(s) to pool, comma-separated (e.g. -1 or 0,-1)",
         from_model=True,
         fallback=(-1,),
+        encoder=True,
     )
-    max_length: int | None = _spec(None, help="tokens per forward pass", from_model=True, fallback=512)
+    max_length: int | None = _spec(
+        None, help="tokens per forward pass", from_model=True, fallback=512, encoder=True
+    )
     # Half of max_length by default: the other half is room for the title before each window.
     window: int | None = _spec(
         None,
@@ -126,7 +154,9 @@ class CollectionSpec:
         fallback=64,
         derive=lambda spec: spec["window"] // 4,
     )
-    normalize: bool | None = _spec(None, help="L2-normalise vectors", from_model=True, fallback=True)
+    normalize: bool | None = _spec(
+        None, help="L2-normalise vectors", from_model=True, fallback=True, encoder=True
+    )
     index_spec: str = _spec(
         "Flat", help="FAISS factory string (Flat, HNSW32, IVF1024,PQ32)", max_chars=256
     )
@@ -134,6 +164,19 @@ class CollectionSpec:
     whitening: bool = _spec(
         False, help="fit and apply whitening (raw checkpoints)", column="use_whitening"
     )
+    # The lexical index: its analyser is fixed with the collection (index and queries must be
+    # analysed alike); the fusion is what hybrid searches use unless a request says otherwise.
+    lexical_analyzer: LexicalAnalyzer = _spec(
+        LexicalAnalyzer.ENGLISH, help="words of the lexical index: english, simple or cjk", max_chars=16
+    )
+    # Measured best here: on msmarco-5k with the shipped model convex at 0.3 gave 0.743 nDCG@10,
+    # RRF 0.738, convex 0.5 0.737, 0.7 0.719 (dense 0.667, lexical 0.729), and on identifier
+    # lookups only a lexical-leaning convex fusion keeps the passage first. Re-measure when the
+    # default model changes (docs/OPERATIONS.md, "Lexical and hybrid search").
+    fusion: FusionMethod = _spec(FusionMethod.CONVEX, help="hybrid search's default fusion", max_chars=16)
+    rrf_k: int = _spec(60, help="hybrid with rrf: the rank constant")
+    dense_weight: float = _spec(0.3, help="hybrid with convex: the dense side's share, 0..1")
+
     # Labels, not vectors: a classifier does not change the embedding space.
     classifier: str = _spec(
         "", help="a local ALBERT/BERT *ForSequenceClassification checkpoint that labels every document"
@@ -203,6 +246,11 @@ def _normalise(spec_field: dataclasses.Field[Any], value: Any) -> Any:
     if is_sequence(spec_field) and not isinstance(value, tuple):
         return tuple(value)
     return value
+
+
+def encoder_values(spec: CollectionSpec) -> tuple[Any, ...]:
+    """The values of the fields an encoder is built with, in declaration order."""
+    return tuple(getattr(spec, f.name) for f in spec_fields() if field_info(f).encoder)
 
 
 def is_complete(spec: CollectionSpec) -> bool:
@@ -279,6 +327,12 @@ def validate_spec(spec: CollectionSpec) -> None:
         )
     if not spec.index_spec.strip():
         raise InvalidCollectionSpec("index_spec must not be empty", field="index_spec")
+    if not 1 <= spec.rrf_k <= 100_000:
+        raise InvalidCollectionSpec(f"rrf_k must be between 1 and 100000, got {spec.rrf_k}", field="rrf_k")
+    if not 0.0 <= spec.dense_weight <= 1.0:
+        raise InvalidCollectionSpec(
+            f"dense_weight must be between 0 and 1, got {spec.dense_weight}", field="dense_weight"
+        )
     if spec.classifier and (not spec.label_field.strip() or not spec.score_field.strip()):
         raise InvalidCollectionSpec("label_field and score_field must name metadata fields", field="label_field")
     if spec.classifier and spec.label_field == spec.score_field:

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -586,6 +586,48 @@ class Store:
                 )
                 yield document, decode_vectors(blobs[row.id], dimension, dtype)
             after = rows[-1].id
+
+    def chunk_texts_for(
+        self, collection_id: int, chunk_ids: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """(title, chunk text) of the chunks that still exist: ids int64 (n,) ascending and one
+        pair per id, what the lexical index holds of each chunk."""
+        wanted = [int(i) for i in np.asarray(chunk_ids, dtype=np.int64).ravel()]
+        found: dict[int, tuple[str, str]] = {}
+        with self._session() as session:
+            for batch in _batches(wanted):
+                rows = session.execute(self._chunk_text_query(collection_id).where(ChunkRow.id.in_(batch)))
+                found.update((chunk_id, (title, text)) for chunk_id, title, text in rows)
+        ids = sorted(found)
+        return np.asarray(ids, dtype=np.int64), [found[i] for i in ids]
+
+    def iter_chunk_texts(
+        self, collection_id: int, batch: int = 10_000
+    ) -> Iterator[tuple[np.ndarray, list[tuple[str, str]]]]:
+        """Every live chunk's (title, text) by ascending id, ``batch`` at a time, paged as
+        ``iter_vectors`` is (keyset pagination, one short read transaction per page)."""
+        after = -1
+        while True:
+            with self._session() as session:
+                rows = session.execute(
+                    self._chunk_text_query(collection_id)
+                    .where(ChunkRow.id > after)
+                    .order_by(ChunkRow.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, [(r[1], r[2]) for r in rows]
+            after = int(ids[-1])
+
+    @staticmethod
+    def _chunk_text_query(collection_id: int) -> Select[tuple[int, str, str]]:
+        return (
+            select(ChunkRow.id, DocumentRow.title, ChunkRow.text)
+            .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+            .where(DocumentRow.collection_id == collection_id)
+        )
 
     def stats(self, collection_id: int) -> CollectionStats:
         with self._session() as session:

@@ -18,11 +18,19 @@ from typing import Any
 import grpc
 import numpy as np
 
-from indexer.records import CollectionSpec, Document, DocumentStatus, MetadataFilter, StoredDocument
+from indexer.records import (
+    CollectionSpec,
+    Document,
+    DocumentStatus,
+    MetadataFilter,
+    SearchMode,
+    StoredDocument,
+)
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
 from searcher.auth import AUTHORIZATION, channel_credentials
+from searcher.fusion import FusionRequest
 from searcher.results import Hit
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -57,18 +65,7 @@ class SearchAnswer:
 
 
 def _hits(response: pb.SearchResponse) -> list[Hit]:
-    return [
-        Hit(
-            external_id=hit.id,
-            score=hit.score,
-            title=hit.title,
-            text=hit.text,
-            start=hit.start,
-            end=hit.end,
-            metadata=convert.struct_to_dict(hit.metadata),
-        )
-        for hit in response.hits
-    ]
+    return [convert.hit_from_pb(hit) for hit in response.hits]
 
 
 def _document_to_pb(document: Document) -> pb.Document:
@@ -205,9 +202,15 @@ class AlbatrossClient:
         k: int = 10,
         metadata_filter: MetadataFilter | None = None,
         *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> list[Hit]:
-        return self.search_with_warnings(collection, query, k, metadata_filter, timeout=timeout)[0]
+        """``mode``: dense (the vector index), lexical (BM25) or hybrid (both, fused by ``fusion``,
+        else the collection's default)."""
+        return self.search_with_warnings(
+            collection, query, k, metadata_filter, mode=mode, fusion=fusion, timeout=timeout
+        )[0]
 
     def search_with_warnings(
         self,
@@ -216,14 +219,15 @@ class AlbatrossClient:
         k: int = 10,
         metadata_filter: MetadataFilter | None = None,
         *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> tuple[list[Hit], list[str]]:
         """As ``search``, with what the server warns about the query (e.g. a query mostly
         outside the vocabulary of the collection's model)."""
-        request = pb.SearchRequest(
-            collection=collection, query=query, k=k, filter=convert.filter_to_pb(metadata_filter)
+        response = self._search_text(
+            collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=False
         )
-        response = self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
         return _hits(response), list(response.warnings)
 
     def search_vector(
@@ -251,18 +255,38 @@ class AlbatrossClient:
         k: int = 10,
         metadata_filter: MetadataFilter | None = None,
         *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> SearchAnswer:
         """As ``search``, but a router answers from the shards it reaches (the answer says which not)."""
+        response = self._search_text(
+            collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=True
+        )
+        return SearchAnswer(_hits(response), tuple(response.missing_shards))
+
+    def _search_text(
+        self,
+        collection: str,
+        query: str,
+        k: int,
+        metadata_filter: MetadataFilter | None,
+        timeout: float | None,
+        *,
+        mode: SearchMode,
+        fusion: FusionRequest | None,
+        allow_partial: bool,
+    ) -> pb.SearchResponse:
         request = pb.SearchRequest(
             collection=collection,
             query=query,
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
-            allow_partial=True,
+            mode=convert.mode_to_pb(mode),
+            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
+            allow_partial=allow_partial,
         )
-        response = self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
-        return SearchAnswer(_hits(response), tuple(response.missing_shards))
+        return self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
 
     def embed(self, collection: str, queries: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
         """The vectors the server searches with for ``queries``: float32 (n, d)."""
@@ -277,6 +301,8 @@ class AlbatrossClient:
         k: int = 10,
         metadata_filter: MetadataFilter | None = None,
         *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> list[list[Hit]]:
         request = pb.SearchBatchRequest(
@@ -284,6 +310,8 @@ class AlbatrossClient:
             queries=list(queries),
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
+            mode=convert.mode_to_pb(mode),
+            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
         )
         response = self._search.SearchBatch(request, timeout=self._deadline(timeout), metadata=self._metadata)
         return [_hits(result) for result in response.results]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, Field, dataclass
+from dataclasses import MISSING, Field, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,15 +29,20 @@ from indexer.records import (
     DeleteResult,
     Document,
     DocumentStatus,
+    Fusion,
+    FusionMethod,
     MetadataFilter,
     Range,
     Scalar,
+    SearchMode,
     StoredDocument,
 )
 from indexer.spec import enum_type, is_sequence, spec_fields
 from indexer.validation import validate_document
 from protos.albatross.v1 import albatross_pb2 as pb
-from searcher.results import Hit
+from searcher.fusion import FusionRequest
+from searcher.live import IndexStatus
+from searcher.results import Hit, LegHit
 
 MAX_K = 1000
 MAX_BATCH_QUERIES = 1000
@@ -46,6 +51,20 @@ MAX_BATCH_QUERIES = 1000
 MAX_QUERY_CHARS = 65_536
 # Doubles beyond 2**53 are not exact integers any more; leave them as floats.
 _EXACT_INT_LIMIT = 2**53
+
+_FUSION_FROM_PB = {pb.FUSION_METHOD_RRF: FusionMethod.RRF, pb.FUSION_METHOD_CONVEX: FusionMethod.CONVEX}
+_FUSION_TO_PB = {method: value for value, method in _FUSION_FROM_PB.items()}
+_MODE_FROM_PB = {
+    pb.SEARCH_MODE_UNSPECIFIED: SearchMode.DENSE,
+    pb.SEARCH_MODE_DENSE: SearchMode.DENSE,
+    pb.SEARCH_MODE_LEXICAL: SearchMode.LEXICAL,
+    pb.SEARCH_MODE_HYBRID: SearchMode.HYBRID,
+}
+_MODE_TO_PB = {
+    SearchMode.DENSE: pb.SEARCH_MODE_DENSE,
+    SearchMode.LEXICAL: pb.SEARCH_MODE_LEXICAL,
+    SearchMode.HYBRID: pb.SEARCH_MODE_HYBRID,
+}
 
 _STATUS_TO_PB = {status: pb.DocumentStatus.Value(f"DOCUMENT_STATUS_{status.name}") for status in DocumentStatus}
 STATUS_FROM_PB = {number: status for status, number in _STATUS_TO_PB.items()}
@@ -119,33 +138,107 @@ def batch_queries(queries: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class SearchAsked:
-    """A checked search request: ``vectors`` when the client sent vectors, else ``queries``."""
+    """A checked search request: ``vectors`` when the client sent vectors, ``queries`` when it sent
+    text (both in hybrid mode with vectors: the dense leg uses the vectors, the lexical leg the
+    text)."""
 
     collection: str
     vectors: np.ndarray | None
     queries: list[str]
     k: int
     metadata_filter: MetadataFilter | None
+    mode: SearchMode = SearchMode.DENSE
+    fusion: FusionRequest = field(default_factory=FusionRequest)
+
+
+def mode_from_pb(value: int) -> SearchMode:
+    if value not in _MODE_FROM_PB:
+        raise InvalidArgument(f"mode has unknown value {value}", field="mode")
+    return _MODE_FROM_PB[value]
+
+
+def mode_to_pb(mode: SearchMode) -> int:
+    return _MODE_TO_PB[mode]
+
+
+def fusion_from_pb(message: pb.Fusion) -> FusionRequest:
+    """The fusion fields a request set, range-checked against the defaults (so a bad value is
+    refused before anything runs)."""
+    if message.method not in (pb.FUSION_METHOD_UNSPECIFIED, *_FUSION_FROM_PB):
+        raise InvalidArgument(f"fusion.method has unknown value {message.method}", field="fusion.method")
+    asked = FusionRequest(
+        method=_FUSION_FROM_PB.get(message.method),
+        rrf_k=message.rrf_k if message.HasField("rrf_k") else None,
+        dense_weight=message.dense_weight if message.HasField("dense_weight") else None,
+    )
+    asked.resolve(Fusion())
+    return asked
+
+
+def fusion_to_pb(asked: FusionRequest) -> pb.Fusion:
+    """The client side of ``fusion_from_pb``."""
+    message = pb.Fusion(method=_FUSION_TO_PB[asked.method] if asked.method else pb.FUSION_METHOD_UNSPECIFIED)
+    if asked.rrf_k is not None:
+        message.rrf_k = asked.rrf_k
+    if asked.dense_weight is not None:
+        message.dense_weight = asked.dense_weight
+    return message
+
+
+def _check_mode_inputs(mode: SearchMode, by_vector: bool, has_text: bool, vector_field: str) -> None:
+    """Lexical search needs words; hybrid needs words, and may bring its dense leg's vectors."""
+    if mode is SearchMode.LEXICAL and by_vector:
+        raise InvalidArgument(
+            f"{vector_field} cannot be searched lexically: send query text", field=vector_field
+        )
+    if mode is SearchMode.HYBRID and not has_text:
+        raise InvalidArgument("hybrid search needs query text for its lexical leg", field="query")
 
 
 def search_from_pb(request: pb.SearchRequest) -> SearchAsked:
     """Check a Search request field by field, in the order every server reports them."""
     collection = require_name(request.collection, "collection")
+    mode = mode_from_pb(request.mode)
     by_vector = request.HasField("vector")
     vectors = vectors_from_pb([request.vector], "vector") if by_vector else None
-    queries = [] if by_vector else [require_text(request.query, "query")]
-    return SearchAsked(collection, vectors, queries, validate_k(request.k), filter_from_pb(request.filter))
+    with_text = not by_vector or (mode is SearchMode.HYBRID and bool(request.query))
+    _check_mode_inputs(mode, by_vector, with_text, "vector")
+    queries = [require_text(request.query, "query")] if with_text else []
+    return SearchAsked(
+        collection,
+        vectors,
+        queries,
+        validate_k(request.k),
+        filter_from_pb(request.filter),
+        mode,
+        fusion_from_pb(request.fusion),
+    )
 
 
 def search_batch_from_pb(request: pb.SearchBatchRequest) -> SearchAsked:
     """Check a SearchBatch request field by field, in the order every server reports them."""
     collection = require_name(request.collection, "collection")
+    mode = mode_from_pb(request.mode)
+    vectors = None
     if request.vectors:
         check_batch_size(len(request.vectors), "vectors")
-        vectors, queries = vectors_from_pb(request.vectors, "vectors"), []
-    else:
-        vectors, queries = None, batch_queries(request.queries)
-    return SearchAsked(collection, vectors, queries, validate_k(request.k), filter_from_pb(request.filter))
+        vectors = vectors_from_pb(request.vectors, "vectors")
+    with_text = vectors is None or (mode is SearchMode.HYBRID and bool(request.queries))
+    _check_mode_inputs(mode, vectors is not None, with_text, "vectors")
+    queries = batch_queries(request.queries) if with_text else []
+    if vectors is not None and queries and len(queries) != len(vectors):
+        raise InvalidArgument(
+            f"queries ({len(queries)}) and vectors ({len(vectors)}) must pair up one to one", field="vectors"
+        )
+    return SearchAsked(
+        collection,
+        vectors,
+        queries,
+        validate_k(request.k),
+        filter_from_pb(request.filter),
+        mode,
+        fusion_from_pb(request.fusion),
+    )
 
 
 def require_ids(ids: Sequence[str], field: str = "ids") -> list[str]:
@@ -246,13 +339,15 @@ def collection_to_pb(info: CollectionInfo) -> pb.Collection:
     )
 
 
-def stats_to_pb(stats: CollectionStats, index_sequence: int, index_vectors: int) -> pb.CollectionStats:
+def stats_to_pb(stats: CollectionStats, status: IndexStatus) -> pb.CollectionStats:
     return pb.CollectionStats(
         documents=stats.documents,
         chunks=stats.chunks,
         last_sequence=stats.last_sequence,
-        index_sequence=index_sequence,
-        index_vectors=index_vectors,
+        index_sequence=status.sequence,
+        index_vectors=status.vectors,
+        lexical_sequence=status.lexical_sequence,
+        lexical_chunks=status.lexical_chunks,
         mostly_unknown_documents=stats.mostly_unknown,
     )
 
@@ -309,10 +404,30 @@ def stored_document_to_pb(document: StoredDocument) -> pb.StoredDocument:
 
 def hit_to_pb(hit: Hit) -> pb.Hit:
     message = pb.Hit(
-        id=hit.external_id, score=hit.score, title=hit.title, text=hit.text, start=hit.start, end=hit.end
+        id=hit.external_id,
+        score=hit.score,
+        title=hit.title,
+        text=hit.text,
+        start=hit.start,
+        end=hit.end,
+        legs=[pb.LegScore(leg=leg.leg, score=leg.score, rank=leg.rank) for leg in hit.legs],
     )
     dict_to_struct(hit.metadata, message.metadata)
     return message
+
+
+def hit_from_pb(message: pb.Hit) -> Hit:
+    """The client side of ``hit_to_pb``."""
+    return Hit(
+        external_id=message.id,
+        score=message.score,
+        title=message.title,
+        text=message.text,
+        start=message.start,
+        end=message.end,
+        metadata=struct_to_dict(message.metadata),
+        legs=tuple(LegHit(leg.leg, leg.score, leg.rank) for leg in message.legs),
+    )
 
 
 def hits_to_pb(hits: Sequence[Hit], warnings: Sequence[str] = ()) -> pb.SearchResponse:
@@ -337,9 +452,7 @@ def _scalar_from_pb(value: pb.Value, field: str) -> Scalar:
 
 
 def _range_from_pb(message: pb.Range, field: str) -> Range:
-    bounds = {
-        name: getattr(message, name) for name in ("gt", "gte", "lt", "lte") if message.HasField(name)
-    }
+    bounds = {name: getattr(message, name) for name in ("gt", "gte", "lt", "lte") if message.HasField(name)}
     if not bounds:
         raise InvalidFilter(f"{field} needs at least one of gt, gte, lt, lte", field=field)
     if "gt" in bounds and "gte" in bounds:

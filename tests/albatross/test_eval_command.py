@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from albatross.cli import main
+from albatross.evaluation.runner import EVAL_FUSIONS
 
 TOPICS = {
     "owl": "Owls are nocturnal birds of prey that hunt mice in the dark.",
@@ -53,7 +54,14 @@ def test_eval_reports_bm25_and_each_model_as_table_and_json(
     table = capsys.readouterr().out
     assert "BM25" in table and str(tiny_albert_dir)[:20] in table and "nDCG@10" in table
     results = {row["system"]: row for row in json.loads(out.read_text())["results"]}
-    assert len(results) == 3
+    hybrid = [name for name in results if " + hybrid (" in name]
+    # BM25, lexical, and per model its dense row and one row per fusion measured.
+    assert len(results) == 2 + 2 * (1 + len(EVAL_FUSIONS)) and len(hybrid) == 2 * len(EVAL_FUSIONS)
+    assert sum(name.endswith(" default)") for name in hybrid) == 2
+    lexical = results["lexical (Tantivy BM25, english)"]
+    assert lexical["ndcg_at_10"] == pytest.approx(1.0)  # the engine that serves --mode lexical
+    assert all(0.0 <= results[name]["ndcg_at_10"] <= 1.0 for name in hybrid)
+    assert "paired nDCG@10 differences" in table
     bm25 = results["BM25 (k1=0.9, b=0.4)"]
     assert bm25["queries"] == 5
     assert bm25["ndcg_at_10"] == pytest.approx(1.0)  # each query is its document's exact text

@@ -346,3 +346,36 @@ def test_ingest_with_a_classifier_labels_every_document_and_search_filters_by_la
         assert search.returncode == 0, search.stderr
         found = {hit["id"] for hit in json.loads(search.stdout)}
         assert found == {row["_id"] for row in rows if row["metadata"]["sentiment"] == label}
+
+
+def test_search_modes_from_the_command_line(
+    served: tuple[RunningServer, Path], tiny_albert_dir: Path, corpus: Path
+) -> None:
+    server, data_dir = served
+    ingest = albatross(
+        data_dir, tiny_albert_dir, "ingest", str(corpus), "--collection", "modes", "--no-progress"
+    )
+    assert ingest.returncode == 1, ingest.stderr  # the corpus carries one bad record on purpose
+    with AlbatrossClient(server.target, timeout=60) as client:
+        deadline = time.monotonic() + 30
+        while "modes" not in {c.name for c in client.list_collections()}:
+            assert time.monotonic() < deadline, "the server never saw the new collection"
+            time.sleep(0.05)
+        while (s := client.get_collection("modes").stats).lexical_sequence < s.last_sequence:
+            assert time.monotonic() < deadline, f"the lexical index never caught up: {s}"
+            time.sleep(0.05)
+
+    def search(*flags: str) -> subprocess.CompletedProcess[str]:
+        return albatross(
+            data_dir, tiny_albert_dir, "search", "--collection", "modes", "--target", server.target, *flags
+        )
+
+    lexical = search("sloop mast", "--mode", "lexical", "--json")
+    assert lexical.returncode == 0, lexical.stderr
+    (first, *_) = json.loads(lexical.stdout)
+    assert first["id"] == "sail" and [leg["leg"] for leg in first["legs"]] == ["lexical"]
+    hybrid = search("spores", "--mode", "hybrid", "--fusion", "rrf", "--rrf-k", "10")
+    assert hybrid.returncode == 0, hybrid.stderr
+    assert "[fern] (dense #" in hybrid.stdout and "lexical #1" in hybrid.stdout.splitlines()[0]
+    bad = search("spores", "--mode", "hybrid", "--dense-weight", "2")
+    assert bad.returncode == 2 and "dense_weight" in bad.stderr and "Traceback" not in bad.stderr

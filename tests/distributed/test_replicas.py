@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from indexer.config import AppConfig, ServerConfig, StoreConfig
-from indexer.records import Document
+from indexer.records import Document, SearchMode
 from searcher.client import AlbatrossClient
 from searcher.server import create_server
 from tests.distributed.corpus import documents
@@ -114,3 +114,29 @@ def test_an_update_replaces_the_old_text_on_the_other_replica(
 
     seconds_until(shows_new_text)
     assert reader.get_documents(COLLECTION, [changed.external_id])[0].title == "changed"
+
+
+def test_the_other_replicas_lexical_index_tails_the_log_too(
+    replicas: tuple[AlbatrossClient, AlbatrossClient],
+) -> None:
+    writer, reader = replicas
+    part = Document("part-doc", "Replacement gasket, part number KT-5521-Q, for the older pumps.")
+    writer.upsert(COLLECTION, [part])
+
+    def first_lexical(query: str) -> str | None:
+        hits = reader.search(COLLECTION, query, k=1, mode=SearchMode.LEXICAL)
+        return hits[0].external_id if hits else None
+
+    lag = seconds_until(lambda: first_lexical("KT-5521-Q") == "part-doc")
+    print(f"\nreplica lexical staleness after upsert: {lag:.2f} s")
+    writer.upsert(COLLECTION, [Document("part-doc", "The gasket is now part number KT-7730-R.")])
+    seconds_until(lambda: first_lexical("KT-7730-R") == "part-doc")
+    assert first_lexical("5521") is None  # the old text left the lexical index
+    writer.delete(COLLECTION, ["part-doc"])
+    seconds_until(lambda: first_lexical("7730") is None)
+
+    def lexical_caught_up() -> bool:
+        stats = reader.get_collection(COLLECTION).stats
+        return stats.lexical_sequence == stats.last_sequence and stats.lexical_chunks == stats.chunks
+
+    seconds_until(lexical_caught_up)

@@ -15,10 +15,11 @@ import pytest
 
 from indexer.config import AppConfig, RouterConfig, ServerConfig, StoreConfig
 from indexer.errors import InvalidArgument
-from indexer.records import Condition, MetadataFilter
+from indexer.records import Condition, FusionMethod, MetadataFilter, SearchMode
 from indexer.sharding import ShardSpec, shard_of
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.client import AlbatrossClient
+from searcher.fusion import FusionRequest
 from searcher.results import Hit
 from searcher.router import RunningRouter, create_router, merge_top_k
 from searcher.server import RunningServer, create_server
@@ -226,7 +227,10 @@ def test_a_request_wrong_in_several_fields_names_the_same_field_routed_or_not(
 ) -> None:
     named = []
     for client in clients:
-        for call in (lambda c: c.search(COLLECTION, "  ", 0), lambda c: c.search_batch(COLLECTION, ["ok", ""], 0)):
+        for call in (
+            lambda c: c.search(COLLECTION, "  ", 0),
+            lambda c: c.search_batch(COLLECTION, ["ok", ""], 0),
+        ):
             with pytest.raises(grpc.RpcError) as error:
                 call(client)
             assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -255,3 +259,60 @@ def test_router_overhead_against_one_searcher(clients: tuple[AlbatrossClient, Al
         f"\nrouter overhead: single {single_ms:.2f} ms, router {routed_ms:.2f} ms, x{routed_ms / single_ms:.2f}"
     )
     assert routed_ms > 0 and single_ms > 0
+
+
+# --- lexical and hybrid through the router -------------------------------------------------------
+
+
+def test_lexical_search_through_the_router_is_close_to_one_searcher(
+    clients: tuple[AlbatrossClient, AlbatrossClient],
+) -> None:
+    """Each shard scores BM25 with its own statistics (see searcher/router.py): the same documents
+    are found, rankings agree at the top, scores differ a little."""
+    single, routed = clients
+    texts = queries(documents(), count=20)
+    expected = single.search_batch(COLLECTION, texts, 10, mode=SearchMode.LEXICAL)
+    got = routed.search_batch(COLLECTION, texts, 10, mode=SearchMode.LEXICAL)
+    overlap = [
+        len({h.external_id for h in a} & {h.external_id for h in b}) / 10
+        for a, b in zip(expected, got, strict=True)
+    ]
+    top_agree = sum(a[0].external_id == b[0].external_id for a, b in zip(expected, got, strict=True)) / len(
+        texts
+    )
+    print(
+        f"\nrouted lexical vs one searcher: mean top-10 overlap {np.mean(overlap):.2f}, top-1 agreement {top_agree:.2f}"
+    )
+    assert np.mean(overlap) >= 0.8 and top_agree >= 0.8
+    assert all(h.legs[0].leg == "lexical" for hits in got for h in hits)
+    # A note's own number is rare: one shard holds it, and every router answer puts it first.
+    for i in (3, 41, 77):
+        assert (
+            routed.search(COLLECTION, f"note {i}", 1, mode=SearchMode.LEXICAL)[0].external_id
+            == f"doc-{i:03d}"
+        )
+
+
+def test_hybrid_is_fused_at_the_router_from_each_legs_merged_answer(
+    clients: tuple[AlbatrossClient, AlbatrossClient],
+) -> None:
+    single, routed = clients
+    odd = MetadataFilter((Condition(field="parity", equals=1),))
+    texts = queries(documents(), count=12)
+    for fusion in (
+        None,
+        FusionRequest(FusionMethod.RRF),
+        FusionRequest(FusionMethod.CONVEX, dense_weight=0.6),
+    ):
+        expected = single.search_batch(COLLECTION, texts, 7, odd, mode=SearchMode.HYBRID, fusion=fusion)
+        got = routed.search_batch(COLLECTION, texts, 7, odd, mode=SearchMode.HYBRID, fusion=fusion)
+        overlaps = []
+        for want, have in zip(expected, got, strict=True):
+            assert all(hit.metadata["parity"] == 1 for hit in have) and len(have) == 7
+            assert {leg.leg for hit in have for leg in hit.legs} <= {"dense", "lexical"}
+            overlaps.append(len({h.external_id for h in want} & {h.external_id for h in have}) / 7)
+        # The dense leg merges exactly; only the shards' lexical scores move: most of it agrees.
+        print(f"\nrouted hybrid ({fusion}) vs one searcher: mean top-7 overlap {np.mean(overlaps):.2f}")
+        assert np.mean(overlaps) >= 0.7
+    one = routed.search(COLLECTION, texts[0], 5, mode=SearchMode.HYBRID)
+    assert len(one) == 5 and any(len(hit.legs) == 2 for hit in one)

@@ -17,7 +17,7 @@ from transformers import AlbertTokenizer, AutoModel, AutoTokenizer
 
 from indexer.chunking import token_windows
 from indexer.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, DeviceConfig, EncoderConfig
-from indexer.encoder import Encoder
+from indexer.encoder import INT8_CHECK_FILE, Encoder, record_int8_check
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.records import CollectionSpec, PoolingMode
 from indexer.whitening import fit_whitening
@@ -341,6 +341,38 @@ def test_dtype_int8_is_int8_even_where_it_moves_the_vectors(fragile_dir, caplog)
     assert forced.quantized
     assert _min_cosine(forced.encode(TEXTS), exact.encode(TEXTS)) < 0.99
     assert "moves this model's vectors" in caplog.text
+
+
+@pytest.fixture
+def recorded_dir(tiny_albert_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny ALBERT whose folder records its int8 probe verdict."""
+    folder = tmp_path / "recorded"
+    shutil.copytree(tiny_albert_dir, folder)
+    return folder
+
+
+def test_the_recorded_int8_verdict_is_the_probes_and_loads_reuse_it(recorded_dir):
+    cosine = record_int8_check(recorded_dir)
+    record = json.loads((recorded_dir / INT8_CHECK_FILE).read_text())
+    assert record["model_revision"] == Encoder.load(str(recorded_dir), spec(), EncoderConfig()).model_revision
+    bulk = Encoder.load(str(recorded_dir), spec(), BULK)
+    assert bulk.quantized and bulk.precision == f"int8 (min cosine to float32 {cosine:.4f} on probe texts)"
+    # A verdict written into the record decides without a probe: this model keeps its vectors
+    # under int8 (above), yet a record saying it does not keeps float32.
+    (recorded_dir / INT8_CHECK_FILE).write_text(json.dumps({**record, "min_cosine": 0.5}))
+    assert not Encoder.load(str(recorded_dir), spec(), BULK).quantized
+    forced = Encoder.load(str(recorded_dir), spec(), EncoderConfig(device=DeviceConfig("cpu", "int8")))
+    assert forced.quantized and "0.5000" in forced.precision
+
+
+def test_a_record_for_other_weights_or_another_torch_is_ignored(recorded_dir):
+    record_int8_check(recorded_dir)
+    record = json.loads((recorded_dir / INT8_CHECK_FILE).read_text())
+    for stale in ({"model_revision": "0" * 12}, {"torch": "0.0"}):
+        (recorded_dir / INT8_CHECK_FILE).write_text(json.dumps({**record, **stale, "min_cosine": 0.5}))
+        assert Encoder.load(str(recorded_dir), spec(), BULK).quantized  # probed again: int8 holds
+    (recorded_dir / INT8_CHECK_FILE).write_text("not json")
+    assert Encoder.load(str(recorded_dir), spec(), BULK).quantized
 
 
 def test_int8_is_refused_off_the_cpu():

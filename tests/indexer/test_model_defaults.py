@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,13 @@ def test_an_unreadable_pooling_file_names_itself(tiny_albert_dir: Path, tmp_path
 
     with pytest.raises(ModelNotFound, match=MODEL_DEFAULTS_FILE):
         model_defaults(folder)
+
+
+def test_specs_that_agree_on_the_encoder_fields_share_one_encoder(tiny_albert_dir: Path) -> None:
+    registry = EncoderRegistry(EncoderConfig(), tiny_albert_dir)
+    base = CollectionSpec(model="", max_length=64, window=32, overlap=8)
+
+    shared = registry.load(base)
+
+    assert registry.load(replace(base, window=24, overlap=4, index_spec="HNSW32")) is shared
+    assert registry.load(replace(base, pooling=PoolingMode.MAX)) is not shared

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 
 from indexer.config import StoreConfig
 from indexer.index import VectorIndex
+from indexer.lexical_sync import SyncedLexicalIndex
 from indexer.records import CollectionInfo
 from indexer.snapshots import latest
 from indexer.store import Store
@@ -345,8 +346,24 @@ def check_index(config: StoreConfig, facts: StoreFacts) -> None:
             scores, found = index.search(facts.vectors, 10)
             missed = ~(found == facts.chunk_ids[:, None]).any(axis=1)
             assert np.allclose(scores[missed, 0], 1.0, atol=1e-4), "an indexed vector is not SQL's vector"
+        check_lexical_index(store, config, facts)
     finally:
         store.close()
+
+
+def check_lexical_index(store: Store, config: StoreConfig, facts: StoreFacts) -> None:
+    """The lexical folder a killed searcher left (reopened + replayed, or rebuilt when torn, as a
+    restarted searcher does) holds exactly SQL's chunks, at SQL's sequence."""
+    lexical = SyncedLexicalIndex.open(store, facts.info, config.snapshot_dir)
+    try:
+        assert lexical.sequence == facts.last_sequence
+        ids = lexical.ids()
+        assert np.array_equal(ids, facts.chunk_ids), (
+            f"lexical index and SQL disagree: {len(np.setdiff1d(ids, facts.chunk_ids))} extra, "
+            f"{len(np.setdiff1d(facts.chunk_ids, ids))} missing"
+        )
+    finally:
+        lexical.close()
 
 
 @contextmanager

@@ -8,7 +8,9 @@ every change, and ``albatross ingest`` itself. After every kill, with nothing ru
 * every document is whole (its chunks cover its text, each with a vector), no chunk lacks its
   document, the change log is gap-free and replays to exactly the chunk table;
 * no snapshot is torn, and the newest valid one is what a restarted searcher opens;
-* snapshot + replay holds exactly SQL's chunks, each found by its own vector.
+* snapshot + replay holds exactly SQL's chunks, each found by its own vector;
+* the lexical index the killed searcher was committing, reopened and replayed, holds exactly
+  SQL's chunks too (ids and count).
 
 Everything restarts with no manual step, and at the end a restarted searcher finds every
 acknowledged document by the text of its first chunk.
@@ -194,6 +196,10 @@ class Campaign:
                 stats = client.get_collection(COLLECTION).stats
                 assert (stats.documents, stats.index_sequence) == (len(facts.documents), facts.last_sequence)
                 assert stats.index_vectors == len(facts.chunk_ids)
+                assert (stats.lexical_sequence, stats.lexical_chunks) == (
+                    facts.last_sequence,
+                    len(facts.chunk_ids),
+                )
                 return harness.assert_found_by_own_text(client, COLLECTION, facts)
 
     def run(self, rounds: int) -> None:

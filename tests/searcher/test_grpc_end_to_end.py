@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from indexer.config import AppConfig, ServerConfig, StoreConfig
-from indexer.records import CollectionSpec, Condition, Document, MetadataFilter
+from indexer.records import CollectionSpec, Condition, Document, MetadataFilter, SearchMode
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
@@ -337,6 +337,16 @@ def test_a_collection_without_a_model_stores_and_searches_the_vectors_it_is_give
     with pytest.raises(grpc.RpcError) as caught:
         client.search("byo", "the y axis", k=1)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:  # hybrid embeds its text for the dense leg
+        client.search("byo", "the y axis", k=1, mode=SearchMode.HYBRID)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    deadline = time.monotonic() + 30
+    while (stats := client.get_collection("byo").stats).lexical_sequence < stats.last_sequence:
+        assert time.monotonic() < deadline, f"the lexical index never caught up: {stats}"
+        time.sleep(0.02)
+    # Its texts are in the lexical index like any collection's; no model, so no vocabulary warning.
+    hits, warnings = client.search_with_warnings("byo", "z axis", k=3, mode=SearchMode.LEXICAL)
+    assert [hit.external_id for hit in hits][0] == "z" and warnings == []
 
     client.create_collection("embedded-refuses")
     (status,) = client.upsert("embedded-refuses", [Document("v", "owls", vector=(1.0, 0.0, 0.0))])

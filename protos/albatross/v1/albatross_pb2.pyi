@@ -16,24 +16,54 @@ class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POOLING_CLS: _ClassVar[Pooling]
     POOLING_MEAN_MAX: _ClassVar[Pooling]
 
+class FusionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FUSION_METHOD_UNSPECIFIED: _ClassVar[FusionMethod]
+    FUSION_METHOD_RRF: _ClassVar[FusionMethod]
+    FUSION_METHOD_CONVEX: _ClassVar[FusionMethod]
+
 class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DOCUMENT_STATUS_UNSPECIFIED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_WRITTEN: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_UNCHANGED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_REJECTED: _ClassVar[DocumentStatus]
+
+class SearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEARCH_MODE_UNSPECIFIED: _ClassVar[SearchMode]
+    SEARCH_MODE_DENSE: _ClassVar[SearchMode]
+    SEARCH_MODE_LEXICAL: _ClassVar[SearchMode]
+    SEARCH_MODE_HYBRID: _ClassVar[SearchMode]
 POOLING_UNSPECIFIED: Pooling
 POOLING_MEAN: Pooling
 POOLING_MAX: Pooling
 POOLING_CLS: Pooling
 POOLING_MEAN_MAX: Pooling
+FUSION_METHOD_UNSPECIFIED: FusionMethod
+FUSION_METHOD_RRF: FusionMethod
+FUSION_METHOD_CONVEX: FusionMethod
 DOCUMENT_STATUS_UNSPECIFIED: DocumentStatus
 DOCUMENT_STATUS_WRITTEN: DocumentStatus
 DOCUMENT_STATUS_UNCHANGED: DocumentStatus
 DOCUMENT_STATUS_REJECTED: DocumentStatus
+SEARCH_MODE_UNSPECIFIED: SearchMode
+SEARCH_MODE_DENSE: SearchMode
+SEARCH_MODE_LEXICAL: SearchMode
+SEARCH_MODE_HYBRID: SearchMode
+
+class Fusion(_message.Message):
+    __slots__ = ("method", "rrf_k", "dense_weight")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    RRF_K_FIELD_NUMBER: _ClassVar[int]
+    DENSE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    method: FusionMethod
+    rrf_k: int
+    dense_weight: float
+    def __init__(self, method: _Optional[_Union[FusionMethod, str]] = ..., rrf_k: _Optional[int] = ..., dense_weight: _Optional[float] = ...) -> None: ...
 
 class CollectionSpec(_message.Message):
-    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "classifier", "label_field", "score_field")
+    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "lexical_analyzer", "fusion", "rrf_k", "dense_weight", "classifier", "label_field", "score_field")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +74,10 @@ class CollectionSpec(_message.Message):
     INDEX_SPEC_FIELD_NUMBER: _ClassVar[int]
     VECTOR_DTYPE_FIELD_NUMBER: _ClassVar[int]
     WHITENING_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_ANALYZER_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
+    RRF_K_FIELD_NUMBER: _ClassVar[int]
+    DENSE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_FIELD_NUMBER: _ClassVar[int]
@@ -57,10 +91,14 @@ class CollectionSpec(_message.Message):
     index_spec: str
     vector_dtype: str
     whitening: bool
+    lexical_analyzer: str
+    fusion: str
+    rrf_k: int
+    dense_weight: float
     classifier: str
     label_field: str
     score_field: str
-    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., classifier: _Optional[str] = ..., label_field: _Optional[str] = ..., score_field: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., lexical_analyzer: _Optional[str] = ..., fusion: _Optional[str] = ..., rrf_k: _Optional[int] = ..., dense_weight: _Optional[float] = ..., classifier: _Optional[str] = ..., label_field: _Optional[str] = ..., score_field: _Optional[str] = ...) -> None: ...
 
 class Collection(_message.Message):
     __slots__ = ("name", "spec", "dimension", "model_revision", "tokenizer_hash")
@@ -77,20 +115,24 @@ class Collection(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., dimension: _Optional[int] = ..., model_revision: _Optional[str] = ..., tokenizer_hash: _Optional[str] = ...) -> None: ...
 
 class CollectionStats(_message.Message):
-    __slots__ = ("documents", "chunks", "last_sequence", "index_sequence", "index_vectors", "mostly_unknown_documents")
+    __slots__ = ("documents", "chunks", "last_sequence", "index_sequence", "index_vectors", "lexical_sequence", "lexical_chunks", "mostly_unknown_documents")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     INDEX_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     INDEX_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     MOSTLY_UNKNOWN_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     documents: int
     chunks: int
     last_sequence: int
     index_sequence: int
     index_vectors: int
+    lexical_sequence: int
+    lexical_chunks: int
     mostly_unknown_documents: int
-    def __init__(self, documents: _Optional[int] = ..., chunks: _Optional[int] = ..., last_sequence: _Optional[int] = ..., index_sequence: _Optional[int] = ..., index_vectors: _Optional[int] = ..., mostly_unknown_documents: _Optional[int] = ...) -> None: ...
+    def __init__(self, documents: _Optional[int] = ..., chunks: _Optional[int] = ..., last_sequence: _Optional[int] = ..., index_sequence: _Optional[int] = ..., index_vectors: _Optional[int] = ..., lexical_sequence: _Optional[int] = ..., lexical_chunks: _Optional[int] = ..., mostly_unknown_documents: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "spec", "dimension")
@@ -243,20 +285,24 @@ class Filter(_message.Message):
     def __init__(self, conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "k", "filter", "vector", "allow_partial")
+    __slots__ = ("collection", "query", "k", "filter", "vector", "allow_partial", "mode", "fusion")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: str
     k: int
     filter: Filter
     vector: Vector
     allow_partial: bool
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    mode: SearchMode
+    fusion: Fusion
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)
@@ -279,7 +325,7 @@ class EmbedResponse(_message.Message):
     def __init__(self, vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "title", "text", "start", "end", "metadata")
+    __slots__ = ("id", "score", "title", "text", "start", "end", "metadata", "legs")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +333,7 @@ class Hit(_message.Message):
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     title: str
@@ -294,7 +341,18 @@ class Hit(_message.Message):
     start: int
     end: int
     metadata: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    legs: _containers.RepeatedCompositeFieldContainer[LegScore]
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., legs: _Optional[_Iterable[_Union[LegScore, _Mapping]]] = ...) -> None: ...
+
+class LegScore(_message.Message):
+    __slots__ = ("leg", "score", "rank")
+    LEG_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    leg: str
+    score: float
+    rank: int
+    def __init__(self, leg: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "partial", "missing_shards", "warnings")
@@ -309,20 +367,24 @@ class SearchResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "k", "filter", "vectors", "allow_partial")
+    __slots__ = ("collection", "queries", "k", "filter", "vectors", "allow_partial", "mode", "fusion")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _containers.RepeatedScalarFieldContainer[str]
     k: int
     filter: Filter
     vectors: _containers.RepeatedCompositeFieldContainer[Vector]
     allow_partial: bool
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    mode: SearchMode
+    fusion: Fusion
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., allow_partial: _Optional[bool] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., fusion: _Optional[_Union[Fusion, _Mapping]] = ...) -> None: ...
 
 class SearchBatchResponse(_message.Message):
     __slots__ = ("results", "partial", "missing_shards")

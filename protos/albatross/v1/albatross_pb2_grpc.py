@@ -350,7 +350,8 @@ class Ingest:
 
 
 class SearchStub:
-    """Semantic search: queries are embedded with the collection's own encoder.
+    """Semantic, keyword or hybrid search: queries are embedded with the collection's own encoder
+    (dense), matched word by word with BM25 by its lexical index (lexical), or both, fused (hybrid).
     """
 
     def __init__(self, channel):
@@ -382,7 +383,8 @@ class SearchStub:
 
 
 class SearchServicer:
-    """Semantic search: queries are embedded with the collection's own encoder.
+    """Semantic, keyword or hybrid search: queries are embedded with the collection's own encoder
+    (dense), matched word by word with BM25 by its lexical index (lexical), or both, fused (hybrid).
     """
 
     def Search(self, request, context):
@@ -444,7 +446,8 @@ def add_SearchServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Search:
-    """Semantic search: queries are embedded with the collection's own encoder.
+    """Semantic, keyword or hybrid search: queries are embedded with the collection's own encoder
+    (dense), matched word by word with BM25 by its lexical index (lexical), or both, fused (hybrid).
     """
 
     @staticmethod

@@ -2,8 +2,8 @@
 (``documents.unknown_share``, indexer.vocabulary) and the classifier that labels a collection's
 documents (``collections.classifier`` and its revision and field names, indexer.classifier).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
