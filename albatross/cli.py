@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from albatross import commands, serving_commands
 from albatross.exit_codes import EXIT_INTERRUPTED, exit_code_for
@@ -29,8 +30,16 @@ def configure_logging(*, verbose: bool) -> None:
         transformers_logging.set_verbosity_error()
 
 
+def installed_version() -> str:
+    try:
+        return version("albatross")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="albatross", description="Albatross semantic search.")
+    parser.add_argument("--version", action="version", version=f"albatross {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in (*commands.REGISTRY, *serving_commands.REGISTRY):
         register(sub)

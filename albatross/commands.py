@@ -21,6 +21,7 @@ from albatross.options import (
     app_config,
     flag_of,
     given_spec_values,
+    open_workspace,
     spec_from_args,
 )
 from indexer.config import AppConfig, for_bulk_ingestion
@@ -30,10 +31,10 @@ from indexer.readers import ReadOptions, Rejection, count_records, read_path
 from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
 from indexer.vocabulary import MOSTLY_UNKNOWN
-from indexer.workspace import Workspace
 
 if TYPE_CHECKING:
     from indexer.ingest import IngestSummary
+    from indexer.workspace import Workspace
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -131,7 +132,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
     from indexer.distributed import RayIngestOptions, ingest_with_ray
 
     config = for_bulk_ingestion(app_config(args))
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
         model = model_name(workspace, args.collection)
@@ -199,7 +200,7 @@ def _progress(bar: tqdm, metrics: IngestMetrics | None, collection: str) -> Call
 
 def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMetrics | None) -> int:
     csv_types = parse_csv_types(args.csv_types)
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
         read_options = read_options_for(workspace.catalog.get(args.collection), csv_types)
@@ -268,7 +269,7 @@ def register_delete(sub: Subparsers) -> None:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         result = workspace.ingestor.delete(args.collection, args.ids)
     finally:
@@ -308,7 +309,7 @@ def register_collections(sub: Subparsers) -> None:
 
 
 def run_collections_create(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         info = workspace.catalog.create(args.name, spec_from_args(args), args.dimension)
     finally:
@@ -320,7 +321,7 @@ def run_collections_create(args: argparse.Namespace) -> int:
 
 
 def run_collections_list(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         for info in workspace.catalog.list():
             stats = workspace.catalog.stats(info.name)
@@ -331,7 +332,7 @@ def run_collections_list(args: argparse.Namespace) -> int:
 
 
 def run_collections_drop(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         workspace.catalog.drop(args.name)
     finally:
@@ -343,7 +344,7 @@ def run_collections_drop(args: argparse.Namespace) -> int:
 def run_collections_refit_whitening(args: argparse.Namespace) -> int:
     """Searchers see the new version within their poll interval and rebuild their indexes in it."""
     config = app_config(args)
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         info = workspace.catalog.get(args.name)
         version = workspace.catalog.refit_whitening(info, config.ingest.whitening, force=True)
@@ -374,7 +375,7 @@ def run_export(args: argparse.Namespace) -> int:
     from indexer.exporting import export_lines
     from indexer.snapshots import atomic_write_parts
 
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         info = workspace.catalog.get(args.collection)
         lines = export_lines(workspace.store.iter_documents(info.id), normalize=info.spec.normalize)
@@ -438,7 +439,7 @@ def collection_stats(workspace: Workspace, name: str) -> dict[str, Any]:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    workspace = Workspace.open(app_config(args))
+    workspace = open_workspace(app_config(args))
     try:
         report = collection_stats(workspace, args.collection)
     finally:

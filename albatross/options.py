@@ -6,23 +6,45 @@ import argparse
 import dataclasses
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.config import AppConfig, config_from_environment
 from indexer.errors import InvalidArgument
 from indexer.records import CollectionSpec
 from indexer.spec import MODEL_DEFAULTS_FILE, enum_type, example, field_info, is_sequence, spec_fields
 
+if TYPE_CHECKING:
+    from indexer.workspace import Workspace
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="folder of the SQLite file and snapshots")
-    parser.add_argument("--db", help="SQLAlchemy URL of a shared database (e.g. postgresql+psycopg://...)")
-    parser.add_argument("--device", help="encoder device: auto (default), cpu, cuda, cuda:1 ...")
+
+def open_workspace(config: AppConfig) -> Workspace:
+    """The store, catalog and ingestor of ``config``. Imported when a command runs, never when the
+    parser is built: the workspace brings torch and transformers (seconds), and ``--help`` must
+    answer at once."""
+    from indexer.workspace import Workspace
+
+    return Workspace.open(config)
+
+
+def add_store_options(parser: argparse.ArgumentParser, *, listed: bool = True) -> None:
+    """The store and encoder flags; ``listed`` False accepts them without listing them in --help
+    (a client command, whose server owns the store, takes them so that one flag set fits all)."""
+
+    def say(text: str) -> str:
+        return text if listed else argparse.SUPPRESS
+
+    parser.add_argument("--data-dir", type=Path, help=say("folder of the SQLite file and snapshots"))
+    parser.add_argument(
+        "--db", help=say("SQLAlchemy URL of a shared database (e.g. postgresql+psycopg://...)")
+    )
+    parser.add_argument("--device", help=say("encoder device: auto (default), cpu, cuda, cuda:1 ..."))
     parser.add_argument(
         "--dtype",
         choices=["auto", "float32", "int8", "bfloat16", "float16"],
-        help="encoder precision: auto (default: bf16 on GPU; on CPU fp32, and int8 for bulk "
-        "ingestion where the model keeps its vectors), float32 (exact), int8 (CPU) ...",
+        help=say(
+            "encoder precision: auto (default: bf16 on GPU; on CPU fp32, and int8 for bulk "
+            "ingestion where the model keeps its vectors), float32 (exact), int8 (CPU) ..."
+        ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 

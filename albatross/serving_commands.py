@@ -17,7 +17,7 @@ import grpc
 from tqdm import tqdm
 
 from albatross.exit_codes import EXIT_INVALID, EXIT_OK, EXIT_REJECTED, exit_code_for_status
-from albatross.options import add_store_options, app_config
+from albatross.options import add_store_options, app_config, open_workspace
 from indexer.config import (
     AppConfig,
     RouterConfig,
@@ -28,7 +28,6 @@ from indexer.config import (
 from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
 from indexer.records import Condition, Fusion, FusionMethod, MetadataFilter, Range, SearchMode
 from indexer.samples import SAMPLE_CORPUS
-from indexer.workspace import Workspace
 from searcher.fusion import FusionRequest
 from searcher.results import Hit
 from searcher.telemetry import ACCESS_LOGGER
@@ -88,9 +87,21 @@ def _condition(field: str, value: object) -> Condition:
 
 
 def register_serve(sub: Subparsers) -> None:
-    parser = sub.add_parser("serve", help="run the gRPC searcher (health checking and reflection included)")
+    parser = sub.add_parser(
+        "serve", help="run the searcher: gRPC (health checking, reflection) and, with --http-port, HTTP/JSON"
+    )
     parser.add_argument("--port", type=int, help="port to bind (default 50051; 0 picks a free one)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    web = parser.add_argument_group("HTTP/JSON API and search page (off unless --http-port is given)")
+    web.add_argument(
+        "--http-port", type=int, help="serve the HTTP API, /docs and the search page here (0: any)"
+    )
+    web.add_argument("--http-host", help="address of the HTTP API (default: --host)")
+    web.add_argument(
+        "--cors-origin",
+        action="append",
+        help="browser origin allowed to call the HTTP API, e.g. https://app.example, or * (repeatable)",
+    )
     scale = parser.add_argument_group("beyond one machine")
     scale.add_argument("--shard", help="serve only shard I of N of every collection, as I/N (e.g. 0/3)")
     scale.add_argument("--router", action="store_true", help="route searches to --shards and merge them")
@@ -136,14 +147,20 @@ _SERVER_FLAGS = {
     "max_pending_queries": "max_pending_queries",
     "drain_delay": "drain_delay_s",
     "grace": "grace_s",
+    "http_port": "http_port",
+    "http_host": "http_host",
 }
 
 
 def with_operations_options(config: AppConfig, args: argparse.Namespace) -> AppConfig:
     """``config`` with the operations flags given on the command line (flags beat environment)."""
     changes: dict[str, Any] = {
-        field: getattr(args, flag) for flag, field in _SERVER_FLAGS.items() if getattr(args, flag) is not None
+        field: getattr(args, flag)
+        for flag, field in _SERVER_FLAGS.items()
+        if getattr(args, flag, None) is not None
     }
+    if getattr(args, "cors_origin", None):
+        changes["cors_origins"] = tuple(args.cors_origin)
     if args.token_file is not None:
         changes["auth_token"] = read_token_file(args.token_file)
     return replace(config, server=replace(config.server, **changes))
@@ -191,6 +208,10 @@ def run_serve(args: argparse.Namespace) -> int:
         from searcher.router import serve_router
         from searcher.telemetry import configure_access_log
 
+        if config.server.http_port is not None:
+            raise InvalidArgument(
+                "--http-port: a router serves gRPC only (HTTP over shards is not built yet)", field="http_port"
+            )
         router = router_config(args)
         configure_access_log()
         asyncio.run(serve_router(config.server, router, port_file=args.port_file))
@@ -211,18 +232,28 @@ def run_serve(args: argparse.Namespace) -> int:
 # --- search -----------------------------------------------------------------------------------
 
 
+FILTER_HELP = (
+    'metadata filter as JSON, every condition must hold: {"room": "hall"} equals, '
+    '{"lang": {"in": ["en", "fr"]}} one of, {"year": {"gte": 2000, "lt": 2010}} a range '
+    "(gt, gte, lt, lte); values are strings, numbers or booleans"
+)
+
+
 def register_search(sub: Subparsers) -> None:
     parser = sub.add_parser("search", help="search a collection over gRPC (one query, or a file of queries)")
     parser.add_argument("query", nargs="?", help="the query text (omit with --queries)")
-    parser.add_argument("--collection", required=True)
-    parser.add_argument("--k", type=int, default=10, help="documents to return (1..1000)")
-    parser.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"year": {"gte": 2000}}\'')
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="host:port of `albatross serve`")
-    parser.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds")
-    parser.add_argument("--queries", type=Path, help="JSONL of queries (_id, text): batch mode")
-    parser.add_argument("--run-out", type=Path, help="batch mode: write a TREC run file here")
-    parser.add_argument("--tag", default="albatross", help="run tag of the TREC file")
+    parser.add_argument("--collection", required=True, help="the collection to search")
+    parser.add_argument("--k", type=int, default=10, help="documents to return (1..1000, default 10)")
+    parser.add_argument("--filter", help=FILTER_HELP)
+    parser.add_argument("--json", action="store_true", help="print JSON (with --queries: one line per query)")
+    parser.add_argument(
+        "--target", default=DEFAULT_TARGET, help=f"host:port of `albatross serve` (default {DEFAULT_TARGET})"
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds (default 30)")
+    batch = parser.add_argument_group("a file of queries")
+    batch.add_argument("--queries", type=Path, help="JSONL of queries (_id, text), searched in batches")
+    batch.add_argument("--run-out", type=Path, help="write a TREC run file here (default: stdout)")
+    batch.add_argument("--tag", default="albatross", help="run tag of the TREC file (default albatross)")
     ranking = parser.add_argument_group("ranking")
     ranking.add_argument(
         "--mode",
@@ -238,11 +269,12 @@ def register_search(sub: Subparsers) -> None:
     ranking.add_argument(
         "--dense-weight", type=float, help="hybrid with convex: the dense side's share, 0..1"
     )
-    add_store_options(parser)  # accepted like every command's; the server owns the store
-    parser.add_argument("--token-file", type=Path, help="bearer token to send (else $ALBATROSS_TOKEN)")
-    parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (PEM); turns TLS on")
-    parser.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
+    add_store_options(parser, listed=False)  # accepted like every command's; the server owns the store
+    security = parser.add_argument_group("security")
+    security.add_argument("--token-file", type=Path, help="bearer token to send (else $ALBATROSS_TOKEN)")
+    security.add_argument("--tls-ca", type=Path, help="CA of the server certificate (PEM); turns TLS on")
+    security.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS (PEM)")
+    security.add_argument("--tls-key", type=Path, help="private key of --tls-cert (PEM)")
     parser.set_defaults(run=run_search)
 
 
@@ -301,6 +333,8 @@ def ranking_of(args: argparse.Namespace) -> dict[str, Any]:
 def run_search(args: argparse.Namespace) -> int:
     from searcher.client import AlbatrossClient
 
+    if args.query and args.queries is not None:
+        raise InvalidArgument("give a query or --queries FILE, not both", field="queries")
     metadata_filter = parse_filter(args.filter)
     ranking = ranking_of(args)
     with (
@@ -344,6 +378,14 @@ def search_file(
                     args.collection, [q.text for q in batch], args.k, metadata_filter, **ranking
                 )
                 for query, hits in zip(batch, results, strict=True):
+                    if args.json and out is sys.stdout:
+                        record = {
+                            "_id": query.query_id,
+                            "query": query.text,
+                            "hits": [hit_to_json(h) for h in hits],
+                        }
+                        print(json.dumps(record, ensure_ascii=False), file=out)
+                        continue
                     for line in trec_lines(query.query_id, hits, args.tag):
                         print(line, file=out)
                 bar.update(len(batch))
@@ -377,7 +419,7 @@ def register_demo(sub: Subparsers) -> None:
 
 
 def ingest_sample(config: AppConfig) -> None:
-    workspace = Workspace.open(config)
+    workspace = open_workspace(config)
     try:
         try:
             workspace.catalog.get(DEMO_COLLECTION)

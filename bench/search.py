@@ -41,6 +41,7 @@ from bench.common import (
     markdown_table,
     percentiles,
     plot_path,
+    process_cpu_seconds,
     require_plotting,
 )
 from bench.models import default_model
@@ -184,11 +185,7 @@ class Server:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the server process so far (None off Linux)."""
-        try:
-            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self._process.pid) if Path("/proc/self/stat").exists() else None
 
     def stats(self) -> dict[str, float]:
         self._stats.unlink(missing_ok=True)

@@ -156,6 +156,13 @@ class ServerConfig:
     None binds it beside the gRPC ``host``. On SIGTERM health reports NOT_SERVING for
     ``drain_delay_s`` while calls are still accepted (load balancers notice), then calls in flight
     get ``grace_s`` to finish.
+
+    ``http_port`` None serves no HTTP/JSON API (0 picks a free port): off by default, since a
+    second listener is a second surface to secure and firewall, and replicas or shards sharing a
+    host would all fight for one default port. ``http_host`` None binds it beside ``host``. The
+    HTTP API shares the token, TLS files, message limit and ``max_concurrent_rpcs`` bound.
+    ``cors_origins`` are the browser origins (``https://app.example``, or ``*``) allowed to call
+    the HTTP API from other sites; empty allows only pages it serves itself.
     """
 
     host: str = "127.0.0.1"
@@ -181,6 +188,9 @@ class ServerConfig:
     drain_delay_s: float = 0.0
     grace_s: float = 10.0
     log_retention: LogRetention = field(default_factory=LogRetention)
+    http_port: int | None = None
+    http_host: str | None = None
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.auth_token is not None and not self.auth_token.strip():
@@ -200,6 +210,14 @@ class ServerConfig:
             raise InvalidArgument(f"metrics port {self.metrics_port} is out of range", field="metrics_port")
         if self.drain_delay_s < 0 or self.grace_s < 0:
             raise InvalidArgument("drain delay and grace must not be negative", field="drain_delay_s")
+        if self.http_port is not None and not 0 <= self.http_port <= 65535:
+            raise InvalidArgument(f"HTTP port {self.http_port} is out of range", field="http_port")
+        for origin in self.cors_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise InvalidArgument(
+                    f"CORS origin {origin!r} must be * or start with http:// or https://",
+                    field="cors_origins",
+                )
 
     @property
     def tls(self) -> bool:
@@ -301,8 +319,16 @@ def read_token_file(path: Path) -> str:
     return token
 
 
+def _env_list(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
 def _server_from_environment(env: Mapping[str, str], base: ServerConfig) -> ServerConfig:
     metrics_port = env.get("ALBATROSS_METRICS_PORT")
+    http_port = env.get("ALBATROSS_HTTP_PORT")
     return replace(
         base,
         port=_env_int(env, "ALBATROSS_PORT", base.port),
@@ -312,6 +338,8 @@ def _server_from_environment(env: Mapping[str, str], base: ServerConfig) -> Serv
         tls_client_ca=_env_path(env, "ALBATROSS_TLS_CLIENT_CA") or base.tls_client_ca,
         metrics_port=_env_int(env, "ALBATROSS_METRICS_PORT", 0) if metrics_port else base.metrics_port,
         max_concurrent_rpcs=_env_int(env, "ALBATROSS_MAX_CONCURRENT_RPCS", base.max_concurrent_rpcs),
+        http_port=_env_int(env, "ALBATROSS_HTTP_PORT", 0) if http_port else base.http_port,
+        cors_origins=_env_list(env, "ALBATROSS_CORS_ORIGINS", base.cors_origins),
     )
 
 

@@ -47,9 +47,9 @@ class Fusion:
     dense side's share of a convex combination of min-max normalised scores. A collection's
     default is in its spec (``fusion``, ``rrf_k``, ``dense_weight``: ``Fusion.of``)."""
 
-    method: FusionMethod = FusionMethod.CONVEX
+    method: FusionMethod = FusionMethod.RRF
     rrf_k: int = 60
-    dense_weight: float = 0.3
+    dense_weight: float = 0.7
 
     def __post_init__(self) -> None:
         if not 1 <= self.rrf_k <= 100_000:

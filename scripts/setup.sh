@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install Albatross into it. `--dev` adds the test tools and a PostgreSQL server.
+# Create .venv and install Albatross into it. `--dev` adds the test tools, a PostgreSQL server and
+# the headless Chromium (with its WebDriver) that the search page test drives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,12 @@ if [ "$dev" = 1 ]; then
         SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+    fi
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        echo "installing the headless Chromium and chromedriver the search page test drives" >&2
+        SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
     fi
 else
     pip install -e .

@@ -1,6 +1,7 @@
-"""Bearer-token authentication and TLS credentials of the gRPC server.
+"""Bearer-token authentication and TLS credentials of the gRPC server and its HTTP API.
 
-Clients send ``authorization: Bearer <token>`` in the call metadata. ``TokenAuthInterceptor``
+Clients send ``authorization: Bearer <token>`` in the call metadata (gRPC) or as the
+``Authorization`` header (HTTP, checked by ``token_matches`` in ``searcher.http.middleware``). ``TokenAuthInterceptor``
 compares it with the configured token in constant time (``hmac.compare_digest``: the time taken
 does not tell an attacker how many leading bytes were right) and ends any other call with
 UNAUTHENTICATED before the servicer sees it. Health checking and reflection stay open: load
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,12 @@ async def _deny(request_or_iterator: object, context: grpc.aio.ServicerContext) 
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
 
 
+def token_matches(metadata: Sequence[tuple[str, Any]] | None, token: bytes) -> bool:
+    """Whether ``metadata`` carries ``Bearer <token>``, compared in constant time."""
+    presented = bearer_token(metadata)
+    return presented is not None and hmac.compare_digest(presented, token)
+
+
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Lets a call through only with the right bearer token (health and reflection always)."""
 
@@ -58,8 +66,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         self._token = token.encode()
 
     def authorized(self, metadata: Sequence[tuple[str, Any]] | None) -> bool:
-        presented = bearer_token(metadata)
-        return presented is not None and hmac.compare_digest(presented, self._token)
+        return token_matches(metadata, self._token)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -93,6 +100,21 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
+
+
+def http_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The HTTP API's TLS from the same PEM files as ``server_credentials``; None when TLS is off."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidArgument(f"cannot load tls_cert/tls_key: {exc}", field="tls_cert") from exc
+    if config.tls_client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=_read(config.tls_client_ca, "tls_client_ca").decode())
+    return context
 
 
 def channel_credentials(

@@ -5,11 +5,16 @@ client's default. ``token`` is sent as ``authorization: Bearer <token>`` on ever
 (the CA that signed the server's certificate) turns TLS on, and ``tls_cert`` + ``tls_key`` present a
 client certificate to a server that asks for one (mutual TLS). Failures raise ``grpc.RpcError``; ``error.code()`` is the status code the server
 mapped from its domain error (see ``searcher.errors``) and ``error.details()`` names the field.
+
+An upsert streams for as long as it needs: its ``timeout`` bounds each wait for an acknowledgement,
+not the whole stream, and a stall raises ``UpsertStalled`` (DEADLINE_EXCEEDED) with the statuses
+acknowledged before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -50,6 +55,62 @@ class UpsertStatus:
     error: str | None
     sequence: int | None
     warning: str | None = None
+
+
+class UpsertStalled(grpc.RpcError):
+    """No acknowledgement came within the upsert's timeout; ``statuses`` are those that did."""
+
+    def __init__(self, timeout: float, statuses: list[UpsertStatus]) -> None:
+        super().__init__()
+        self.timeout = timeout
+        self.statuses = statuses
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def details(self) -> str:
+        return (
+            f"no acknowledgement within {self.timeout:g} s; {len(self.statuses)} documents were "
+            "acknowledged before (their statuses are on this error), the rest are not known to be written"
+        )
+
+    def __str__(self) -> str:
+        return self.details()
+
+
+class _Watchdog:
+    """Calls ``expire`` unless ``reset`` comes within ``seconds`` (from the start, then from each reset)."""
+
+    def __init__(self, seconds: float, expire: Callable[[], object]) -> None:
+        self._seconds = seconds
+        self._expire = expire
+        self.fired = False
+        self._timer: threading.Timer | None = None
+        self.reset()
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._expire()
+
+    def reset(self) -> None:
+        self.stop()
+        self._timer = threading.Timer(self._seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _status(result: pb.DocumentResult) -> UpsertStatus:
+    return UpsertStatus(
+        external_id=result.id,
+        status=convert.STATUS_FROM_PB.get(result.status, "unspecified"),
+        error=result.error or None,
+        sequence=result.sequence or None,
+        warning=result.warning or None,
+    )
 
 
 @dataclass(frozen=True)
@@ -168,21 +229,41 @@ class AlbatrossClient:
     def upsert(
         self, collection: str, documents: Iterable[Document], *, timeout: float | None = None
     ) -> list[UpsertStatus]:
-        """Stream ``documents``; one status per document, in the order they were sent."""
-        responses = self._ingest.Upsert(
-            _upsert_requests(collection, documents), timeout=self._deadline(timeout), metadata=self._metadata
-        )
-        return [
-            UpsertStatus(
-                external_id=result.id,
-                status=convert.STATUS_FROM_PB.get(result.status, "unspecified"),
-                error=result.error or None,
-                sequence=result.sequence or None,
-                warning=result.warning or None,
-            )
-            for response in responses
-            for result in response.results
-        ]
+        """Stream ``documents``; one status per document, in the order they were sent.
+
+        ``timeout`` bounds each wait for an acknowledgement (the server commits and acknowledges
+        every batch of 64), not the whole upsert; a stall raises ``UpsertStalled``.
+        """
+        statuses: list[UpsertStatus] = []
+        try:
+            statuses.extend(self.upsert_stream(collection, documents, timeout=timeout))
+        except UpsertStalled as stalled:
+            raise UpsertStalled(stalled.timeout, statuses) from stalled
+        return statuses
+
+    def upsert_stream(
+        self, collection: str, documents: Iterable[Document], *, timeout: float | None = None
+    ) -> Iterator[UpsertStatus]:
+        """As ``upsert``, yielding each document's status as soon as its batch has committed."""
+        limit = self._deadline(timeout)
+        if limit is not None and limit <= 0:
+            raise UpsertStalled(limit, [])
+        # No deadline on the call itself: a stream of any length may take as long as it progresses.
+        responses = self._ingest.Upsert(_upsert_requests(collection, documents), metadata=self._metadata)
+        watchdog = None if limit is None else _Watchdog(limit, responses.cancel)
+        try:
+            for response in responses:
+                if watchdog is not None:
+                    watchdog.reset()
+                yield from (_status(result) for result in response.results)
+        except grpc.RpcError as error:
+            if watchdog is not None and watchdog.fired:
+                raise UpsertStalled(limit or 0.0, []) from error
+            raise
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+            responses.cancel()  # a no-op once the call is over; ends it when the caller stops early
 
     def delete(
         self, collection: str, external_ids: Sequence[str], *, timeout: float | None = None

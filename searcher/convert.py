@@ -355,9 +355,11 @@ def stats_to_pb(stats: CollectionStats, status: IndexStatus) -> pb.CollectionSta
 # --- documents -----------------------------------------------------------------------------------
 
 
-def document_from_pb(message: pb.Document, position: int) -> Document:
-    """Validate one streamed document; ``InvalidDocument`` names its position, id and the field."""
-    record = f"documents[{position}]" + (f" (id {message.id!r})" if message.id else "")
+def document_from_pb(message: pb.Document, position: int, record: str | None = None) -> Document:
+    """Validate one streamed document; ``InvalidDocument`` names its position (or ``record``, e.g.
+    an NDJSON line), id and the field."""
+    where = record or f"documents[{position}]"
+    record = where + (f" (id {message.id!r})" if message.id else "")
     try:
         metadata = struct_to_dict(message.metadata)
     except ValueError as exc:  # NaN or infinity: no JSON form (json_format refuses them)

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 
 
+def reachable_host(host: str) -> str:
+    """The address a client on this machine dials for a server bound to ``host``."""
+    return "127.0.0.1" if host in _WILDCARD_HOSTS else host
+
+
 def grpc_server(config: ServerConfig, metrics: RpcMetrics) -> grpc.aio.Server:
     """A server with the interceptors, message limits and admission bound of ``config``."""
     # Telemetry first (outermost): it also counts and logs the calls authentication refuses.
@@ -68,8 +73,7 @@ class Endpoint:
     @property
     def target(self) -> str:
         """Where a client on this machine reaches the server."""
-        host = "127.0.0.1" if self.host in _WILDCARD_HOSTS else self.host
-        return f"{host}:{self.port}"
+        return f"{reachable_host(self.host)}:{self.port}"
 
     @property
     def metrics_port(self) -> int | None:

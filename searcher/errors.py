@@ -1,8 +1,10 @@
-"""The one place where domain errors become gRPC status codes.
+"""The one place where domain errors become gRPC status codes, and status codes HTTP statuses.
 
 Every servicer method is wrapped in ``maps_errors``: an ``AlbatrossError`` ends the call with the
 status code of its class (its row of ``indexer.errors.FAILURES``); anything else is a bug, logged
-with its traceback and reported as INTERNAL without leaking internals to the client.
+with its traceback and reported as INTERNAL without leaking internals to the client. The HTTP API
+answers the same error with ``HTTP_STATUS_OF[code]`` and the same message, so a client of either
+front-end reads one error vocabulary.
 """
 
 from __future__ import annotations
@@ -20,6 +22,27 @@ from indexer.errors import INTERNAL, AlbatrossError, failure_of
 log = logging.getLogger(__name__)
 
 INTERNAL_MESSAGE = "internal error (the server log has the traceback)"
+
+# gRPC status -> HTTP status, as Google's API design guide (google.rpc.Code) and grpc-gateway map it.
+HTTP_STATUS_OF: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
 
 
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -9,10 +9,14 @@ takes a final snapshot of every index.
 The door (interceptors, token, TLS, limits, health, reflection, metrics endpoint, signals) is
 ``searcher.endpoint``'s, shared with the router. At most ``max_concurrent_rpcs`` calls run at once,
 as the query batcher admits at most ``max_pending_queries``, so memory stays bounded under any load.
+
+With ``http_port`` the HTTP/JSON API (``searcher.http``) serves the same operations on the same
+loop, over the same domain objects, with the same token, TLS files and limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from indexer.config import AppConfig, LogRetention
+from indexer.config import AppConfig, LogRetention, ServerConfig
 from indexer.records import CollectionInfo
 from indexer.sharding import ShardSpec
 from indexer.store import Store
@@ -30,8 +34,11 @@ from indexer.workspace import Workspace
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.batching import QueryBatcher
-from searcher.endpoint import Endpoint, grpc_server, serve_until_signalled, start_endpoint
+from searcher.endpoint import Endpoint, grpc_server, reachable_host, serve_until_signalled, start_endpoint
+from searcher.http.app import HttpEndpoint, start_http
+from searcher.http.handlers import Handlers
 from searcher.live import LiveIndex, LiveIndexes, LiveLexicalIndex
+from searcher.operations import CollectionOperations, SearchOperations, UpsertWriter
 from searcher.search import SearchService
 from searcher.servicer import CollectionsServicer, IngestServicer, SearchServicer
 from searcher.telemetry import ServerMetrics
@@ -56,6 +63,7 @@ class RunningServer:
     batcher: QueryBatcher
     executor: ThreadPoolExecutor
     metrics: ServerMetrics
+    http: HttpEndpoint | None = None
 
     @property
     def port(self) -> int:
@@ -67,17 +75,37 @@ class RunningServer:
         return self.endpoint.target
 
     @property
+    def http_url(self) -> str | None:
+        """Base URL of the HTTP API for a client on this machine, None when it is off."""
+        if self.http is None:
+            return None
+        config = self.workspace.config.server
+        scheme = "https" if config.tls else "http"
+        return f"{scheme}://{reachable_host(config.http_host or config.host)}:{self.http.port}"
+
+    @property
     def metrics_port(self) -> int | None:
         """Port of the Prometheus endpoint, None when it is off."""
         return self.endpoint.metrics_port
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """NOT_SERVING, drain (``Endpoint.drain``), then final snapshots and close."""
-        await self.endpoint.drain(self.workspace.config.server.drain_delay_s, grace_s)
+        """NOT_SERVING (gRPC health and ``/readyz`` together), drain both front-ends
+        (``Endpoint.drain``), then final snapshots and close."""
+        drain_delay_s = self.workspace.config.server.drain_delay_s
+        if self.http is None:
+            await self.endpoint.drain(drain_delay_s, grace_s)
+        else:
+            self.http.readiness.serving = False
+            await asyncio.gather(self.endpoint.drain(drain_delay_s, grace_s), self._close_http(drain_delay_s))
         await self.batcher.close()
         await self.indexes.stop()
         self.executor.shutdown(wait=True)
         self.workspace.close()
+
+    async def _close_http(self, drain_delay_s: float) -> None:
+        await asyncio.sleep(drain_delay_s)  # as gRPC: still answering while load balancers notice
+        if self.http is not None:
+            await self.http.close()
 
     async def wait_for_termination(self) -> None:
         await self.endpoint.server.wait_for_termination()
@@ -117,10 +145,38 @@ def _lexical_opener(
     return open_lexical
 
 
-async def create_server(app: AppConfig, *, port: int | None = None) -> RunningServer:
-    """Build and start the server on ``app.server.host`` and ``port`` (default ``app.server.port``)."""
+async def _http_endpoint(
+    config: ServerConfig,
+    workspace: Workspace,
+    searcher: SearchService,
+    on_write: Callable[[], None],
+    executor: ThreadPoolExecutor,
+    metrics: ServerMetrics,
+    port: int | None,
+) -> HttpEndpoint | None:
+    """The HTTP API over the same domain objects as the servicers; None when ``port`` is."""
+    if port is None:
+        return None
+    writer = UpsertWriter(
+        workspace.ingestor, executor, on_write=on_write, on_outcomes=metrics.ingest.count_batch
+    )
+    handlers = Handlers(
+        CollectionOperations(workspace.catalog, searcher, executor),
+        SearchOperations(searcher),
+        writer,
+        max_line_bytes=config.max_message_bytes,
+    )
+    return await start_http(config, handlers, metrics, port=port)
+
+
+async def create_server(
+    app: AppConfig, *, port: int | None = None, http_port: int | None = None
+) -> RunningServer:
+    """Build and start the server on ``app.server.host`` and ``port`` (default ``app.server.port``),
+    and the HTTP API on ``http_port`` (default ``app.server.http_port``; None: off)."""
     config = app.server
     bind_port = config.port if port is None else port
+    bind_http = config.http_port if http_port is None else http_port
     shard = ShardSpec(config.shard_count, config.shard_index)  # invalid: fails before anything opens
     executor = ThreadPoolExecutor(max_workers=EXECUTOR_WORKERS, thread_name_prefix="albatross")
     metrics = ServerMetrics(CollectorRegistry())
@@ -143,6 +199,7 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
     )
     metrics.watch_queue(lambda: batcher.pending)
     metrics.watch_indexes(indexes.vector_counts)
+    http: HttpEndpoint | None = None
     try:
         await indexes.start()
         searcher = SearchService(workspace.store, workspace.catalog, indexes, batcher, executor)
@@ -157,14 +214,20 @@ async def create_server(app: AppConfig, *, port: int | None = None) -> RunningSe
             server,
         )
         pb_grpc.add_SearchServicer_to_server(SearchServicer(searcher), server)
+        http = await _http_endpoint(config, workspace, searcher, indexes.wake, executor, metrics, bind_http)
         endpoint = await start_endpoint(server, config, metrics, SERVICE_NAMES, port=bind_port)
     except BaseException:
+        if http is not None:
+            await http.close()
         await batcher.close()
         await indexes.stop()
         executor.shutdown(wait=False)
         workspace.close()
         raise
-    return RunningServer(endpoint, workspace, indexes, batcher, executor, metrics)
+    running = RunningServer(endpoint, workspace, indexes, batcher, executor, metrics, http)
+    if running.http_url is not None:
+        log.info("HTTP API and search page on %s/ (API docs at /docs)", running.http_url)
+    return running
 
 
 async def serve(app: AppConfig, *, port_file: Path | None = None) -> None:

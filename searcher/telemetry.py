@@ -13,6 +13,8 @@ Metrics (all in the registry given, see ``ServerMetrics``)::
     albatross_grpc_server_started_total{grpc_service, grpc_method}
     albatross_grpc_server_handled_total{grpc_service, grpc_method, grpc_code}
     albatross_grpc_server_handling_seconds{grpc_service, grpc_method}     histogram
+    albatross_http_server_handled_total{route, method, status}             (searcher.http)
+    albatross_http_server_handling_seconds{route, method}                 histogram
     albatross_query_batch_size                                            histogram (texts per forward pass)
     albatross_query_queue_depth                                           queries admitted, not answered
     albatross_index_vectors{collection}                                   vectors in this server's index
@@ -102,6 +104,19 @@ class ServerMetrics(RpcMetrics):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
+        self.http_handled = Counter(
+            "albatross_http_server_handled",
+            "HTTP requests completed, by route template and HTTP status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.http_latency = Histogram(
+            "albatross_http_server_handling_seconds",
+            "Time from the start of an HTTP request to its response",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "albatross_query_batch_size",
             "Query texts embedded per encoder forward pass",

@@ -11,8 +11,6 @@ from indexer.errors import InvalidArgument, InvalidCollectionSpec
 from indexer.schema import CollectionRow
 from indexer.spec import (
     CollectionSpec,
-    FusionMethod,
-    LexicalAnalyzer,
     PoolingMode,
     VectorDtype,
     check_dimension,
@@ -36,10 +34,10 @@ NON_DEFAULT = CollectionSpec(
     index_spec="HNSW32",
     vector_dtype=VectorDtype.FLOAT16,
     whitening=True,
-    lexical_analyzer=LexicalAnalyzer.SIMPLE,
-    fusion=FusionMethod.RRF,
+    lexical_analyzer="simple",
+    fusion="convex",
     rrf_k=10,
-    dense_weight=0.5,
+    dense_weight=0.25,
     classifier="/models/sentiment",
     label_field="sentiment",
     score_field="sentiment_p",
@@ -94,8 +92,8 @@ def test_every_field_has_a_cli_option() -> None:
     spec = parse(
         "--model", "/models/x", "--pooling", "mean_max", "--layers", "0,-1", "--max-length", "128",
         "--window", "100", "--overlap", "10", "--no-normalize", "--index-spec", "HNSW32",
-        "--vector-dtype", "float16", "--whitening", "--lexical-analyzer", "simple", "--fusion", "rrf",
-        "--rrf-k", "10", "--dense-weight", "0.5", "--classifier", "/models/sentiment",
+        "--vector-dtype", "float16", "--whitening", "--lexical-analyzer", "simple", "--fusion", "convex",
+        "--rrf-k", "10", "--dense-weight", "0.25", "--classifier", "/models/sentiment",
         "--label-field", "sentiment", "--score-field", "sentiment_p",
     )
 

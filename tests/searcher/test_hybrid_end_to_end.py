@@ -103,18 +103,27 @@ def first_hit_share(client: AlbatrossClient, corpus: list[tuple[Document, str]],
 def test_identifier_lookups_find_their_passage_first(
     client: AlbatrossClient, corpus: list[tuple[Document, str]]
 ) -> None:
-    """The tiny random encoder is the worst case for fusion: its top hits are noise."""
+    """The tiny random encoder is the worst case for fusion: its top hits are noise. A lexical-
+    leaning convex fusion keeps the passage first; the default (RRF, ranks alone) and a dense-leaning
+    convex fusion let the encoder's unrelated top hits beat it."""
     lexical = first_hit_share(client, corpus, mode=SearchMode.LEXICAL)
-    hybrid = first_hit_share(client, corpus, mode=SearchMode.HYBRID)  # the collection's default fusion
+    leaning = first_hit_share(
+        client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.CONVEX, dense_weight=0.3)
+    )
+    default = first_hit_share(client, corpus, mode=SearchMode.HYBRID)
     rrf = first_hit_share(client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.RRF))
+    dense_leaning = first_hit_share(
+        client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.CONVEX, dense_weight=0.7)
+    )
     dense = first_hit_share(client, corpus, mode=SearchMode.DENSE)
     print(
-        f"identifier found first: lexical {lexical:.3f} hybrid {hybrid:.3f} rrf {rrf:.3f} dense {dense:.3f}"
+        f"identifier found first: lexical {lexical:.3f} convex 0.3 {leaning:.3f} "
+        f"default {default:.3f} rrf {rrf:.3f} convex 0.7 {dense_leaning:.3f} dense {dense:.3f}"
     )
-    assert lexical >= EXACT_SHARE and hybrid >= EXACT_SHARE
+    assert lexical >= EXACT_SHARE and leaning >= EXACT_SHARE
     assert dense < lexical  # the encoder has never seen these strings
-    # Why the default is not RRF: ranks alone let the encoder's unrelated top hits tie the passage.
-    assert rrf < hybrid
+    assert default == rrf  # the default fusion is RRF
+    assert rrf < leaning and dense_leaning < leaning
 
 
 def test_a_hit_says_which_legs_found_it(client: AlbatrossClient, corpus: list[tuple[Document, str]]) -> None:

@@ -78,7 +78,7 @@ class FailingSearcher:
         self.error = error
         self.calls = 0
 
-    async def search(self, *args: object) -> list[object]:
+    async def search(self, *args: object, **options: object) -> list[object]:
         self.calls += 1
         raise self.error
 
