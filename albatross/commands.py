@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -25,12 +25,15 @@ from albatross.options import (
     spec_from_args,
 )
 from indexer.config import AppConfig, for_bulk_ingestion
-from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch
-from indexer.readers import Rejection, count_records, read_path
+from indexer.csv_cells import CellType, parse_csv_types
+from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidArgument
+from indexer.readers import ReadOptions, Rejection, count_records, read_path
 from indexer.records import CollectionInfo, CollectionSpec, PoolingMode
 from indexer.telemetry import IngestMetrics, start_metrics_endpoint
+from indexer.vocabulary import MOSTLY_UNKNOWN
 
 if TYPE_CHECKING:
+    from indexer.ingest import IngestSummary
     from indexer.workspace import Workspace
 
 Subparsers = Any  # argparse's private _SubParsersAction
@@ -67,7 +70,7 @@ def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace)
         info = workspace.catalog.get(name)
     except CollectionNotFound:
         try:
-            info = workspace.catalog.create(name, spec_from_args(args))
+            info = workspace.catalog.create(name, spec_from_args(args), args.dimension)
         except CollectionExists:
             info = workspace.catalog.get(name)  # another ingest created it meanwhile: write into it
         else:
@@ -76,6 +79,8 @@ def ensure_collection(workspace: Workspace, name: str, args: argparse.Namespace)
             )
             return
     conflicts = spec_conflicts(info, given_spec_values(args))
+    if args.dimension is not None and args.dimension != info.dimension:
+        conflicts.append(f"--dimension: the collection has {info.dimension}, given {args.dimension}")
     if conflicts:
         raise EmbeddingSpaceMismatch(
             f"collection {name!r} exists and its embedding space is fixed at creation: "
@@ -106,6 +111,13 @@ def register_ingest(sub: Subparsers) -> None:
         "--metrics-port", type=int, help="serve Prometheus /metrics while ingesting (0: any port)"
     )
     parser.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics endpoint")
+    parser.add_argument(
+        "--csv-types",
+        default="",
+        metavar="COL=TYPE,...",
+        help="pin CSV metadata columns to int, float, bool or str (e.g. year=int,zip=str); "
+        "other columns: true/false, integers and decimals are inferred, codes like 007 stay strings",
+    )
     add_store_options(parser)
     add_collection_spec_options(parser)
     parser.set_defaults(run=run_ingest)
@@ -123,9 +135,16 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
     workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
+        model = model_name(workspace, args.collection)
+        if workspace.catalog.get(args.collection).spec.takes_vectors:
+            raise InvalidArgument(
+                f"collection {args.collection!r} has no model: there is nothing to embed on Ray; "
+                "ingest its vectors with --engine local",
+                field="engine",
+            )
     finally:
         workspace.close()
-    options = RayIngestOptions(workers=args.workers, address=args.ray_address)
+    options = RayIngestOptions(workers=args.workers, address=args.ray_address, csv_types=args.csv_types)
     total = sum(count_records(path) or 0 for path in args.paths) or None
     with tqdm(total=total, unit="docs", desc="ray", disable=args.no_progress, file=sys.stderr) as bar:
         summary = ingest_with_ray(
@@ -142,6 +161,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
         f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
         file=sys.stderr,
     )
+    _warn_mostly_unknown(f"{len(args.paths)} file(s) on Ray", summary, model)
     return EXIT_REJECTED if summary.rejected else EXIT_OK
 
 
@@ -179,9 +199,11 @@ def _progress(bar: tqdm, metrics: IngestMetrics | None, collection: str) -> Call
 
 
 def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMetrics | None) -> int:
+    csv_types = parse_csv_types(args.csv_types)
     workspace = open_workspace(config)
     try:
         ensure_collection(workspace, args.collection, args)
+        read_options = read_options_for(workspace.catalog.get(args.collection), csv_types)
         rejected = 0
         for path in args.paths:
             total = count_records(path)
@@ -190,7 +212,7 @@ def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMet
             ) as bar:
                 summary = workspace.ingestor.ingest(
                     args.collection,
-                    read_path(path),
+                    read_path(path, options=read_options),
                     on_rejection=_print_rejection,
                     on_progress=_progress(bar, metrics, args.collection),
                 )
@@ -204,9 +226,35 @@ def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMet
                 f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
                 file=sys.stderr,
             )
+            _warn_mostly_unknown(path, summary, model_name(workspace, args.collection))
     finally:
         workspace.close()
     return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def read_options_for(info: CollectionInfo, csv_types: Mapping[str, CellType]) -> ReadOptions:
+    """Records are held to their collection: its own vectors, or none, of its dimension."""
+    if info.spec.takes_vectors:
+        return ReadOptions(csv_types=csv_types, vector_dimension=info.dimension)
+    return ReadOptions(csv_types=csv_types, refuse_vectors=True)
+
+
+def model_name(workspace: Workspace, collection: str) -> str:
+    return Path(workspace.encoders.resolve(workspace.catalog.get(collection).spec.model)).name
+
+
+def _warn_mostly_unknown(source: str, summary: IngestSummary, model: str) -> None:
+    """One line per input: how many documents the model mostly cannot read, and which."""
+    if not summary.mostly_unknown:
+        return
+    shown = ", ".join(summary.mostly_unknown_ids[:5])
+    more = f" and {summary.mostly_unknown - 5} more" if summary.mostly_unknown > 5 else ""
+    print(
+        f"warning: {source}: {summary.mostly_unknown} documents are mostly outside the vocabulary of "
+        f"{model} (over {MOSTLY_UNKNOWN:.0%} of their text in unknown pieces): {shown}{more}. They are "
+        "stored, but their vectors say little; `albatross stats` counts them",
+        file=sys.stderr,
+    )
 
 
 # --- delete -----------------------------------------------------------------------------------
@@ -263,7 +311,7 @@ def register_collections(sub: Subparsers) -> None:
 def run_collections_create(args: argparse.Namespace) -> int:
     workspace = open_workspace(app_config(args))
     try:
-        info = workspace.catalog.create(args.name, spec_from_args(args))
+        info = workspace.catalog.create(args.name, spec_from_args(args), args.dimension)
     finally:
         workspace.close()
     print(
@@ -306,6 +354,50 @@ def run_collections_refit_whitening(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- export -----------------------------------------------------------------------------------
+
+
+def register_export(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="write a collection as JSONL: _id, title, text, metadata and one vector per document",
+        description="Each line reads back with `albatross ingest` into a collection created with "
+        "--model none --dimension D. A document of several chunks exports the mean of its chunk "
+        "vectors (L2-normalised when the collection normalises).",
+    )
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--out", type=Path, help="write here, atomically (default: standard output)")
+    add_store_options(parser)
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from indexer.exporting import export_lines
+    from indexer.snapshots import atomic_write_parts
+
+    workspace = open_workspace(app_config(args))
+    try:
+        info = workspace.catalog.get(args.collection)
+        lines = export_lines(workspace.store.iter_documents(info.id), normalize=info.spec.normalize)
+        count = 0
+
+        def counted() -> Iterator[str]:
+            nonlocal count
+            for line in lines:
+                count += 1
+                yield line
+
+        if args.out is None:
+            sys.stdout.writelines(counted())
+        else:
+            atomic_write_parts(args.out, (line.encode("utf-8") for line in counted()))
+    finally:
+        workspace.close()
+    where = f" to {args.out}" if args.out else ""
+    print(f"exported {count} documents of {info.name} ({info.dimension}-d){where}", file=sys.stderr)
+    return EXIT_OK
+
+
 # --- stats ------------------------------------------------------------------------------------
 
 
@@ -335,10 +427,12 @@ def collection_stats(workspace: Workspace, name: str) -> dict[str, Any]:
         "layers": list(info.spec.layers),
         "dimension": info.dimension,
         "index_spec": info.spec.index_spec,
+        "classifier": info.spec.classifier,
         "documents": stats.documents,
         "chunks": stats.chunks,
         "index_vectors": index.ntotal,
         "last_sequence": stats.last_sequence,
+        "mostly_unknown_documents": stats.mostly_unknown,
         "snapshot_sequence": snapshot_sequence,
         "index_sequence": index.sequence,
     }
@@ -429,6 +523,7 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     register_ingest,
     register_delete,
     register_collections,
+    register_export,
     register_stats,
     register_eval,
 ]

@@ -57,6 +57,10 @@ def add_collection_spec_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("new collection (used only when the collection is created)")
     for spec_field in spec_fields():
         group.add_argument(_flag(spec_field), dest=_dest(spec_field), **_option(spec_field))
+    # Not a spec field: a fact of the space (Collection.dimension), given only for --model none.
+    group.add_argument(
+        "--dimension", type=int, help="vector length: required with --model none, else checked against the model"
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> CollectionSpec:

@@ -344,7 +344,11 @@ def run_search(args: argparse.Namespace) -> int:
         if args.queries is not None:
             outcome[0] = search_file(client, args, metadata_filter, ranking)
         elif args.query:
-            hits = client.search(args.collection, args.query, args.k, metadata_filter, **ranking)
+            hits, warnings = client.search_with_warnings(
+                args.collection, args.query, args.k, metadata_filter, **ranking
+            )
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             if args.json:
                 print(json.dumps([hit_to_json(hit) for hit in hits], indent=2, ensure_ascii=False))
             else:

@@ -17,17 +17,34 @@ from pathlib import Path
 import numpy as np
 
 from indexer.checkpoints import model_defaults, resolve_model
+from indexer.classifier import Classifier
 from indexer.config import EncoderConfig, WhiteningPolicy
 from indexer.encoder import Encoder
-from indexer.errors import CollectionExists, CollectionNotFound, EmbeddingSpaceMismatch, InvalidArgument
+from indexer.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    EmbeddingSpaceMismatch,
+    InvalidArgument,
+    InvalidCollectionSpec,
+)
 from indexer.index import validate_index_spec
 from indexer.records import Chunk, CollectionInfo, CollectionSpec, CollectionStats
-from indexer.spec import DEFAULT_MODEL_REF, complete_spec, encoder_values, is_complete, validate_spec
+from indexer.spec import (
+    DEFAULT_MODEL_REF,
+    NO_MODEL,
+    complete_spec,
+    encoder_values,
+    is_complete,
+    validate_spec,
+)
 from indexer.store import Store
 from indexer.sync import sample_vectors
 from indexer.whitening import fit_whitening, refit_due
 
 log = logging.getLogger(__name__)
+
+# Far above any text encoder's width (4096 for ALBERT xxlarge), far below what would exhaust memory.
+MAX_DIMENSION = 65_536
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,14 @@ class CollectionEncoder:
         """Each text's chunks and their vectors of this space (``Encoder.chunk_and_encode``)."""
         return self.encoder.chunk_and_encode(texts, window, overlap, titles=titles)
 
+    def unknown_shares(self, texts: Sequence[str]) -> list[float]:
+        return self.encoder.unknown_shares(texts)
+
+    @property
+    def model_name(self) -> str:
+        """How warnings name the model: its folder's name."""
+        return self.encoder.folder.name
+
 
 class EncoderRegistry:
     """Loads each distinct encoder once; thread-safe."""
@@ -62,6 +87,7 @@ class EncoderRegistry:
         self._config = config
         self._default_model = default_model
         self._loaded: dict[tuple[object, ...], Encoder] = {}
+        self._classifiers: dict[str, Classifier] = {}
         self._lock = threading.Lock()
 
     def resolve(self, model_ref: str) -> str:
@@ -72,6 +98,8 @@ class EncoderRegistry:
         """``spec`` with its unset fields taken from its model folder (a stored spec is complete)."""
         if is_complete(spec):
             return spec
+        if spec.takes_vectors:
+            return complete_spec(spec, {})  # no model folder to ask: the fallbacks
         folder = resolve_model(self.resolve(spec.model), self._config.hf_cache_dir)
         return complete_spec(spec, model_defaults(folder))
 
@@ -82,6 +110,13 @@ class EncoderRegistry:
 
     def _key(self, spec: CollectionSpec) -> tuple[object, ...]:
         return (self.resolve(spec.model), *encoder_values(spec))
+
+    def load_classifier(self, ref: str) -> Classifier:
+        with self._lock:
+            classifier = self._classifiers.get(ref)
+            if classifier is None:
+                classifier = self._classifiers[ref] = Classifier.load(ref, self._config)
+            return classifier
 
     def load(self, spec: CollectionSpec) -> Encoder:
         spec = self.complete(spec)
@@ -112,12 +147,24 @@ class Catalog:
         self._infos: dict[str, tuple[CollectionInfo, float]] = {}
         self._lock = threading.Lock()
 
-    def create(self, name: str, spec: CollectionSpec) -> CollectionInfo:
+    def create(self, name: str, spec: CollectionSpec, dimension: int | None = None) -> CollectionInfo:
+        """``dimension``: required with model ``none`` (the length of the vectors its documents
+        bring); with a model, None takes the model's and a number is checked against it."""
         self._forget(name)
         self._refuse_existing(name)  # before the model loads, which takes seconds for a large one
         spec = self._encoders.complete(spec)
         validate_spec(spec)
+        classifier_revision = self._encoders.load_classifier(spec.classifier).revision if spec.classifier else ""
+        if spec.takes_vectors:
+            return self._create_without_model(name, spec, dimension, classifier_revision)
         encoder = self._encoders.load(spec)
+        if dimension is not None and dimension != encoder.dimension:
+            raise InvalidCollectionSpec(
+                f"dimension {dimension} does not match model {spec.model or DEFAULT_MODEL_REF!r}, "
+                f"whose vectors have {encoder.dimension}; leave it out, or use --model {NO_MODEL} "
+                "to bring vectors of your own",
+                field="dimension",
+            )
         validate_index_spec(spec.index_spec, encoder.dimension)
         stored_spec = replace(spec, model=spec.model or DEFAULT_MODEL_REF)
         return self._store.create_collection(
@@ -126,6 +173,35 @@ class Catalog:
             dimension=encoder.dimension,
             model_revision=encoder.model_revision,
             tokenizer_hash=encoder.tokenizer_hash,
+            classifier_revision=classifier_revision,
+        )
+
+    def _create_without_model(
+        self, name: str, spec: CollectionSpec, dimension: int | None, classifier_revision: str
+    ) -> CollectionInfo:
+        """A collection that stores the vectors it is given: its space is whatever made them."""
+        if dimension is None:
+            raise InvalidCollectionSpec(
+                f"a collection with model {NO_MODEL!r} stores the vectors it is given: say how long "
+                "they are with --dimension N (CreateCollectionRequest.dimension)",
+                field="dimension",
+            )
+        if isinstance(dimension, bool) or not 1 <= dimension <= MAX_DIMENSION:
+            raise InvalidCollectionSpec(
+                f"dimension must be between 1 and {MAX_DIMENSION}, got {dimension}", field="dimension"
+            )
+        if spec.whitening:
+            raise InvalidCollectionSpec(
+                f"whitening is fitted on a model's vectors; model {NO_MODEL!r} has none", field="whitening"
+            )
+        validate_index_spec(spec.index_spec, dimension)
+        return self._store.create_collection(
+            name,
+            spec,
+            dimension=dimension,
+            model_revision=NO_MODEL,
+            tokenizer_hash=NO_MODEL,
+            classifier_revision=classifier_revision,
         )
 
     def _refuse_existing(self, name: str) -> None:
@@ -175,13 +251,22 @@ class Catalog:
     def ready_encoder(self, info: CollectionInfo) -> CollectionEncoder | None:
         """``encoder_for(info)`` if that needs no model load, SQL read or error, else None; never
         blocks, so a searcher's event loop asks here before it sends the call to a thread."""
+        if info.spec.takes_vectors:
+            return None  # encoder_for says why there is none
         encoder = self._encoders.loaded(info.spec)
         if encoder is None or not _same_space(encoder, info):
             return None
         return CollectionEncoder(encoder)
 
     def encoder_for(self, info: CollectionInfo) -> CollectionEncoder:
-        """The encoder that reproduces ``info``'s embedding space, or ``EmbeddingSpaceMismatch``."""
+        """The encoder that reproduces ``info``'s embedding space, or ``EmbeddingSpaceMismatch``
+        (``InvalidArgument`` for a collection without a model: it embeds no text)."""
+        if info.spec.takes_vectors:
+            raise InvalidArgument(
+                f"collection {info.name!r} has no model (it stores the vectors its documents bring): "
+                "search it with a vector of its space, not with text",
+                field="query",
+            )
         encoder = self._encoders.load(info.spec)
         if not _same_space(encoder, info):
             raise EmbeddingSpaceMismatch(
@@ -191,6 +276,21 @@ class Catalog:
                 "restore that model or re-ingest into a new collection"
             )
         return CollectionEncoder(encoder)
+
+    def classifier_for(self, info: CollectionInfo) -> Classifier | None:
+        """The classifier that labels ``info``'s documents (None when it has none), or
+        ``EmbeddingSpaceMismatch`` when its folder now holds other weights: labels of two
+        classifiers would not mean the same."""
+        if not info.spec.classifier:
+            return None
+        classifier = self._encoders.load_classifier(info.spec.classifier)
+        if classifier.revision != info.classifier_revision:
+            raise EmbeddingSpaceMismatch(
+                f"collection {info.name!r} is labelled by classifier {info.spec.classifier!r} revision "
+                f"{info.classifier_revision}, which is now revision {classifier.revision}; restore "
+                "that classifier or ingest into a new collection"
+            )
+        return classifier
 
     def refit_whitening(self, info: CollectionInfo, policy: WhiteningPolicy, *, force: bool = False) -> int | None:
         """Fit ``info``'s whitening on up to ``policy.max_sample`` of its stored vectors when

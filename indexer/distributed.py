@@ -35,8 +35,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from indexer.config import AppConfig
+from indexer.csv_cells import parse_csv_types
 from indexer.errors import InvalidArgument, StoreBusy
-from indexer.readers import JSONL_SUFFIXES, ReadItem, Rejection, read_jsonl, read_path
+from indexer.readers import JSONL_SUFFIXES, ReadItem, ReadOptions, Rejection, read_jsonl, read_path
 from indexer.records import DocumentStatus
 from indexer.validation import DocumentLimits
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # indexer.ingest imports torch: the driver only needs it for 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'distributed ingestion needs Ray: pip install "albatross[ray]" (or "ray[data]>=2.9")'
-_COUNTS = ("read", *(status.value for status in DocumentStatus), "last_sequence")
+_COUNTS = ("read", *(status.value for status in DocumentStatus), "last_sequence", "mostly_unknown")
 # Tries per part when the store stays locked past its busy timeout (see IngestParts._ingest_part).
 _BUSY_ATTEMPTS = 3
 
@@ -75,6 +76,7 @@ class RayIngestOptions:
     num_cpus: int | None = None
     cpus_per_worker: int = 1
     use_gpu: bool | None = None
+    csv_types: str = ""  # as ``--csv-types`` spells it (a string travels in a part's row)
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -86,21 +88,24 @@ class RayIngestOptions:
 # --- parts: what the actors read ----------------------------------------------------------------
 
 
-def split_inputs(paths: Sequence[str], lines_per_part: int) -> list[dict[str, Any]]:
+def split_inputs(paths: Sequence[str], lines_per_part: int, csv_types: str = "") -> list[dict[str, Any]]:
     """Input files -> parts read by separate tasks: JSONL files in runs of ``lines_per_part``
     lines (one scan for the byte offsets), other formats whole. A part is
-    ``{"path", "offset", "first_line", "lines"}``; ``lines`` -1 means the whole file."""
+    ``{"path", "offset", "first_line", "lines", "csv_types"}``; ``lines`` -1 means the whole file."""
     parts: list[dict[str, Any]] = []
     for path in paths:
         if Path(path).suffix.lower() not in JSONL_SUFFIXES:
-            next(iter(read_path(path)), None)  # a missing file or unknown format fails here, not in a task
-            parts.append({"path": path, "offset": 0, "first_line": 1, "lines": -1})
+            # A missing file, an unknown format or a bad --csv-types fails here, not in a task.
+            next(iter(read_path(path, options=_read_options(csv_types))), None)
+            parts.append({"path": path, "offset": 0, "first_line": 1, "lines": -1, "csv_types": csv_types})
             continue
         offset, line = 0, 0
         with open(path, "rb") as stream:
             for raw in stream:
                 if line % lines_per_part == 0:
-                    parts.append({"path": path, "offset": offset, "first_line": line + 1, "lines": 0})
+                    parts.append(
+                        {"path": path, "offset": offset, "first_line": line + 1, "lines": 0, "csv_types": ""}
+                    )
                 parts[-1]["lines"] += 1
                 offset += len(raw)
                 line += 1
@@ -110,12 +115,16 @@ def split_inputs(paths: Sequence[str], lines_per_part: int) -> list[dict[str, An
 def read_part(part: dict[str, Any]) -> Iterator[ReadItem]:
     """The records of one part, validated by ``indexer.readers`` exactly as a whole file is."""
     if part["lines"] < 0:
-        yield from read_path(part["path"])
+        yield from read_path(part["path"], options=_read_options(str(part.get("csv_types", ""))))
         return
     with open(part["path"], "rb") as stream:
         stream.seek(part["offset"])
         lines = islice(stream, part["lines"])
         yield from read_jsonl(lines, part["path"], DocumentLimits(), first_line=part["first_line"])
+
+
+def _read_options(csv_types: str) -> ReadOptions:
+    return ReadOptions(csv_types=parse_csv_types(csv_types))
 
 
 class IngestParts:
@@ -177,6 +186,7 @@ def _tally(
         summary.read += row["read"]
         for status in DocumentStatus:  # IngestSummary counts each status in a field of its name
             setattr(summary, status.value, getattr(summary, status.value) + row[status.value])
+        summary.mostly_unknown += row["mostly_unknown"]
         summary.last_sequence = max(summary.last_sequence, row["last_sequence"])
         for fields in json.loads(row["rejections"]):
             rejection = Rejection(**fields)
@@ -239,7 +249,7 @@ def ingest_with_ray(
     if "-" in paths:
         raise InvalidArgument("the Ray engine reads files, not standard input", field="paths")
     ray = _ray()
-    parts = split_inputs(paths, config.ingest.docs_per_transaction)
+    parts = split_inputs(paths, config.ingest.docs_per_transaction, options.csv_types)
     started = time.perf_counter()
     owns_cluster = not ray.is_initialized()
     if owns_cluster:

@@ -38,6 +38,7 @@ from indexer.pooling import output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
 from indexer.spec import complete_spec
+from indexer.vocabulary import unknown_share
 from indexer.whitening import Whitening
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Encoder:
         # The spec is checked against config.json before any weights are read.
         model_config = AutoConfig.from_pretrained(folder, local_files_only=True)
         _check_spec(spec, model_config)
-        tokenizer = _load_tokenizer(folder)
+        tokenizer = load_tokenizer(folder)
         model = AutoModel.from_pretrained(
             folder, config=model_config, local_files_only=True, dtype=placement.dtype
         )
@@ -185,6 +186,21 @@ class Encoder:
             )
         return chunk_text(text, encoded["offset_mapping"], window, overlap)
 
+    def unknown_shares(self, texts: Sequence[str]) -> list[float]:
+        """The ``unknown_share`` of each text (of all of it: nothing is truncated)."""
+        texts = _as_texts(texts)
+        if not texts:
+            return []
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(
+                list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
+        unk_id = self._tokenizer.unk_token_id
+        return [
+            unknown_share(text, ids, offsets, unk_id)
+            for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True)
+        ]
+
     def encode(self, texts: Sequence[str], whitening: Whitening | None = None) -> np.ndarray:
         """Vectors of ``texts`` in input order: float32 (n, d), or (n, k) with a whitening.
 
@@ -239,7 +255,7 @@ class Encoder:
         chunked: list[list[Chunk]] = []
         window_ids: list[list[int]] = []
         for index, text in enumerate(texts):
-            prefix, body, suffix = _split_specials(
+            prefix, body, suffix = split_specials(
                 encoded["input_ids"][index], encoded["special_tokens_mask"][index]
             )
             offsets = encoded["offset_mapping"][index][len(prefix) : len(prefix) + len(body)]
@@ -347,7 +363,7 @@ class Encoder:
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:
         """One padded batch -> pooled float32 (batch, d)."""
-        input_ids, attention_mask = _pad(ids, self._tokenizer.pad_token_id, self.device)
+        input_ids, attention_mask = pad_ids(ids, self._tokenizer.pad_token_id, self.device)
         with torch.inference_mode():
             output = self._model(
                 input_ids=input_ids,
@@ -365,7 +381,7 @@ def _as_texts(texts: Sequence[str]) -> Sequence[str]:
     return texts
 
 
-def _split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list[int], list[int]]:
+def split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list[int], list[int]]:
     """Split one sequence's ids into (leading specials, text tokens, trailing specials).
 
     A single-sequence template (ALBERT/BERT: ``[CLS] text [SEP]``) puts special tokens only
@@ -416,7 +432,7 @@ def record_int8_check(folder: Path) -> float:
     return cosine
 
 
-def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -480,7 +496,7 @@ def _batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[range]
     return batches
 
 
-def _pad(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_ids(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token ids: input_ids and attention_mask, both int64 (batch, longest).
 
     On CUDA the host tensors are pinned and copied with ``non_blocking``, so the copy overlaps

@@ -16,6 +16,7 @@ status from a server exits with the code of that status's row, so the three agre
     ├── EmbeddingSpaceMismatch     vectors of another space offered to a collection
     ├── IndexNotReady              the index cannot answer yet
     ├── StoreBusy                  the database stayed locked past the busy timeout
+    ├── LexicalIndexBusy           another writer holds a lexical index folder (served from memory)
     ├── StoreUnavailable           the database cannot be reached or written
     ├── ShardUnavailable           no replica of a shard answered (router)
     ├── Overloaded                 a bounded queue is full
@@ -84,6 +85,10 @@ class StoreBusy(AlbatrossError):
     """The database stayed locked (another writer) past the busy timeout."""
 
 
+class LexicalIndexBusy(AlbatrossError):
+    """Another writer (in this or another process) holds a lexical index folder's lock."""
+
+
 class StoreUnavailable(AlbatrossError):
     """The database cannot be reached or written: no server listening, a read-only or forbidden
     file or folder. The message names the URL (password hidden) or the path."""
@@ -134,7 +139,11 @@ FAILURES: tuple[Failure, ...] = (
     Failure("NOT_FOUND", ExitCode.NOT_FOUND, (CollectionNotFound,)),
     Failure("ALREADY_EXISTS", ExitCode.INVALID, (CollectionExists,)),
     Failure("FAILED_PRECONDITION", ExitCode.PRECONDITION, (ModelNotFound, EmbeddingSpaceMismatch)),
-    Failure("UNAVAILABLE", ExitCode.UNAVAILABLE, (IndexNotReady, StoreBusy, StoreUnavailable, ShardUnavailable)),
+    Failure(
+        "UNAVAILABLE",
+        ExitCode.UNAVAILABLE,
+        (IndexNotReady, StoreBusy, LexicalIndexBusy, StoreUnavailable, ShardUnavailable),
+    ),
     Failure("RESOURCE_EXHAUSTED", ExitCode.UNAVAILABLE, (Overloaded,)),
     Failure("INTERNAL", ExitCode.INTERNAL, (SnapshotCorrupt,)),
     # Only the transport answers these; for ``albatross search`` a wrong token is a bad argument.

@@ -15,25 +15,33 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from indexer.catalog import Catalog, CollectionEncoder
+from indexer.classifier import Classifier
 from indexer.config import IngestConfig
+from indexer.errors import InvalidDocument
 from indexer.readers import ReadItem, Rejection
-from indexer.records import CollectionInfo, DeleteResult, Document, DocumentStatus, EncodedDocument
+from indexer.records import Chunk, CollectionInfo, DeleteResult, Document, DocumentStatus, EncodedDocument
 from indexer.store import Store
+from indexer.validation import vector_for_collection
+from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DocumentOutcome:
-    """What happened to one document. ``sequence`` is set once its transaction committed."""
+    """What happened to one document. ``sequence`` is set once its transaction committed;
+    ``warning`` says when a written document is mostly outside its model's vocabulary."""
 
     external_id: str
     status: DocumentStatus
     error: str | None = None
     sequence: int | None = None
+    warning: str | None = None
 
 
 @dataclass
@@ -46,6 +54,9 @@ class IngestSummary:
     seconds: float = 0.0
     last_sequence: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # Written documents mostly outside the model's vocabulary, and the first ids of them.
+    mostly_unknown: int = 0
+    mostly_unknown_ids: list[str] = field(default_factory=list)
 
     @property
     def docs_per_second(self) -> float:
@@ -65,29 +76,88 @@ def encode_documents(
     Each document's text and title are tokenized once; every window is embedded after its
     title, whole (a long title is cut to make room, see ``chunking.window_input``).
     """
-    results = encoder.chunk_and_encode(
-        [doc.text for doc in documents], [doc.title for doc in documents], info.spec.window, info.spec.overlap
-    )
+    texts = [doc.text for doc in documents]
+    results = encoder.chunk_and_encode(texts, [doc.title for doc in documents], info.spec.window, info.spec.overlap)
+    # A second, cheap tokenization: chunk_and_encode keeps its ids to itself.
+    shares = encoder.unknown_shares(texts)
     return [
-        EncodedDocument(doc, doc.content_hash(), tuple(chunks), vectors)
-        for doc, (chunks, vectors) in zip(documents, results, strict=True)
+        EncodedDocument(doc, doc.content_hash(), tuple(chunks), vectors, share)
+        for doc, (chunks, vectors), share in zip(documents, results, shares, strict=True)
     ]
+
+
+def given_vectors(documents: Sequence[Document], info: CollectionInfo) -> list[EncodedDocument]:
+    """Documents of a collection without a model: one chunk (the whole text) with the document's
+    own vector, L2-normalised when the collection normalises (as its queries are)."""
+    if not documents:
+        return []
+    vectors = np.asarray([doc.vector for doc in documents], dtype=np.float32)
+    if info.spec.normalize:
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # never zero: validated
+    return [
+        EncodedDocument(doc, doc.content_hash(), (Chunk(0, 0, len(doc.text), doc.text),), vectors[i : i + 1])
+        for i, doc in enumerate(documents)
+    ]
+
+
+def label_documents(
+    encoded: list[EncodedDocument], classifier: Classifier | None, info: CollectionInfo
+) -> list[EncodedDocument]:
+    """Each document's metadata with its classifier's label and score (replacing fields of those
+    names), in the same write as its vectors. The content hash stays the user's document's: a
+    label is derived from the text, so an unchanged document is not classified again."""
+    if classifier is None or not encoded:
+        return encoded
+    labels = classifier.classify([embedding_text(e.document.title, e.document.text) for e in encoded])
+    spec = info.spec
+    return [
+        replace(
+            doc,
+            document=replace(
+                doc.document,
+                metadata={**doc.document.metadata, spec.label_field: label.name, spec.score_field: label.score},
+            ),
+        )
+        for doc, label in zip(encoded, labels, strict=True)
+    ]
+
+
+def vector_rejection(doc: Document, info: CollectionInfo) -> DocumentOutcome | None:
+    """A document whose vector does not fit its collection (``vector_for_collection``): only the
+    collection knows whether it takes vectors and of what length, so this check waits for it."""
+    dimension = info.dimension if info.spec.takes_vectors else None
+    try:
+        vector_for_collection(doc.vector, record=f"document {doc.external_id!r}", dimension=dimension)
+    except InvalidDocument as exc:
+        return DocumentOutcome(doc.external_id, DocumentStatus.REJECTED, error=str(exc))
+    return None
 
 
 @dataclass(frozen=True)
 class _Prepared:
     """A batch embedded, waiting for its transaction.
 
-    ``size`` counts the input documents; ``positions`` maps each external id to its input
-    positions; ``documents`` are the distinct ones (the last version of a repeated id),
-    ``encoded`` those whose content changed.
+    ``size`` counts the input documents; ``rejected`` holds the outcomes of those refused by
+    position; ``positions`` maps each accepted external id to its input positions; ``documents``
+    are the distinct ones (the last version of a repeated id), ``encoded`` those whose content
+    changed.
     """
 
     info: CollectionInfo
     size: int
+    rejected: dict[int, DocumentOutcome]
     positions: dict[str, list[int]]
     documents: list[Document]
     encoded: list[EncodedDocument]
+    model_name: str = ""
+
+    def warnings(self) -> dict[str, str]:
+        """``external_id -> warning`` of the embedded documents mostly outside the vocabulary."""
+        return {
+            doc.document.external_id: mostly_unknown_warning(doc.unknown_share, self.model_name)
+            for doc in self.encoded
+            if is_mostly_unknown(doc.unknown_share)
+        }
 
 
 class Ingestor:
@@ -117,24 +187,42 @@ class Ingestor:
     def _prepare(self, collection: str, documents: Sequence[Document]) -> _Prepared:
         """Embed (the CPU/GPU-bound half of an upsert); nothing is written."""
         info = self._catalog.get(collection)
+        rejected: dict[int, DocumentOutcome] = {}
         accepted: dict[str, Document] = {}
         positions: dict[str, list[int]] = {}
         for position, doc in enumerate(documents):
+            refused = vector_rejection(doc, info)
+            if refused is not None:
+                rejected[position] = refused
+                continue
             accepted[doc.external_id] = doc  # the last version of a repeated id wins
             positions.setdefault(doc.external_id, []).append(position)
         unique = list(accepted.values())
-        encoded: list[EncodedDocument] = []
-        if unique:
-            # A batch still in the writer's queue may hold one of these ids: then this check
-            # misses, the document is embedded again and write_documents skips it by its hash.
-            known = self._store.content_hashes(info.id, [d.external_id for d in unique])
-            changed = [d for d in unique if known.get(d.external_id) != d.content_hash()]
-            encoded = encode_documents(changed, self._catalog.encoder_for(info), info)
-        return _Prepared(info, len(documents), positions, unique, encoded)
+        prepared = _Prepared(info, len(documents), rejected, positions, unique, [])
+        if not unique:
+            return prepared
+        classifier = self._catalog.classifier_for(info)  # a missing classifier fails before any work
+        if info.spec.takes_vectors:
+            encoded = given_vectors(self._changed(info, unique), info)
+            return replace(prepared, encoded=label_documents(encoded, classifier, info))
+        encoder = self._catalog.encoder_for(info)
+        encoded = label_documents(encode_documents(self._changed(info, unique), encoder, info), classifier, info)
+        return replace(prepared, encoded=encoded, model_name=encoder.model_name)
+
+    def _changed(self, info: CollectionInfo, documents: list[Document]) -> list[Document]:
+        """The documents whose content differs from what the collection holds.
+
+        A batch still in the writer's queue may hold one of these ids: then this check misses,
+        the document is embedded again and write_documents skips it by its hash.
+        """
+        known = self._store.content_hashes(info.id, [d.external_id for d in documents])
+        return [d for d in documents if known.get(d.external_id) != d.content_hash()]
 
     def _commit(self, prepared: _Prepared) -> list[DocumentOutcome]:
         """One transaction for the prepared batch; one outcome per input document."""
         outcomes: list[DocumentOutcome | None] = [None] * prepared.size
+        for position, refused in prepared.rejected.items():
+            outcomes[position] = refused
         if prepared.documents:
             result = self._store.write_documents(prepared.info.id, prepared.encoded)
             if prepared.info.spec.whitening and result.written:
@@ -142,9 +230,11 @@ class Ingestor:
                 # be fitted yet, and the map is fitted on what the collection holds.
                 self._catalog.refit_whitening(prepared.info, self._config.whitening)
             written = set(result.written)
+            warnings = prepared.warnings()
             for doc in prepared.documents:
                 status = DocumentStatus.WRITTEN if doc.external_id in written else DocumentStatus.UNCHANGED
-                outcome = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence)
+                warning = warnings.get(doc.external_id) if status is DocumentStatus.WRITTEN else None
+                outcome = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence, warning=warning)
                 for position in prepared.positions[doc.external_id]:
                     outcomes[position] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
@@ -216,6 +306,10 @@ class Ingestor:
         on_rejection: Callable[[Rejection], None] | None,
     ) -> None:
         for outcome in outcomes:
+            if outcome.warning is not None:
+                summary.mostly_unknown += 1
+                if len(summary.mostly_unknown_ids) < 1000:
+                    summary.mostly_unknown_ids.append(outcome.external_id)
             if outcome.status is DocumentStatus.WRITTEN:
                 summary.written += 1
             elif outcome.status is DocumentStatus.UNCHANGED:

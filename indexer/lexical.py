@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
-from indexer.errors import AlbatrossError
+from indexer.errors import LexicalIndexBusy
 from indexer.records import LexicalAnalyzer
 
 ID_FIELD = "id"
@@ -31,10 +31,6 @@ BODY_FIELD = "body"
 WRITER_HEAP_BYTES = 32_000_000
 # Terms longer than this are noise (base64, URLs glued together) and bloat the term dictionary.
 MAX_TERM_CHARS = 40
-
-
-class LexicalIndexBusy(AlbatrossError):
-    """Another writer (in this or another process) holds the index folder's lock."""
 
 
 def _analyzer(kind: LexicalAnalyzer) -> tantivy.TextAnalyzer:

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.lexical import LexicalIndex, LexicalIndexBusy, body_of
+from indexer.errors import LexicalIndexBusy
+from indexer.lexical import LexicalIndex, body_of
 from indexer.records import ChangeOp, CollectionInfo, LexicalAnalyzer
 from indexer.sharding import ChunkFilter
 from indexer.snapshots import atomic_write, collection_folder

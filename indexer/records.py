@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-# Declared in indexer.spec and re-exported: every record module user finds them here.
 from indexer.errors import InvalidArgument
+
+# Declared in indexer.spec and re-exported: every record module user finds them here.
+from indexer.spec import NO_MODEL as NO_MODEL
 from indexer.spec import CollectionSpec as CollectionSpec
 from indexer.spec import FusionMethod as FusionMethod
 from indexer.spec import LexicalAnalyzer as LexicalAnalyzer
@@ -77,19 +79,25 @@ class DocumentStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Document:
-    """One input document as a user gave it. ``metadata`` must be JSON-serialisable."""
+    """One input document as a user gave it. ``metadata`` must be JSON-serialisable; ``vector``
+    is set only for a collection without a model (``NO_MODEL``), which stores it as given."""
 
     external_id: str
     text: str
     title: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    vector: tuple[float, ...] | None = None
 
     def content_hash(self) -> str:
         """SHA-256 of everything that shapes the vectors or what search returns.
 
-        Unchanged documents (same hash) are not re-embedded on upsert.
+        Unchanged documents (same hash) are not re-embedded on upsert. A document without a
+        vector hashes as it always has, so existing collections keep their hashes.
         """
-        canonical = json.dumps([self.title, self.text, self.metadata], sort_keys=True, ensure_ascii=False)
+        fields: list[Any] = [self.title, self.text, self.metadata]
+        if self.vector is not None:
+            fields.append(list(self.vector))
+        canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -107,13 +115,15 @@ class Chunk:
 class EncodedDocument:
     """A document ready to be written: its chunks and one unit vector per chunk.
 
-    ``vectors``: float32 (len(chunks), d).
+    ``vectors``: float32 (len(chunks), d). ``unknown_share``: how much of the text the model
+    could not read (``indexer.vocabulary``).
     """
 
     document: Document
     content_hash: str
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
+    unknown_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -126,13 +136,17 @@ class CollectionInfo:
     dimension: int
     model_revision: str
     tokenizer_hash: str
+    classifier_revision: str = ""
 
 
 @dataclass(frozen=True)
 class CollectionStats:
+    """``mostly_unknown``: documents mostly outside the model's vocabulary (``indexer.vocabulary``)."""
+
     documents: int
     chunks: int
     last_sequence: int
+    mostly_unknown: int = 0
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class CollectionRow(Base):
         *(_spec_column(spec_field) for spec_field in spec_fields()),
         Column("model_revision", String(128), nullable=False),
         Column("tokenizer_hash", String(128), nullable=False),
+        Column("classifier_revision", String(128), nullable=False, server_default=""),
         Column("dimension", Integer, nullable=False),
         Column("whitening", LargeBinary, nullable=True),
         # 0 until a whitening is fitted, then one more at every refit; indexes rebuild when it moves.
@@ -115,6 +116,8 @@ class DocumentRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", MetadataJSON)
     content_hash: Mapped[str] = mapped_column(String(64))
     updated_sequence: Mapped[int] = mapped_column(BigInteger)
+    # Share of the text's characters in unknown pieces of the model's vocabulary (indexer.vocabulary).
+    unknown_share: Mapped[float] = mapped_column(Float, server_default="0")
 
 
 class ChunkRow(Base):
@@ -174,6 +177,7 @@ def collection_info(row: CollectionRow) -> CollectionInfo:
         dimension=row.dimension,
         model_revision=row.model_revision,
         tokenizer_hash=row.tokenizer_hash,
+        classifier_revision=row.classifier_revision,
     )
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,11 +44,17 @@ def atomic_write(path: Path, data: bytes) -> None:
     Temp file in the same folder (``os.replace`` is only atomic within a filesystem), fsync the
     file before the rename and the folder after it (so the rename itself is durable).
     """
+    atomic_write_parts(path, [data])
+
+
+def atomic_write_parts(path: Path, parts: Iterable[bytes]) -> None:
+    """``atomic_write`` of data produced piece by piece (an export larger than memory)."""
     path = Path(path)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for part in parts:
+                handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)

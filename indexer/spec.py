@@ -28,6 +28,8 @@ from indexer.errors import InvalidCollectionSpec
 
 # What the spec's ``model`` says when it means "the model the package ships".
 DEFAULT_MODEL_REF = "default"
+# The model of a collection that embeds nothing: it stores the vectors its documents bring.
+NO_MODEL = "none"
 # The file in a model folder that says how its vectors are made (written by
 # ``indexer.training.export``): ``{"pooling": "mean", "layers": [-1], "normalize": true,
 # "max_length": 256}``. Its values are the defaults of a collection created with that model.
@@ -116,7 +118,11 @@ class CollectionSpec:
     stored collection's spec is always complete.
     """
 
-    model: str = _spec(help="local model folder or cached hub id", cli_default=DEFAULT_MODEL_REF)
+    model: str = _spec(
+        help=f"local model folder or cached hub id; {NO_MODEL}: no model, the collection stores the "
+        "vectors its documents bring (with --dimension N)",
+        cli_default=DEFAULT_MODEL_REF,
+    )
     pooling: PoolingMode | None = _spec(
         None,
         help="how token vectors become one vector",
@@ -170,6 +176,20 @@ class CollectionSpec:
     fusion: FusionMethod = _spec(FusionMethod.RRF, help="hybrid search's default fusion", max_chars=16)
     rrf_k: int = _spec(60, help="hybrid with rrf: the rank constant")
     dense_weight: float = _spec(0.7, help="hybrid with convex: the dense side's share, 0..1")
+
+    # Labels, not vectors: a classifier does not change the embedding space.
+    classifier: str = _spec(
+        "", help="a local ALBERT/BERT *ForSequenceClassification checkpoint that labels every document"
+    )
+    label_field: str = _spec("label", help="metadata field of the classifier's label", max_chars=128)
+    score_field: str = _spec(
+        "label_score", help="metadata field of the classifier's label probability", max_chars=128
+    )
+
+    @property
+    def takes_vectors(self) -> bool:
+        """True for a collection that stores its documents' own vectors and embeds nothing."""
+        return self.model == NO_MODEL
 
     def __post_init__(self) -> None:
         for spec_field in spec_fields():
@@ -312,4 +332,11 @@ def validate_spec(spec: CollectionSpec) -> None:
     if not 0.0 <= spec.dense_weight <= 1.0:
         raise InvalidCollectionSpec(
             f"dense_weight must be between 0 and 1, got {spec.dense_weight}", field="dense_weight"
+        )
+    if spec.classifier and (not spec.label_field.strip() or not spec.score_field.strip()):
+        raise InvalidCollectionSpec("label_field and score_field must name metadata fields", field="label_field")
+    if spec.classifier and spec.label_field == spec.score_field:
+        raise InvalidCollectionSpec(
+            f"label_field and score_field are both {spec.label_field!r}: a label and its score need two fields",
+            field="score_field",
         )

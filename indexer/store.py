@@ -59,6 +59,7 @@ from indexer.schema import (
 from indexer.spec import to_stored
 from indexer.store_checks import check_new_collection, check_unique_ids, document_metadata, vector_blobs
 from indexer.store_errors import data_dir_error
+from indexer.vocabulary import MOSTLY_UNKNOWN
 
 # Keeps every IN (...) list well below SQLite's 32766 and PostgreSQL's 65535 bound parameters.
 _IN_BATCH = 5_000
@@ -168,7 +169,14 @@ class Store:
     # -- collections ----------------------------------------------------------------------------
 
     def create_collection(
-        self, name: str, spec: CollectionSpec, *, dimension: int, model_revision: str, tokenizer_hash: str
+        self,
+        name: str,
+        spec: CollectionSpec,
+        *,
+        dimension: int,
+        model_revision: str,
+        tokenizer_hash: str,
+        classifier_revision: str = "",
     ) -> CollectionInfo:
         check_new_collection(name, dimension)
         row = CollectionRow(
@@ -177,6 +185,7 @@ class Store:
             model_revision=model_revision,
             tokenizer_hash=tokenizer_hash,
             dimension=dimension,
+            classifier_revision=classifier_revision,
             last_sequence=0,
         )
         try:
@@ -332,6 +341,7 @@ class Store:
                 "meta": metadata[i],
                 "content_hash": docs[i].content_hash,
                 "updated_sequence": sequence,
+                "unknown_share": docs[i].unknown_share,
             }
             if document.external_id in existing:
                 document_ids[i] = existing[document.external_id][0]
@@ -507,6 +517,12 @@ class Store:
         vectors = decode_vectors(blobs, dimension, dtype)
         return np.asarray(ids, dtype=np.int64)[order], vectors[order]
 
+    def _vector_format(self, collection_id: int) -> tuple[int, str]:
+        """(dimension, stored dtype) of a collection's vectors."""
+        with self._session() as session:
+            collection = self._collection_by_id(session, collection_id)
+            return collection.dimension, collection.vector_dtype
+
     def iter_vectors(
         self, collection_id: int, batch: int = 10_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -516,9 +532,7 @@ class Store:
         holds a snapshot open; callers replay the change log from a sequence read *before* the
         first page, which covers whatever changed meanwhile.
         """
-        with self._session() as session:
-            collection = self._collection_by_id(session, collection_id)
-            dimension, dtype = collection.dimension, collection.vector_dtype
+        dimension, dtype = self._vector_format(collection_id)
         after = -1
         while True:
             with self._session() as session:
@@ -534,6 +548,44 @@ class Store:
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             yield ids, decode_vectors([r[1] for r in rows], dimension, dtype)
             after = int(ids[-1])
+
+    def iter_documents(
+        self, collection_id: int, batch: int = 1_000
+    ) -> Iterator[tuple[StoredDocument, np.ndarray]]:
+        """Every document with its chunk vectors, float32 (chunks, d) in chunk order, by
+        ascending document row id; each page is its own short read transaction (keyset
+        pagination), so an export never holds a snapshot open."""
+        dimension, dtype = self._vector_format(collection_id)
+        after = -1
+        while True:
+            with self._session() as session:
+                rows = session.execute(
+                    select(DocumentRow)
+                    .where(DocumentRow.collection_id == collection_id, DocumentRow.id > after)
+                    .order_by(DocumentRow.id)
+                    .limit(batch)
+                ).scalars().all()
+                if not rows:
+                    return
+                blobs: dict[int, list[bytes]] = {row.id: [] for row in rows}
+                chunks = session.execute(
+                    select(ChunkRow.document_id, ChunkRow.vector)
+                    .where(ChunkRow.document_id.in_(list(blobs)))
+                    .order_by(ChunkRow.document_id, ChunkRow.ordinal)
+                )
+                for document_id, blob in chunks:
+                    blobs[document_id].append(blob)
+            for row in rows:
+                document = StoredDocument(
+                    external_id=row.external_id,
+                    title=row.title,
+                    text=row.text,
+                    metadata=row.meta,
+                    content_hash=row.content_hash,
+                    chunk_count=len(blobs[row.id]),
+                )
+                yield document, decode_vectors(blobs[row.id], dimension, dtype)
+            after = rows[-1].id
 
     def chunk_texts_for(
         self, collection_id: int, chunk_ids: Sequence[int] | np.ndarray
@@ -588,7 +640,17 @@ class Store:
                 .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
                 .where(DocumentRow.collection_id == collection_id)
             ).scalar_one()
-            return CollectionStats(documents=documents, chunks=chunks, last_sequence=collection.last_sequence)
+            mostly_unknown = session.execute(
+                select(func.count(DocumentRow.id)).where(
+                    DocumentRow.collection_id == collection_id, DocumentRow.unknown_share > MOSTLY_UNKNOWN
+                )
+            ).scalar_one()
+            return CollectionStats(
+                documents=documents,
+                chunks=chunks,
+                last_sequence=collection.last_sequence,
+                mostly_unknown=mostly_unknown,
+            )
 
     # -- search support -------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from indexer.errors import InvalidDocument
 from indexer.records import Document
 
@@ -99,6 +101,73 @@ def _check_metadata(value: object, *, record: str, limits: DocumentLimits) -> di
     return dict(value)
 
 
+def check_vector(value: object, *, record: str, dimension: int | None = None) -> tuple[float, ...] | None:
+    """A document's own vector: a non-empty list of finite numbers, not all zero (a zero vector
+    is as near to every query as to none), of ``dimension`` values when that is given."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, list | tuple) or not value:
+        raise InvalidDocument(
+            f"field 'vector' must be a non-empty array of numbers, got {type(value).__name__}",
+            record=record,
+            field="vector",
+        )
+    for position, number in enumerate(value):
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise InvalidDocument(
+                f"field 'vector'[{position}] must be a number, got {type(number).__name__}",
+                record=record,
+                field="vector",
+            )
+        if not math.isfinite(number):
+            raise InvalidDocument(
+                f"field 'vector'[{position}] is {number}: NaN and infinity are not vectors",
+                record=record,
+                field="vector",
+            )
+    if dimension is not None and len(value) != dimension:
+        raise InvalidDocument(
+            f"field 'vector' has {len(value)} values, the collection takes {dimension}",
+            record=record,
+            field="vector",
+        )
+    if not any(value):
+        raise InvalidDocument("field 'vector' is all zeros", record=record, field="vector")
+    return tuple(float(number) for number in value)
+
+
+TAKES_NO_VECTORS = (
+    "field 'vector': this collection embeds its text with its own model and takes no outside "
+    "vectors; bring vectors to a collection created with --model none --dimension N"
+)
+
+
+def vector_for_collection(
+    value: object, *, record: str, dimension: int | None
+) -> tuple[float, ...] | None:
+    """A document's vector checked against its collection: ``dimension`` None means the collection
+    has a model (no vector allowed), N means it has none (a vector of N values required)."""
+    if dimension is None:
+        if value is not None:
+            raise InvalidDocument(TAKES_NO_VECTORS, record=record, field="vector")
+        return None
+    if value is None:
+        raise InvalidDocument(
+            "missing field 'vector': a collection without a model takes one vector per document",
+            record=record,
+            field="vector",
+        )
+    vector = check_vector(value, record=record, dimension=dimension)
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.asarray(vector, dtype=np.float32)).all():
+            raise InvalidDocument(
+                "field 'vector' holds a value beyond float32's range", record=record, field="vector"
+            )
+    return vector
+
+
 def validate_document(
     external_id: object,
     text: object,
@@ -107,6 +176,7 @@ def validate_document(
     *,
     record: str,
     limits: DocumentLimits | None = None,
+    vector: object = None,
 ) -> Document:
     """Build a ``Document`` from raw fields, or raise ``InvalidDocument`` naming what was wrong."""
     limits = limits or DocumentLimits()
@@ -122,4 +192,5 @@ def validate_document(
             title, record=record, field="title", limit=limits.max_title_chars, required=False
         ),
         metadata=_check_metadata(metadata, record=record, limits=limits),
+        vector=check_vector(vector, record=record),
     )

@@ -47,12 +47,14 @@ DOCUMENTS_PER_MESSAGE = 64
 @dataclass(frozen=True)
 class UpsertStatus:
     """What the server did with one document: ``status`` is a ``DocumentStatus`` (a string),
-    or "unspecified" from a server that sent none."""
+    or "unspecified" from a server that sent none; ``warning`` when a written document is mostly
+    outside its model's vocabulary."""
 
     external_id: str
     status: DocumentStatus | str
     error: str | None
     sequence: int | None
+    warning: str | None = None
 
 
 class UpsertStalled(grpc.RpcError):
@@ -107,6 +109,7 @@ def _status(result: pb.DocumentResult) -> UpsertStatus:
         status=convert.STATUS_FROM_PB.get(result.status, "unspecified"),
         error=result.error or None,
         sequence=result.sequence or None,
+        warning=result.warning or None,
     )
 
 
@@ -129,6 +132,8 @@ def _hits(response: pb.SearchResponse) -> list[Hit]:
 def _document_to_pb(document: Document) -> pb.Document:
     message = pb.Document(id=document.external_id, text=document.text, title=document.title)
     convert.dict_to_struct(document.metadata, message.metadata)
+    if document.vector is not None:
+        message.vector.values.extend(document.vector)
     return message
 
 
@@ -186,10 +191,16 @@ class AlbatrossClient:
     # --- collections ---------------------------------------------------------------------------
 
     def create_collection(
-        self, name: str, spec: CollectionSpec | None = None, *, timeout: float | None = None
+        self,
+        name: str,
+        spec: CollectionSpec | None = None,
+        *,
+        dimension: int | None = None,
+        timeout: float | None = None,
     ) -> pb.Collection:
-        """``spec`` None (or a spec with model "") takes the server's default model and settings."""
-        request = pb.CreateCollectionRequest(name=name)
+        """``spec`` None (or a spec with model "") takes the server's default model and settings;
+        ``dimension`` is the vector length of a collection with model "none"."""
+        request = pb.CreateCollectionRequest(name=name, dimension=dimension)
         if spec is not None:
             request.spec.CopyFrom(convert.spec_to_pb(spec))
         return self._collections.CreateCollection(
@@ -278,10 +289,27 @@ class AlbatrossClient:
     ) -> list[Hit]:
         """``mode``: dense (the vector index), lexical (BM25) or hybrid (both, fused by ``fusion``,
         else the collection's default)."""
+        return self.search_with_warnings(
+            collection, query, k, metadata_filter, mode=mode, fusion=fusion, timeout=timeout
+        )[0]
+
+    def search_with_warnings(
+        self,
+        collection: str,
+        query: str,
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
+        timeout: float | None = None,
+    ) -> tuple[list[Hit], list[str]]:
+        """As ``search``, with what the server warns about the query (e.g. a query mostly
+        outside the vocabulary of the collection's model)."""
         response = self._search_text(
             collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=False
         )
-        return _hits(response)
+        return _hits(response), list(response.warnings)
 
     def search_vector(
         self,

@@ -77,6 +77,7 @@ class DocumentOutcomeLike(Protocol):
     status: DocumentStatus
     error: str | None
     sequence: int | None
+    warning: str | None
 
 
 # --- requests: validation ------------------------------------------------------------------------
@@ -347,6 +348,7 @@ def stats_to_pb(stats: CollectionStats, status: IndexStatus) -> pb.CollectionSta
         index_vectors=status.vectors,
         lexical_sequence=status.lexical_sequence,
         lexical_chunks=status.lexical_chunks,
+        mostly_unknown_documents=stats.mostly_unknown,
     )
 
 
@@ -366,7 +368,8 @@ def document_from_pb(message: pb.Document, position: int, record: str | None = N
             record=record,
             field="metadata",
         ) from exc
-    return validate_document(message.id, message.text, message.title, metadata, record=record)
+    vector = list(message.vector.values) if message.HasField("vector") else None
+    return validate_document(message.id, message.text, message.title, metadata, record=record, vector=vector)
 
 
 def rejected_to_pb(external_id: str, error: str) -> pb.DocumentResult:
@@ -379,6 +382,7 @@ def outcome_to_pb(outcome: DocumentOutcomeLike) -> pb.DocumentResult:
         status=_STATUS_TO_PB.get(outcome.status, pb.DOCUMENT_STATUS_UNSPECIFIED),
         error=outcome.error or "",
         sequence=outcome.sequence or 0,
+        warning=outcome.warning or "",
     )
 
 
@@ -428,8 +432,8 @@ def hit_from_pb(message: pb.Hit) -> Hit:
     )
 
 
-def hits_to_pb(hits: Sequence[Hit]) -> pb.SearchResponse:
-    return pb.SearchResponse(hits=[hit_to_pb(hit) for hit in hits])
+def hits_to_pb(hits: Sequence[Hit], warnings: Sequence[str] = ()) -> pb.SearchResponse:
+    return pb.SearchResponse(hits=[hit_to_pb(hit) for hit in hits], warnings=list(warnings))
 
 
 # --- filters -------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ UPSERT_BATCH_SIZE = 64
 class CollectionAdmin(Protocol):
     """The part of ``indexer.catalog.Catalog`` the Collections operations use."""
 
-    def create(self, name: str, spec: CollectionSpec) -> CollectionInfo: ...
+    def create(self, name: str, spec: CollectionSpec, dimension: int | None = None) -> CollectionInfo: ...
 
     def list(self) -> list[CollectionInfo]: ...
 
@@ -98,6 +98,8 @@ class Searcher(Protocol):
 
     async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]: ...
 
+    async def query_warnings(self, collection: str, texts: Sequence[str]) -> list[list[str]]: ...
+
     async def index_status(self, collection: str) -> tuple[CollectionInfo, CollectionStats, IndexStatus]: ...
 
 
@@ -115,7 +117,8 @@ class CollectionOperations:
     async def create(self, request: pb.CreateCollectionRequest) -> pb.Collection:
         name = convert.require_name(request.name, "name")
         spec = convert.spec_from_pb(request.spec)
-        return convert.collection_to_pb(await self._run(self._catalog.create, name, spec))
+        dimension = request.dimension if request.HasField("dimension") else None
+        return convert.collection_to_pb(await self._run(self._catalog.create, name, spec, dimension))
 
     async def get(self, request: pb.GetCollectionRequest) -> pb.GetCollectionResponse:
         name = convert.require_name(request.name, "name")
@@ -154,16 +157,17 @@ class SearchOperations:
                 texts=asked.queries,
                 fusion=asked.fusion,
             )
-        else:
-            hits = await self._searcher.search(
-                asked.collection,
-                asked.queries[0],
-                asked.k,
-                asked.metadata_filter,
-                mode=asked.mode,
-                fusion=asked.fusion,
-            )
-        return convert.hits_to_pb(hits)
+            return convert.hits_to_pb(hits)
+        hits = await self._searcher.search(
+            asked.collection,
+            asked.queries[0],
+            asked.k,
+            asked.metadata_filter,
+            mode=asked.mode,
+            fusion=asked.fusion,
+        )
+        (warnings,) = await self._searcher.query_warnings(asked.collection, asked.queries)
+        return convert.hits_to_pb(hits, warnings)
 
     async def search_batch(self, request: pb.SearchBatchRequest) -> pb.SearchBatchResponse:
         asked = convert.search_batch_from_pb(request)
@@ -176,16 +180,19 @@ class SearchOperations:
                 texts=asked.queries,
                 fusion=asked.fusion,
             )
-        else:
-            ranked = await self._searcher.search_batch(
-                asked.collection,
-                asked.queries,
-                asked.k,
-                asked.metadata_filter,
-                mode=asked.mode,
-                fusion=asked.fusion,
-            )
-        return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
+            return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
+        ranked = await self._searcher.search_batch(
+            asked.collection,
+            asked.queries,
+            asked.k,
+            asked.metadata_filter,
+            mode=asked.mode,
+            fusion=asked.fusion,
+        )
+        warnings = await self._searcher.query_warnings(asked.collection, asked.queries)
+        return pb.SearchBatchResponse(
+            results=[convert.hits_to_pb(hits, said) for hits, said in zip(ranked, warnings, strict=True)]
+        )
 
     async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
         collection = convert.require_name(request.collection, "collection")

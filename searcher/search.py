@@ -28,6 +28,7 @@ from indexer.records import (
     StoredChunk,
     StoredDocument,
 )
+from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 from searcher.batching import QueryBatcher, TextEncoder
 from searcher.blocking import BlockingCalls
 from searcher.fusion import FusionRequest, fuse
@@ -46,6 +47,15 @@ HYBRID_CANDIDATES = 30
 ChunkSearch = Callable[[list[int], int], tuple[np.ndarray, np.ndarray]]
 
 
+class QueryEncoder(TextEncoder, Protocol):
+    """``indexer.catalog.CollectionEncoder``: embeds queries and says how much of them it reads."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def unknown_shares(self, texts: Sequence[str]) -> list[float]: ...
+
+
 class CollectionCatalog(Protocol):
     """The part of ``indexer.catalog.Catalog`` searching needs."""
 
@@ -55,9 +65,9 @@ class CollectionCatalog(Protocol):
 
     def stats(self, name: str) -> CollectionStats: ...
 
-    def encoder_for(self, info: CollectionInfo) -> TextEncoder: ...
+    def encoder_for(self, info: CollectionInfo) -> QueryEncoder: ...
 
-    def ready_encoder(self, info: CollectionInfo) -> TextEncoder | None: ...
+    def ready_encoder(self, info: CollectionInfo) -> QueryEncoder | None: ...
 
 
 class SearchStore(Protocol):
@@ -203,9 +213,28 @@ class SearchService:
                 f"got {vectors.shape[-1] if vectors.ndim else 0}",
                 field="vector",
             )
+        if info.spec.takes_vectors and info.spec.normalize:
+            # Its documents' vectors were stored as unit rows; the query's length must not rank.
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         if texts:
             return await self._search_hybrid(info, vectors, list(texts), k, metadata_filter, fusion)
         return await self._search(info, vectors, k, metadata_filter)
+
+    async def query_warnings(self, collection: str, texts: Sequence[str]) -> list[list[str]]:
+        """For each query text, what its answer should warn about: a query mostly outside the
+        vocabulary of the collection's model (``indexer.vocabulary``) gets near-noise hits."""
+        info = await self._collection(collection)
+        if info.spec.takes_vectors:
+            return [[] for _ in texts]  # no model, no vocabulary: its vectors came from elsewhere
+        encoder = await self._encoder(info)
+        shares = encoder.unknown_shares(texts)  # tokenizing a bounded query is cheap: no executor hop
+        return [
+            [mostly_unknown_warning(share, encoder.model_name)] if is_mostly_unknown(share) else []
+            for share in shares
+        ]
+
+    async def _encoder(self, info: CollectionInfo) -> QueryEncoder:
+        return self._catalog.ready_encoder(info) or await self._run(self._catalog.encoder_for, info)
 
     async def _search_lexical(
         self, info: CollectionInfo, texts: list[str], k: int, metadata_filter: MetadataFilter | None
@@ -232,7 +261,7 @@ class SearchService:
         return [fuse(d, w, chosen, k) for d, w in zip(dense, lexical, strict=True)]
 
     async def _embed(self, info: CollectionInfo, texts: Sequence[str]) -> np.ndarray:
-        encoder = self._catalog.ready_encoder(info) or await self._run(self._catalog.encoder_for, info)
+        encoder = await self._encoder(info)
         if len(texts) == 1:
             # A lone query waits briefly for concurrent ones to share its forward pass.
             return (await self._batcher.embed(info.id, encoder, texts[0]))[None, :]

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from indexer.csv_cells import parse_csv_types
 from indexer.errors import InvalidArgument
-from indexer.readers import Rejection, count_records, read_path
+from indexer.readers import ReadOptions, Rejection, count_records, read_path
 from indexer.records import Document
 
 
@@ -71,9 +72,52 @@ def test_csv_columns_beyond_the_known_ones_become_metadata(tmp_path: Path) -> No
     path = tmp_path / "docs.csv"
     path.write_text('_id,title,text,year\nd1,T,"Hello, world",1999\nd2,,,2000\n', encoding="utf-8")
     items = list(read_path(str(path)))
-    assert items[0] == Document("d1", "Hello, world", "T", {"year": "1999"})
+    assert items[0] == Document("d1", "Hello, world", "T", {"year": 1999})
     assert isinstance(items[1], Rejection)
     assert items[1].record == f"{path}:3"
+
+
+def test_csv_metadata_cells_are_typed_and_ids_texts_and_codes_stay_strings(tmp_path: Path) -> None:
+    path = tmp_path / "typed.csv"
+    path.write_text(
+        "_id,title,text,year,score,draft,zip,note,empty\n"
+        "2009,1999,2010,2009,-0.5,TRUE,02139,1e999,\n",
+        encoding="utf-8",
+    )
+    (doc,) = read_path(str(path))
+    assert doc == Document(
+        "2009",
+        "2010",
+        "1999",
+        {"year": 2009, "score": -0.5, "draft": True, "zip": "02139", "note": "1e999", "empty": ""},
+    )
+
+
+def test_csv_types_pin_columns_and_a_cell_that_does_not_parse_is_rejected_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "pinned.csv"
+    path.write_text(
+        "_id,text,year,code,flag\na,A,2009,7,false\nb,B,soon,8,true\nc,C,,9,\n", encoding="utf-8"
+    )
+    options = ReadOptions(csv_types=parse_csv_types("year=int,code=str,flag=bool"))
+    items = list(read_path(str(path), options=options))
+    assert items[0] == Document("a", "A", "", {"year": 2009, "code": "7", "flag": False})
+    assert isinstance(items[1], Rejection)
+    assert items[1].record == f"{path}:3" and items[1].field == "year"
+    assert "declared int" in items[1].message and "'soon'" in items[1].message
+    assert items[2] == Document("c", "C", "", {"year": None, "code": "9", "flag": None})
+
+
+def test_csv_types_naming_a_missing_or_known_column_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "pinned.csv"
+    path.write_text("_id,text,year\na,A,2009\n", encoding="utf-8")
+    with pytest.raises(InvalidArgument, match="yaer"):
+        list(read_path(str(path), options=ReadOptions(csv_types=parse_csv_types("yaer=int"))))
+    with pytest.raises(InvalidArgument, match="metadata columns"):
+        list(read_path(str(path), options=ReadOptions(csv_types=parse_csv_types("_id=int"))))
+    with pytest.raises(InvalidArgument, match="unknown type"):
+        parse_csv_types("year=integer")
+    with pytest.raises(InvalidArgument, match="COLUMN=TYPE"):
+        parse_csv_types("year")
 
 
 def test_parquet_rows_are_read_in_batches(tmp_path: Path) -> None:

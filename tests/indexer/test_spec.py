@@ -38,6 +38,9 @@ NON_DEFAULT = CollectionSpec(
     fusion="convex",
     rrf_k=10,
     dense_weight=0.25,
+    classifier="/models/sentiment",
+    label_field="sentiment",
+    score_field="sentiment_p",
 )
 
 
@@ -90,7 +93,8 @@ def test_every_field_has_a_cli_option() -> None:
         "--model", "/models/x", "--pooling", "mean_max", "--layers", "0,-1", "--max-length", "128",
         "--window", "100", "--overlap", "10", "--no-normalize", "--index-spec", "HNSW32",
         "--vector-dtype", "float16", "--whitening", "--lexical-analyzer", "simple", "--fusion", "convex",
-        "--rrf-k", "10", "--dense-weight", "0.25",
+        "--rrf-k", "10", "--dense-weight", "0.25", "--classifier", "/models/sentiment",
+        "--label-field", "sentiment", "--score-field", "sentiment_p",
     )
 
     assert spec == NON_DEFAULT

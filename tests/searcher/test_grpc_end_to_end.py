@@ -19,9 +19,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from indexer.config import AppConfig, ServerConfig, StoreConfig
-from indexer.records import CollectionSpec, Condition, Document, MetadataFilter
+from indexer.records import CollectionSpec, Condition, Document, MetadataFilter, SearchMode
+from protos.albatross.v1 import albatross_pb2 as pb
+from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
 from searcher.server import SERVICE_NAMES, RunningServer, create_server
+from tests.fixtures.tiny_models import build_tiny_classifier
 from tests.searcher.serving import ServerThread
 
 T = TypeVar("T")
@@ -284,3 +287,94 @@ def test_a_stopped_server_leaves_a_snapshot_that_a_new_server_starts_from(
         thread.run(second.stop(grace_s=1.0))
     finally:
         thread.close()
+
+
+def test_text_the_model_cannot_read_is_stored_counted_and_warned_about(
+    client: AlbatrossClient, server: RunningServer
+) -> None:
+    """Three queries in three scripts once returned the same document at 0.9969, silently."""
+    client.create_collection("scripts")
+    statuses = client.upsert(
+        "scripts",
+        [Document("ar", "مرحبا بالعالم، كيف حالك اليوم؟"), Document("en", DOCUMENTS[0].text)],
+    )
+    assert [s.status for s in statuses] == ["written", "written"]
+    assert statuses[0].warning is not None and "outside the vocabulary" in statuses[0].warning
+    assert statuses[1].warning is None
+    wait_until_indexed(client, "scripts")
+    assert client.get_collection("scripts").stats.mostly_unknown_documents == 1
+
+    for query in ("مرحبا بالعالم", "東京は日本の首都です。", "🎉🔥😀🎈"):
+        hits, warnings = client.search_with_warnings("scripts", query, k=1)
+        assert hits and len(warnings) == 1 and "outside the vocabulary" in warnings[0], query
+    assert client.search_with_warnings("scripts", DOCUMENTS[0].text, k=1)[1] == []
+    with grpc.insecure_channel(server.target) as channel:  # the batch answer warns per query
+        ranked = pb_grpc.SearchStub(channel).SearchBatch(
+            pb.SearchBatchRequest(collection="scripts", queries=["東京", DOCUMENTS[0].text], k=1), timeout=60
+        )
+    assert [len(result.warnings) for result in ranked.results] == [1, 0]
+
+
+def test_a_collection_without_a_model_stores_and_searches_the_vectors_it_is_given(
+    client: AlbatrossClient,
+) -> None:
+    created = client.create_collection("byo", CollectionSpec(model="none"), dimension=3)
+    assert (created.dimension, created.spec.model) == (3, "none")
+    axes = [
+        Document(name, f"the {name} axis", vector=vector)
+        for name, vector in (("x", (1.0, 0.0, 0.0)), ("y", (0.0, 2.0, 0.0)), ("z", (0.0, 0.0, 0.5)))
+    ]
+    too_long = Document("long", "four", vector=(1.0, 1.0, 1.0, 1.0))
+    statuses = client.upsert("byo", [*axes, too_long, Document("bare", "t")])
+    assert [s.status for s in statuses] == ["written"] * 3 + ["rejected"] * 2
+    assert "has 4 values, the collection takes 3" in (statuses[3].error or "")
+    assert "missing field 'vector'" in (statuses[4].error or "")
+    wait_until_indexed(client, "byo")
+
+    hits = client.search_vector("byo", np.array([0.1, 5.0, 0.2], dtype=np.float32), k=3)
+    assert [hit.external_id for hit in hits][0] == "y" and hits[0].text == "the y axis"
+    assert hits[0].score == pytest.approx(5.0 / np.linalg.norm([0.1, 5.0, 0.2]), rel=1e-5)  # both unit
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search("byo", "the y axis", k=1)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:  # hybrid embeds its text for the dense leg
+        client.search("byo", "the y axis", k=1, mode=SearchMode.HYBRID)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    deadline = time.monotonic() + 30
+    while (stats := client.get_collection("byo").stats).lexical_sequence < stats.last_sequence:
+        assert time.monotonic() < deadline, f"the lexical index never caught up: {stats}"
+        time.sleep(0.02)
+    # Its texts are in the lexical index like any collection's; no model, so no vocabulary warning.
+    hits, warnings = client.search_with_warnings("byo", "z axis", k=3, mode=SearchMode.LEXICAL)
+    assert [hit.external_id for hit in hits][0] == "z" and warnings == []
+
+    client.create_collection("embedded-refuses")
+    (status,) = client.upsert("embedded-refuses", [Document("v", "owls", vector=(1.0, 0.0, 0.0))])
+    assert status.status == "rejected" and "takes no outside vectors" in (status.error or "")
+    with pytest.raises(grpc.RpcError) as caught:
+        client.create_collection("no-dimension", CollectionSpec(model="none"))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "--dimension" in caught.value.details()
+
+
+def test_a_collection_created_with_a_classifier_labels_what_upsert_writes(
+    client: AlbatrossClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = build_tiny_classifier("bert-base-cased", tmp_path_factory.mktemp("cls") / "bert", ("a", "b", "c"))
+    created = client.create_collection(
+        "labelled", CollectionSpec(model="", classifier=str(folder), label_field="topic")
+    )
+    assert (created.spec.classifier, created.spec.label_field, created.spec.score_field) == (
+        str(folder), "topic", "label_score"
+    )
+    assert [s.status for s in client.upsert("labelled", DOCUMENTS)] == ["written"] * len(DOCUMENTS)
+    stored = client.get_documents("labelled", [d.external_id for d in DOCUMENTS])
+    assert all(d.metadata["topic"] in {"a", "b", "c"} and d.metadata["room"] for d in stored)
+    wait_until_indexed(client, "labelled")
+    label = stored[0].metadata["topic"]
+    hits = client.search(
+        "labelled", "rain", k=10, metadata_filter=MetadataFilter((Condition(field="topic", equals=label),))
+    )
+    assert {h.external_id for h in hits} == {d.external_id for d in stored if d.metadata["topic"] == label}
+    with pytest.raises(grpc.RpcError) as caught:
+        client.create_collection("unlabelled", CollectionSpec(model="", classifier="/no/such/classifier"))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION

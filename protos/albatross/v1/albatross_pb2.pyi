@@ -63,7 +63,7 @@ class Fusion(_message.Message):
     def __init__(self, method: _Optional[_Union[FusionMethod, str]] = ..., rrf_k: _Optional[int] = ..., dense_weight: _Optional[float] = ...) -> None: ...
 
 class CollectionSpec(_message.Message):
-    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "lexical_analyzer", "fusion", "rrf_k", "dense_weight")
+    __slots__ = ("model", "pooling", "layers", "max_length", "window", "overlap", "normalize", "index_spec", "vector_dtype", "whitening", "lexical_analyzer", "fusion", "rrf_k", "dense_weight", "classifier", "label_field", "score_field")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,9 @@ class CollectionSpec(_message.Message):
     FUSION_FIELD_NUMBER: _ClassVar[int]
     RRF_K_FIELD_NUMBER: _ClassVar[int]
     DENSE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_FIELD_NUMBER: _ClassVar[int]
     model: str
     pooling: Pooling
     layers: _containers.RepeatedScalarFieldContainer[int]
@@ -92,7 +95,10 @@ class CollectionSpec(_message.Message):
     fusion: str
     rrf_k: int
     dense_weight: float
-    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., lexical_analyzer: _Optional[str] = ..., fusion: _Optional[str] = ..., rrf_k: _Optional[int] = ..., dense_weight: _Optional[float] = ...) -> None: ...
+    classifier: str
+    label_field: str
+    score_field: str
+    def __init__(self, model: _Optional[str] = ..., pooling: _Optional[_Union[Pooling, str]] = ..., layers: _Optional[_Iterable[int]] = ..., max_length: _Optional[int] = ..., window: _Optional[int] = ..., overlap: _Optional[int] = ..., normalize: _Optional[bool] = ..., index_spec: _Optional[str] = ..., vector_dtype: _Optional[str] = ..., whitening: _Optional[bool] = ..., lexical_analyzer: _Optional[str] = ..., fusion: _Optional[str] = ..., rrf_k: _Optional[int] = ..., dense_weight: _Optional[float] = ..., classifier: _Optional[str] = ..., label_field: _Optional[str] = ..., score_field: _Optional[str] = ...) -> None: ...
 
 class Collection(_message.Message):
     __slots__ = ("name", "spec", "dimension", "model_revision", "tokenizer_hash")
@@ -109,7 +115,7 @@ class Collection(_message.Message):
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., dimension: _Optional[int] = ..., model_revision: _Optional[str] = ..., tokenizer_hash: _Optional[str] = ...) -> None: ...
 
 class CollectionStats(_message.Message):
-    __slots__ = ("documents", "chunks", "last_sequence", "index_sequence", "index_vectors", "lexical_sequence", "lexical_chunks")
+    __slots__ = ("documents", "chunks", "last_sequence", "index_sequence", "index_vectors", "lexical_sequence", "lexical_chunks", "mostly_unknown_documents")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +123,7 @@ class CollectionStats(_message.Message):
     INDEX_VECTORS_FIELD_NUMBER: _ClassVar[int]
     LEXICAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     LEXICAL_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    MOSTLY_UNKNOWN_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     documents: int
     chunks: int
     last_sequence: int
@@ -124,15 +131,18 @@ class CollectionStats(_message.Message):
     index_vectors: int
     lexical_sequence: int
     lexical_chunks: int
-    def __init__(self, documents: _Optional[int] = ..., chunks: _Optional[int] = ..., last_sequence: _Optional[int] = ..., index_sequence: _Optional[int] = ..., index_vectors: _Optional[int] = ..., lexical_sequence: _Optional[int] = ..., lexical_chunks: _Optional[int] = ...) -> None: ...
+    mostly_unknown_documents: int
+    def __init__(self, documents: _Optional[int] = ..., chunks: _Optional[int] = ..., last_sequence: _Optional[int] = ..., index_sequence: _Optional[int] = ..., index_vectors: _Optional[int] = ..., lexical_sequence: _Optional[int] = ..., lexical_chunks: _Optional[int] = ..., mostly_unknown_documents: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "spec")
+    __slots__ = ("name", "spec", "dimension")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: CollectionSpec
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ...) -> None: ...
+    dimension: int
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., dimension: _Optional[int] = ...) -> None: ...
 
 class GetCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -169,16 +179,18 @@ class DropCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "text", "title", "metadata")
+    __slots__ = ("id", "text", "title", "metadata", "vector")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     title: str
     metadata: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    vector: Vector
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "documents")
@@ -189,16 +201,18 @@ class UpsertRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ...) -> None: ...
 
 class DocumentResult(_message.Message):
-    __slots__ = ("id", "status", "error", "sequence")
+    __slots__ = ("id", "status", "error", "sequence", "warning")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: DocumentStatus
     error: str
     sequence: int
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., error: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+    warning: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[DocumentStatus, str]] = ..., error: _Optional[str] = ..., sequence: _Optional[int] = ..., warning: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("results",)
@@ -341,14 +355,16 @@ class LegScore(_message.Message):
     def __init__(self, leg: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "partial", "missing_shards")
+    __slots__ = ("hits", "partial", "missing_shards", "warnings")
     HITS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     partial: bool
     missing_shards: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
     __slots__ = ("collection", "queries", "k", "filter", "vectors", "allow_partial", "mode", "fusion")

@@ -116,6 +116,27 @@ def test_collections_are_listed_described_created_and_dropped(server: RunningSer
     assert call("GET", f"{url}/v1/collections/scratch").status == 404
 
 
+def test_own_vectors_and_vocabulary_warnings_reach_http_as_they_reach_grpc(
+    server: RunningServer, notes: str
+) -> None:
+    """Both front-ends go through searcher.operations: a model-less collection takes its dimension
+    and its documents' vectors, and a query the model cannot read is warned about."""
+    url = server.http_url
+    created = call("POST", f"{url}/v1/collections/byo-http", {"spec": {"model": "none"}, "dimension": 2})
+    assert created.status == 201, created.body
+    assert created.json()["dimension"] == 2
+    lines = call(
+        "POST",
+        f"{url}/v1/collections/byo-http/documents",
+        ndjson({"id": "east", "text": "east", "vector": {"values": [1.0, 0.0]}}),
+    ).lines()
+    assert [line["status"] for line in lines] == ["DOCUMENT_STATUS_WRITTEN"], lines
+    warned = call("POST", f"{url}/v1/collections/{notes}/search", {"query": "東京は日本の首都です。", "k": 1})
+    assert warned.status == 200 and "outside the vocabulary" in warned.json()["warnings"][0]
+    plain = call("POST", f"{url}/v1/collections/{notes}/search", {"query": "rain", "k": 1}).json()
+    assert plain["warnings"] == []
+
+
 def test_documents_are_read_by_id_with_the_missing_ones_named(server: RunningServer, notes: str) -> None:
     answer = call(
         "GET", f"{server.http_url}/v1/collections/{notes}/documents?ids=library&ids=nope&ids=kettle"
