@@ -14,7 +14,9 @@ docs/OPERATIONS.md ("Lexical and hybrid search").
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -99,7 +101,12 @@ class LexicalIndex:
         """An empty index in ``folder``, replacing whatever was there."""
         folder = Path(folder)
         if folder.exists():
-            shutil.rmtree(folder)
+            # Renamed aside first: the rename is atomic, so a crash mid-removal never leaves a
+            # half-deleted folder under the index's name, and a file appearing in the old folder
+            # while it is removed cannot fail the rebuild.
+            stale = folder.with_name(f"{folder.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+            folder.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
         folder.mkdir(parents=True)
         return cls(tantivy.Index(_schema(analyzer), path=str(folder), reuse=False), analyzer, folder)
 
