@@ -200,7 +200,7 @@ class Campaign:
                     facts.last_sequence,
                     len(facts.chunk_ids),
                 )
-                return harness.assert_found_by_own_text(client, COLLECTION, facts)
+                return harness.assert_found_by_own_vector(client, COLLECTION, facts)
 
     def run(self, rounds: int) -> None:
         for number in range(rounds):

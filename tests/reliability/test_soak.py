@@ -209,7 +209,7 @@ def test_concurrent_writers_and_searchers_lose_nothing_and_see_only_sent_documen
         live = loop.run(server.indexes.get(info))
         assert np.array_equal(np.sort(live.ids()), facts.chunk_ids), "the live index differs from SQL"
         harness.check_index(config, facts)
-        harness.assert_found_by_own_text(client, COLLECTION, facts)
+        harness.assert_found_by_own_vector(client, COLLECTION, facts)
 
     for name, value in ledger.counts.items():
         figures[f"soak {name}"] += value
