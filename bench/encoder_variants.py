@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from albatross.training.compare import paired_bootstrap
+from albatross.training.quick_eval import BeirSet, load_beir, per_query_metrics
 from bench import corpus
 from bench.common import append_results, log, markdown_table
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.encoder import Encoder
 from indexer.records import CollectionSpec
-from indexer.training.compare import paired_bootstrap
-from indexer.training.quick_eval import BeirSet, load_beir, per_query_metrics
 
 DATA = corpus.MSMARCO.parent
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     if args.teacher is None:
-        from indexer.training.teacher import teacher_dir
+        from albatross.training.teacher import teacher_dir
 
         args.teacher = str(teacher_dir())
     torch.set_num_threads(args.threads)

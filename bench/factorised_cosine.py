@@ -1,7 +1,7 @@
 """How much each factorised embedding size keeps of the teacher, without an evaluation set:
 ``python -m bench.factorised_cosine [--sizes 0,192,128,96,64]`` (needs the ``train`` extra).
 
-Builds each variant in memory as ``python -m indexer.training convert`` does (0 = unfactorised,
+Builds each variant in memory as ``python -m albatross.training convert`` does (0 = unfactorised,
 the vocabulary swap alone) and prints the cosine of its mean-pooled vectors to the teacher's on
 the 298 sentences of ``tests/fixtures/sample_text.txt``, text the factorisation's piece counts
 (the shipped WordNet glosses) never saw.
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from transformers import AlbertTokenizer
 
-from indexer.training import converted
-from indexer.training.teacher import embed, load_teacher, teacher_dir
+from albatross.training import converted
+from albatross.training.teacher import embed, load_teacher, teacher_dir
 
 SENTENCES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sample_text.txt"
 

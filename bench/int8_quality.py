@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from albatross.training.compare import paired_bootstrap
+from albatross.training.quick_eval import load_beir, per_query_metrics
 from bench import corpus
 from indexer.config import DEFAULT_MODEL_DIR, DeviceConfig, EncoderConfig
 from indexer.encoder import Encoder
 from indexer.records import CollectionSpec
-from indexer.training.compare import paired_bootstrap
-from indexer.training.quick_eval import load_beir, per_query_metrics
 
 DATA = corpus.MSMARCO.parent
 

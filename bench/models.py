@@ -20,9 +20,9 @@ import sentencepiece as spm
 import torch
 from transformers import AlbertConfig, AlbertModel
 
+from albatross.training.vocab import TOKENIZER_CONFIG, unigram_model
 from indexer.config import DEFAULT_MODEL_DIR
 from indexer.samples import SAMPLE_CORPUS
-from indexer.training.vocab import TOKENIZER_CONFIG, unigram_model
 
 SEED = 0
 STANDIN_VOCABULARY = 8000

@@ -22,8 +22,8 @@ import numpy as np
 
 from albatross.evaluation.beir import BeirDataset
 from albatross.evaluation.metrics import mean_metrics, per_query_ndcg
+from albatross.training.compare import paired_bootstrap
 from indexer.records import SearchMode
-from indexer.training.compare import paired_bootstrap
 
 ALBATROSS = [sys.executable, "-m", "albatross"]
 

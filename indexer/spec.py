@@ -31,7 +31,7 @@ DEFAULT_MODEL_REF = "default"
 # The model of a collection that embeds nothing: it stores the vectors its documents bring.
 NO_MODEL = "none"
 # The file in a model folder that says how its vectors are made (written by
-# ``indexer.training.export``): ``{"pooling": "mean", "layers": [-1], "normalize": true,
+# ``albatross.training.export``): ``{"pooling": "mean", "layers": [-1], "normalize": true,
 # "max_length": 256}``. Its values are the defaults of a collection created with that model.
 MODEL_DEFAULTS_FILE = "albatross_pooling.json"
 

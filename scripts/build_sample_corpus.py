@@ -15,7 +15,7 @@ import random
 import sys
 from pathlib import Path
 
-from indexer.training.corpus import WORDNET_DIR, parse_wordnet_line
+from albatross.training.corpus import WORDNET_DIR, parse_wordnet_line
 
 # WordNet lexicographer file numbers (lexnames) of the categories the demo draws from.
 CATEGORIES = {5: "animal", 13: "food", 20: "plant", 6: "artifact", 15: "location", 8: "body", 27: "substance"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +110,16 @@ class BeirDataset:
     def judged_queries(self) -> list[Query]:
         """Queries with at least one judgment: the ones every metric averages over."""
         return [query for query in self.queries if query.query_id in self.qrels]
+
+
+def corpus_rows(corpus: Path) -> Iterator[dict]:
+    """The passages of ``corpus.jsonl`` as parsed rows (``_id``, ``title``, ``text``), in file order."""
+    with corpus.open(encoding="utf-8") as stream:
+        for line in stream:
+            if line.strip():
+                yield json.loads(line)
+
+
+def passage_text(row: Mapping[str, object]) -> str:
+    """What a passage reads as to a retriever: its title, then its text."""
+    return f"{row.get('title') or ''} {row['text']}".strip()

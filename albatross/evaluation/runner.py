@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from albatross.evaluation.beir import BeirDataset
+from albatross.evaluation.beir import BeirDataset, corpus_rows, passage_text
 from albatross.evaluation.bm25 import BM25
 from albatross.evaluation.metrics import mean_metrics, per_query_ndcg
 from indexer.config import AppConfig, IngestConfig, StoreConfig
@@ -59,20 +59,11 @@ class EvalRow:
 
 def bm25_row(dataset: BeirDataset) -> tuple[EvalRow, dict[str, list[str]]]:
     started = time.perf_counter()
-    documents = (
-        (row["_id"], f"{row.get('title') or ''} {row['text']}") for row in _corpus_rows(dataset.corpus)
-    )
+    documents = ((row["_id"], passage_text(row)) for row in corpus_rows(dataset.corpus))
     index = BM25(documents)
     seconds = time.perf_counter() - started
     rankings = {q.query_id: list(index.search(q.text, DEPTH)) for q in dataset.judged_queries()}
     return _row("BM25 (k1=0.9, b=0.4)", mean_metrics(rankings, dataset.qrels), None, seconds), rankings
-
-
-def _corpus_rows(corpus: Path):  # type: ignore[no-untyped-def]
-    with corpus.open(encoding="utf-8") as stream:
-        for line in stream:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _row(system: str, metrics: dict[str, float], docs_per_second: float | None, seconds: float) -> EvalRow:
@@ -193,7 +184,7 @@ def paired_lines(
 ) -> list[str]:
     """Per-query nDCG@10 differences of each of ``others`` against ``baseline``: mean, bootstrap
     95% interval, queries won and lost (43 queries cannot separate systems a point apart)."""
-    from indexer.training.compare import paired_bootstrap
+    from albatross.training.compare import paired_bootstrap
 
     base_row, base_ids = baseline
     base = per_query_ndcg(base_ids, dataset.qrels)

@@ -20,7 +20,7 @@ from indexer.workspace import Workspace
 
 @pytest.fixture
 def described_model(tiny_albert_dir: Path, tmp_path: Path) -> Path:
-    """The tiny ALBERT with the pooling file ``indexer.training.export`` writes."""
+    """The tiny ALBERT with the pooling file ``albatross.training.export`` writes."""
     folder = tmp_path / "described"
     shutil.copytree(tiny_albert_dir, folder)
     pooling = {"pooling": "max", "layers": [-2], "normalize": False, "max_length": 48}

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.training.corpus import Text
-from indexer.training.distill import DistillConfig, latest_checkpoint, run, training_device
-from indexer.training.export import load_student, read_facts
-from indexer.training.vocab import train_vocab
+from albatross.training.corpus import Text
+from albatross.training.distill import DistillConfig, latest_checkpoint, run, training_device
+from albatross.training.export import load_student, read_facts
+from albatross.training.vocab import train_vocab
 
 SENTENCES = [
     "A harbour is a sheltered place where ships may anchor safely.",

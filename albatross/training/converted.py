@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from transformers import AlbertConfig, AlbertModel, AlbertTokenizer
 
+from albatross.training.convert import convert_bert
+from albatross.training.factorise import factorise
+from albatross.training.vocab import write_tokenizer_config
+from albatross.training.wordpiece import PieceVocabulary, piece_vocabulary
 from indexer.encoder import record_int8_check
 from indexer.samples import SAMPLE_CORPUS
-from indexer.training.convert import convert_bert
-from indexer.training.factorise import factorise
-from indexer.training.vocab import write_tokenizer_config
-from indexer.training.wordpiece import PieceVocabulary, piece_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def build(teacher_folder: Path, out: Path, embedding_size: int | None,
 
     ``card`` turns the ConvertedBuild and the model's config into the README.md text.
     """
-    from indexer.training.export import export_model
+    from albatross.training.export import export_model
 
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel
 
-from indexer.training.warmstart import LAYER_MAP
+from albatross.training.warmstart import LAYER_MAP
 
 #: ALBERT's special ids (``<pad>`` 0, ``[CLS]`` 2, ``[SEP]`` 3), as in ``spiece.model``.
 ALBERT_SPECIAL_IDS = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}

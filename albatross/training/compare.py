@@ -7,7 +7,7 @@ distillation optimises, measured on text it never saw). Never used for training.
 
 Usage::
 
-    python -m indexer.training.compare --data ../shared/data/msmarco-5k \
+    python -m albatross.training.compare --data ../shared/data/msmarco-5k \
         --a indexer/models/albatross-albert-small --b /tmp/candidate
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.training.quick_eval import BeirSet, Embedder, load_beir, load_embedder, per_query_metrics
+from albatross.training.quick_eval import BeirSet, Embedder, load_beir, load_embedder, per_query_metrics
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def compare(data: BeirSet, a: str, b: str, max_length: int = 256) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the comparison of ``--a`` and ``--b`` as JSON (``b - a`` in the differences)."""
-    parser = argparse.ArgumentParser(prog="python -m indexer.training.compare")
+    parser = argparse.ArgumentParser(prog="python -m albatross.training.compare")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--a", required=True, help="model folder (the reference)")
     parser.add_argument("--b", required=True, help="model folder (the candidate)")

@@ -4,14 +4,17 @@ Reads a BEIR-layout folder (``corpus.jsonl`` with ``_id``/``title``/``text``, ``
 ``qrels/test.tsv`` without header, graded 0-3), embeds ``title + " " + text`` of every passage and
 every judged query, ranks passages by exact cosine and reports:
 
-- nDCG@10 with graded gains (``rel``), log2 discount, ideal DCG from the query's qrels;
+- nDCG@10 with graded gains and the log2 discount, as trec_eval and ``albatross eval`` compute it;
 - Recall@100, where a passage counts as relevant when its grade is >= 1.
+
+The reader and the metrics are ``albatross.evaluation``'s, so these figures and ``albatross eval``'s
+cannot drift apart.
 
 Usage::
 
-    python -m indexer.training.quick_eval --data /work/shared/data/msmarco-5k \
+    python -m albatross.training.quick_eval --data /work/shared/data/msmarco-5k \
         --model indexer/models/albatross-albert-small      # or --model teacher
-    python -m indexer.training.quick_eval --data ... --checkpoint CKPT --tokenizer TOKDIR \
+    python -m albatross.training.quick_eval --data ... --checkpoint CKPT --tokenizer TOKDIR \
         --record ~/.cache/albatross/train/eval.jsonl --label "student step 2000"
 """
 
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.training.teacher import mean_pool
+from albatross.evaluation.beir import BeirDataset, corpus_rows, passage_text
+from albatross.evaluation.metrics import ndcg_at, recall_at
+from albatross.training.teacher import mean_pool
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ Embedder = Callable[[list[str]], np.ndarray]
 
 @dataclass(frozen=True)
 class BeirSet:
-    """Passages, queries and graded judgements of one BEIR folder."""
+    """Passages, queries and graded judgements of one BEIR folder, as texts to embed."""
 
     doc_ids: list[str]
     doc_texts: list[str]
@@ -47,38 +51,12 @@ class BeirSet:
 
 
 def load_beir(folder: Path, split: str = "test") -> BeirSet:
-    """Read a BEIR folder; only queries that have judgements are kept."""
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (folder / "qrels" / f"{split}.tsv").read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and parts[2].strip().isdigit():
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    docs = _read_jsonl(folder / "corpus.jsonl")
-    queries = _read_jsonl(folder / "queries.jsonl")
-    queries = [q for q in queries if q["_id"] in qrels]
-    return BeirSet([d["_id"] for d in docs],
-                   [f"{d.get('title', '')} {d['text']}".strip() for d in docs],
-                   [q["_id"] for q in queries], [q["text"] for q in queries], qrels)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def ndcg_at_k(ranked: list[str], judged: dict[str, int], k: int = 10) -> float:
-    """Graded nDCG@k: gain = grade, discount 1/log2(rank + 1), ideal from ``judged``."""
-    dcg = sum(judged.get(d, 0) / math.log2(r + 2) for r, d in enumerate(ranked[:k]))
-    ideal = sorted(judged.values(), reverse=True)[:k]
-    idcg = sum(g / math.log2(r + 2) for r, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at_k(ranked: list[str], judged: dict[str, int], k: int = 100,
-                min_grade: int = 1) -> float:
-    """Share of passages graded >= ``min_grade`` that appear in the top ``k``."""
-    relevant = {d for d, g in judged.items() if g >= min_grade}
-    return len(relevant & set(ranked[:k])) / len(relevant) if relevant else 0.0
+    """Read a BEIR folder with the evaluation's reader; only judged queries are kept."""
+    dataset = BeirDataset.load(folder, split)
+    rows = list(corpus_rows(dataset.corpus))
+    queries = dataset.judged_queries()
+    return BeirSet([str(row["_id"]) for row in rows], [passage_text(row) for row in rows],
+                   [q.query_id for q in queries], [q.text for q in queries], dataset.qrels)
 
 
 def per_query_metrics(data: BeirSet, docs: np.ndarray, queries: np.ndarray, k: int = 100) -> np.ndarray:
@@ -87,7 +65,7 @@ def per_query_metrics(data: BeirSet, docs: np.ndarray, queries: np.ndarray, k: i
     rows = []
     for qi, qid in enumerate(data.query_ids):
         ranked = [data.doc_ids[j] for j in top[qi]]
-        rows.append((ndcg_at_k(ranked, data.qrels[qid]), recall_at_k(ranked, data.qrels[qid], k)))
+        rows.append((ndcg_at(ranked, data.qrels[qid]), recall_at(ranked, data.qrels[qid], k)))
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -128,11 +106,11 @@ def load_embedder(model: str | None, checkpoint: Path | None, tokenizer_dir: Pat
     from transformers import AlbertModel, AlbertTokenizer
 
     if model == "teacher":
-        from indexer.training.teacher import load_teacher
+        from albatross.training.teacher import load_teacher
 
         return hf_embedder(*load_teacher(), max_length=max_length)
     if checkpoint is not None:
-        from indexer.training.warmstart import student_from_state
+        from albatross.training.warmstart import student_from_state
 
         tok = AlbertTokenizer.from_pretrained(tokenizer_dir)
         saved = torch.load(checkpoint, weights_only=False, map_location="cpu")
@@ -147,7 +125,7 @@ def load_embedder(model: str | None, checkpoint: Path | None, tokenizer_dir: Pat
 def main(argv: list[str] | None = None) -> None:
     """Print the metrics of one encoder on one BEIR folder as JSON."""
     logging.basicConfig(level=logging.INFO)
-    parser = argparse.ArgumentParser(prog="python -m indexer.training.quick_eval")
+    parser = argparse.ArgumentParser(prog="python -m albatross.training.quick_eval")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", help="model folder, or 'teacher'")
     parser.add_argument("--checkpoint", type=Path)

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from transformers import AlbertConfig, AlbertModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from indexer.training.bag import fit_factorised, fit_table
-from indexer.training.teacher import budget_batches
+from albatross.training.bag import fit_factorised, fit_table
+from albatross.training.teacher import budget_batches
 
 #: Albert special pieces -> the teacher's equivalents.
 SPECIAL_MAP = {"<pad>": "[PAD]", "<unk>": "[UNK]", "[CLS]": "[CLS]", "[SEP]": "[SEP]",
@@ -259,7 +259,7 @@ def static_start(student: AlbertModel, pieces: list[str], teacher_tokenizer: Pre
     """Make ``student`` compute the bag of piece vectors (see above), in place.
 
     ``fit_on`` = (token ids per text, (n, d) unit teacher vectors): fit the bag to them first
-    (``indexer.training.bag``) instead of taking each piece's isolated teacher vector.
+    (``albatross.training.bag``) instead of taking each piece's isolated teacher vector.
     """
     coords, basis = start_bag(student.config, pieces, teacher_tokenizer, teacher, fit_on, fit_epochs)
     _write_static(student, coords, basis, teacher, layer)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from indexer.training.compare import mean_cosine, paired_bootstrap
-from indexer.training.quick_eval import BeirSet, per_query_metrics
+from albatross.training.compare import mean_cosine, paired_bootstrap
+from albatross.training.quick_eval import BeirSet, per_query_metrics
 
 
 def test_paired_bootstrap_of_a_uniform_gain_is_that_gain_with_no_spread():

@@ -1,9 +1,9 @@
 """Command line of the build-time tools.
 
-``python -m indexer.training convert --out FOLDER [--embedding-size E]`` builds the default
+``python -m albatross.training convert --out FOLDER [--embedding-size E]`` builds the default
 encoder from the teacher without training (``converted.py``): the shipped model comes from it.
 
-``python -m indexer.training build --out FOLDER [--resume] [--max-minutes N]`` distils a student
+``python -m albatross.training build --out FOLDER [--resume] [--max-minutes N]`` distils a student
 from scratch (the earlier method, kept for shared-layer experiments).
 
 Stages run in order and each is skipped when its output already exists in the cache dir::
@@ -24,14 +24,14 @@ import sysconfig
 import time
 from pathlib import Path
 
-log = logging.getLogger("indexer.training")
+log = logging.getLogger("albatross.training")
 
 DEFAULT_CACHE = Path.home() / ".cache" / "albatross" / "train"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse the ``build`` command line."""
-    parser = argparse.ArgumentParser(prog="python -m indexer.training")
+    parser = argparse.ArgumentParser(prog="python -m albatross.training")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the default encoder from scratch (or resume)")
     build.add_argument("--out", type=Path, required=True, help="model folder to export")
@@ -84,12 +84,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def convert(args: argparse.Namespace) -> None:
-    """Convert the teacher into ``args.out`` (see ``indexer.training.converted``)."""
+    """Convert the teacher into ``args.out`` (see ``albatross.training.converted``)."""
     from functools import partial
 
-    from indexer.training import converted
-    from indexer.training.card import converted_card
-    from indexer.training.teacher import teacher_dir
+    from albatross.training import converted
+    from albatross.training.card import converted_card
+    from albatross.training.teacher import teacher_dir
 
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
     converted.build(args.teacher or teacher_dir(), args.out, args.embedding_size or None,
@@ -100,8 +100,8 @@ def build(args: argparse.Namespace) -> None:
     """Run every stage whose output is missing, then export ``args.out``."""
     import torch
 
-    from indexer.training import corpus, teacher, vocab
-    from indexer.training.distill import training_device
+    from albatross.training import corpus, teacher, vocab
+    from albatross.training.distill import training_device
 
     torch.set_num_threads(args.threads)
     device = training_device(args.device)  # before any stage: a wrong device fails at once
@@ -138,7 +138,7 @@ def build(args: argparse.Namespace) -> None:
     if args.stop_after == "teacher":
         return
 
-    from indexer.training import distill, export
+    from albatross.training import distill, export
 
     tuning = {name: value for name, value in (("lr", args.lr), ("embedding_lr", args.embedding_lr),
                                               ("relational_weight", args.relational_weight),
@@ -164,7 +164,7 @@ def build(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m indexer.training``."""
+    """Entry point of ``python -m albatross.training``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "build":

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.training.webstyle import Concept, article, web_query
+from albatross.training.webstyle import Concept, article, web_query
 
 log = logging.getLogger(__name__)
 

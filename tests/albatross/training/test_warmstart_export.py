@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import AlbertModel, AlbertTokenizer, BertConfig, BertModel, BertTokenizer
 
-from indexer.training.export import export_model
-from indexer.training.vocab import piece_strings, train_vocab
-from indexer.training.warmstart import (
+from albatross.training.export import export_model
+from albatross.training.vocab import piece_strings, train_vocab
+from albatross.training.warmstart import (
     bag_vectors,
     copy_layer,
     new_student,
@@ -91,8 +91,8 @@ def test_a_fitted_bag_agrees_with_the_teacher_better_and_the_static_start_comput
     """Fitting the bag to teacher sentence vectors (the distillation objective without context)
     must beat the isolated-piece vectors on the texts it was fitted to, and the ALBERT built from
     it must compute it exactly, like the unfitted one."""
-    from indexer.training.bag import mean_cosine
-    from indexer.training.warmstart import start_bag
+    from albatross.training.bag import mean_cosine
+    from albatross.training.warmstart import start_bag
 
     words = sorted({w.strip(".,?").lower() for line in SENTENCES for w in line.split()})
     (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]))
@@ -155,8 +155,8 @@ def test_exported_folder_says_how_vectors_are_made(exported: Path) -> None:
 
 
 def test_resuming_on_other_texts_keeps_the_step_but_starts_a_new_epoch(tmp_path: Path) -> None:
-    from indexer.training.corpus import Text
-    from indexer.training.distill import corpus_fingerprint, restore, save_checkpoint
+    from albatross.training.corpus import Text
+    from albatross.training.distill import corpus_fingerprint, restore, save_checkpoint
 
     model = tiny_student(100)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -172,7 +172,7 @@ def test_resuming_on_other_texts_keeps_the_step_but_starts_a_new_epoch(tmp_path:
 
 
 def test_a_later_phase_starts_from_the_exported_weights(exported: Path) -> None:
-    from indexer.training.warmstart import load_exported
+    from albatross.training.warmstart import load_exported
 
     student = tiny_student(120)
     load_exported(student, exported)
@@ -184,7 +184,7 @@ def test_a_later_phase_starts_from_the_exported_weights(exported: Path) -> None:
 
 
 def test_a_later_phase_keeps_the_exported_vocabulary(exported: Path, tmp_path: Path) -> None:
-    from indexer.training.vocab import adopt_vocab
+    from albatross.training.vocab import adopt_vocab
 
     tok_dir = adopt_vocab(exported, tmp_path / "tok")
     assert (tok_dir / "spiece.model").read_bytes() == (exported / "spiece.model").read_bytes()
@@ -198,7 +198,7 @@ def test_a_later_phase_keeps_the_exported_vocabulary(exported: Path, tmp_path: P
 
 def test_a_grown_student_computes_exactly_what_the_exported_model_computes(exported: Path) -> None:
     """Two layer groups and a wider feed-forward layer: more to train, same function at step 0."""
-    from indexer.training.warmstart import load_exported
+    from albatross.training.warmstart import load_exported
 
     grown = new_student(student_config(120, hidden_size=32, num_layers=2, embedding_size=8, heads=2,
                                        intermediate_size=96, groups=2)).eval()
@@ -217,7 +217,7 @@ def test_a_grown_student_computes_exactly_what_the_exported_model_computes(expor
 
 
 def test_neighbour_agreement_is_one_for_the_teacher_itself_and_low_for_noise() -> None:
-    from indexer.training.distill import neighbour_agreement
+    from albatross.training.distill import neighbour_agreement
 
     rng = np.random.default_rng(0)
     teacher = rng.normal(size=(200, 16)).astype(np.float32)
@@ -232,7 +232,7 @@ def test_neighbour_agreement_is_one_for_the_teacher_itself_and_low_for_noise() -
 
 
 def test_the_word_embeddings_learn_at_their_own_rate() -> None:
-    from indexer.training.distill import DistillConfig, parameter_groups
+    from albatross.training.distill import DistillConfig, parameter_groups
 
     model = tiny_student(100)
     embedding, rest = parameter_groups(model, DistillConfig(lr=3e-5, embedding_lr=1e-3))

@@ -15,15 +15,15 @@ import logging
 import re
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AlbertModel, AlbertTokenizer
 
-from indexer.training.corpus import LICENCES, Text, source_counts
-from indexer.training.vocab import write_tokenizer_config
-from indexer.training.warmstart import student_from_state
+from albatross.training.card import TrainingFacts, model_card
+from albatross.training.corpus import LICENCES, Text, source_counts
+from albatross.training.vocab import write_tokenizer_config
+from albatross.training.warmstart import student_from_state
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +37,6 @@ PROBE = "The quick brown fox jumps over the lazy dog."
 
 class ExportError(RuntimeError):
     """The exported folder failed verification (it is not swapped in)."""
-
-
-@dataclass(frozen=True)
-class TrainingFacts:
-    """What the model card reports about how the weights were made."""
-
-    steps: int = 0
-    elapsed_minutes: float = 0.0
-    heldout_cosine: float | None = None
-    source_counts: dict[str, int] = field(default_factory=dict)
-    evaluations: list[dict] = field(default_factory=list)
-    log_tail: list[str] = field(default_factory=list)
-    config: dict = field(default_factory=dict)  # the DistillConfig of the last run, as a dict
-    # Where the last run trained; checkpoints written before runs recorded it were all CPU ones.
-    trained_on: str = "a 2-core x86 CPU, no GPU"
-    notes: str = ""  # free-form markdown from the build (pilots, caveats), cache/card_notes.md
 
 
 def load_student(checkpoint: Path) -> tuple[AlbertModel, dict]:
@@ -140,7 +124,6 @@ def export_checkpoint(checkpoint: Path, tok_dir: Path, out: Path, texts: list[Te
                       log_path: Path | None = None, eval_path: Path | None = None,
                       notes_path: Path | None = None) -> Path:
     """Export ``checkpoint`` to ``out`` with a model card built from the run's records."""
-    from indexer.training.card import model_card
 
     model, meta = load_student(checkpoint)
     facts = read_facts(meta, texts, log_path, eval_path, notes_path)

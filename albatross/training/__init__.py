@@ -1,6 +1,6 @@
 """Build-time pipeline that trains Albatross's default encoder.
 
-The default model is built without training (``python -m indexer.training convert``)::
+The default model is built without training (``python -m albatross.training convert``)::
 
     wordpiece.py  teacher vocab.txt     -> unigram spiece.model standing in for WordPiece
     convert.py    teacher BertModel     -> unshared AlbertModel computing exactly the same
@@ -19,8 +19,8 @@ Stages (each a module, each skipped when its output already exists in the cache 
     card.py       run records           -> README.md model card (used by export.py)
     quick_eval.py model folder          -> nDCG@10 / Recall@100 on a BEIR folder
 
-Rebuild the shipped model with ``python -m indexer.training convert --embedding-size 128
---notes indexer/training/card_notes.md --out indexer/models/albatross-albert-small``.
+Rebuild the shipped model with ``python -m albatross.training convert --embedding-size 128
+--notes albatross/training/card_notes.md --out indexer/models/albatross-albert-small``.
 Nothing here is imported by the serving code: the teacher and its dependencies are the
 optional ``train`` extra.
 """

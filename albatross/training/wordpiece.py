@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sentencepiece import sentencepiece_model_pb2 as spm_pb
 
-from indexer.training.vocab import SPECIAL_PIECES
+from albatross.training.vocab import SPECIAL_PIECES
 
 #: ALBERT special piece -> the teacher's WordPiece special, in ALBERT id order.
 WORDPIECE_SPECIALS = dict(zip(SPECIAL_PIECES, ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"),

@@ -2,7 +2,7 @@
 
 import random
 
-from indexer.training.corpus import (
+from albatross.training.corpus import (
     Text,
     is_prose,
     parse_dictd,
@@ -12,7 +12,7 @@ from indexer.training.corpus import (
     select,
     wordnet_texts,
 )
-from indexer.training.webstyle import NOUN_ANIMAL, Concept, article, plural, templates_for, web_query
+from albatross.training.webstyle import NOUN_ANIMAL, Concept, article, plural, templates_for, web_query
 
 WORDNET_LINE = (
     '00217593 04 n 02 kill 1 laying_waste 0 002 @ 00217014 n 0000 + 00355365 v 0101 | the '

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from transformers import AlbertConfig
 
 if TYPE_CHECKING:
-    from indexer.training.converted import ConvertedBuild
-    from indexer.training.export import TrainingFacts
+    from albatross.training.converted import ConvertedBuild
 
-BUILD_COMMAND = "python -m indexer.training build --out indexer/models/albatross-albert-small"
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What the model card reports about how the weights were made."""
+
+    steps: int = 0
+    elapsed_minutes: float = 0.0
+    heldout_cosine: float | None = None
+    source_counts: dict[str, int] = field(default_factory=dict)
+    evaluations: list[dict] = field(default_factory=list)
+    log_tail: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)  # the DistillConfig of the last run, as a dict
+    # Where the last run trained; checkpoints written before runs recorded it were all CPU ones.
+    trained_on: str = "a 2-core x86 CPU, no GPU"
+    notes: str = ""  # free-form markdown from the build (pilots, caveats), cache/card_notes.md
+
+
+BUILD_COMMAND = "python -m albatross.training build --out indexer/models/albatross-albert-small"
 
 
 def _sources_table(facts: TrainingFacts, licences: dict[str, str]) -> str:
@@ -48,7 +65,7 @@ def _start_description(config: AlbertConfig, cfg: dict) -> str:
   large constant on two reserved coordinates; the shared layer's attention and feed-forward output
   projections start at zero (queries, keys, values and the first feed-forward layer come from
   teacher layer {cfg.get("teacher_layer", "?")}), so distillation starts from a lexical retriever
-  (held-out cosine 0.455 at step 0) and learns context. See `indexer/training/warmstart.py`."""
+  (held-out cosine 0.455 at step 0) and learns context. See `albatross/training/warmstart.py`."""
     return f"""- **Warm start (init = `{cfg.get("init", "?")}`)**: word embeddings from the teacher's input
   embeddings of each piece's surface string, factorised by truncated SVD (rank
   {config.embedding_size}); positions projected through the same basis; the shared layer copied
@@ -166,12 +183,12 @@ its permissive licence.
 """
 
 
-CONVERT_COMMAND = ("python -m indexer.training convert --embedding-size {e} "
-                   "--notes indexer/training/card_notes.md --out indexer/models/albatross-albert-small")
+CONVERT_COMMAND = ("python -m albatross.training convert --embedding-size {e} "
+                   "--notes albatross/training/card_notes.md --out indexer/models/albatross-albert-small")
 
 
 def converted_card(facts: ConvertedBuild, config: AlbertConfig, notes: str = "") -> str:
-    """Markdown model card of a model converted from the teacher (``indexer.training.converted``)."""
+    """Markdown model card of a model converted from the teacher (``albatross.training.converted``)."""
     groups = config.num_hidden_groups
     sharing = ("none: every layer has its own weights" if groups == config.num_hidden_layers
                else f"{groups} groups of {config.num_hidden_layers // groups} layers")
@@ -216,17 +233,17 @@ or fitted from it in closed form.
    both (ALBERT does not split at punctuation, so `don't` gives `▁don ' t`); the `[unused]` entries
    are dropped and ALBERT's five specials take ids 0-4. A piece scores `len(piece)²`, so the
    tokenizer prefers long pieces, as WordPiece's greedy longest match does (it cannot match it
-   exactly). `indexer/training/wordpiece.py`.
+   exactly). `albatross/training/wordpiece.py`.
 2. **Conversion.** The teacher's BertModel is copied weight for weight into an unshared
    AlbertModel (one group per layer, embedding size = hidden size, identity embedding mapping,
    `gelu`, `layer_norm_eps` 1e-12): it reproduces the teacher's hidden states exactly (max |difference|
-   0.0). Word embedding rows are reordered to the SentencePiece ids. `indexer/training/convert.py`.
+   0.0). Word embedding rows are reordered to the SentencePiece ids. `albatross/training/convert.py`.
 3. **Factorisation** (E = {config.embedding_size}). The {config.embedding_size - 1} principal
    directions of the centred embedding sum (word + position + token type; pieces and positions
    weighted by their counts in {facts.fit_texts:,} shipped WordNet glosses, plus one) are placed in
    {config.embedding_size} dims by a Householder reflection, so the E-dim vector has zero mean and
    LayerNorm in E dims followed by the projection equals the teacher's LayerNorm on the kept
-   subspace. `indexer/training/factorise.py`.
+   subspace. `albatross/training/factorise.py`.
 4. **Export.** Weights in fp16 when the fp32 folder would pass 30 MiB (the encoder computes in
    fp32 on CPU); the folder is verified (loads, tokenises real text into known pieces) before it is
    swapped in.

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.training.distill import teacher_rows
+from albatross.training.distill import teacher_rows
 
 
 def test_a_prefix_of_the_texts_takes_the_prefix_of_a_fully_labelled_cache():

