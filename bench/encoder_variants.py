@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albatross.training.compare import paired_bootstrap
+from albatross.evaluation.metrics import paired_bootstrap
 from albatross.training.quick_eval import BeirSet, load_beir, per_query_metrics
 from bench import corpus
 from bench.common import append_results, log, markdown_table

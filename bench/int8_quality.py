@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albatross.training.compare import paired_bootstrap
+from albatross.evaluation.metrics import paired_bootstrap
 from albatross.training.quick_eval import load_beir, per_query_metrics
 from bench import corpus
 from indexer.config import DEFAULT_MODEL_DIR, DeviceConfig, EncoderConfig

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from albatross.evaluation.beir import BeirDataset
-from albatross.evaluation.metrics import mean_metrics, per_query_ndcg
-from albatross.training.compare import paired_bootstrap
+from albatross.evaluation.metrics import mean_metrics, paired_bootstrap, per_query_ndcg
 from indexer.records import SearchMode
 
 ALBATROSS = [sys.executable, "-m", "albatross"]

@@ -1,4 +1,5 @@
-"""Retrieval metrics over a ranked list of document ids and graded judgments (pure functions).
+"""Retrieval metrics over a ranked list of document ids and graded judgments (pure functions),
+and the paired comparison of two systems' per-query scores.
 
 ``ranking`` is best first; ``judged`` maps document id -> grade (0 = not relevant).
 """
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 
 def dcg(gains: Sequence[float]) -> float:
@@ -57,3 +61,34 @@ def mean_metrics(
         totals["recall@100"] += recall_at(ranking, qrels[qid], 100)
         totals["mrr@10"] += mrr_at(ranking, qrels[qid], 10)
     return {**{name: value / len(judged) for name, value in totals.items()}, "queries": len(judged)}
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Mean of ``b - a`` over queries, its bootstrap 95% interval, and how often each side won."""
+
+    a: float
+    b: float
+    difference: float
+    low: float
+    high: float
+    b_better: int
+    a_better: int
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 10_000, seed: int = 0) -> Paired:
+    """Paired comparison of per-query scores ``a`` and ``b`` (same queries, same order)."""
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two equal, non-empty 1-d score arrays, got {a.shape} and {b.shape}")
+    diff = b - a
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
+    return Paired(
+        a=float(a.mean()),
+        b=float(b.mean()),
+        difference=float(diff.mean()),
+        low=float(np.percentile(means, 2.5)),
+        high=float(np.percentile(means, 97.5)),
+        b_better=int((diff > 0).sum()),
+        a_better=int((diff < 0).sum()),
+    )

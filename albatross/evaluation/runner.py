@@ -21,7 +21,7 @@ import numpy as np
 
 from albatross.evaluation.beir import BeirDataset, corpus_rows, passage_text
 from albatross.evaluation.bm25 import BM25
-from albatross.evaluation.metrics import mean_metrics, per_query_ndcg
+from albatross.evaluation.metrics import mean_metrics, paired_bootstrap, per_query_ndcg
 from indexer.config import AppConfig, IngestConfig, StoreConfig
 from indexer.lexical_sync import SyncedLexicalIndex
 from indexer.readers import read_path
@@ -184,8 +184,6 @@ def paired_lines(
 ) -> list[str]:
     """Per-query nDCG@10 differences of each of ``others`` against ``baseline``: mean, bootstrap
     95% interval, queries won and lost (43 queries cannot separate systems a point apart)."""
-    from albatross.training.compare import paired_bootstrap
-
     base_row, base_ids = baseline
     base = per_query_ndcg(base_ids, dataset.qrels)
     lines = [f"paired nDCG@10 differences vs {base_row.system!r} (mean [95% bootstrap], won/lost):"]

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from transformers import AlbertConfig
-
-if TYPE_CHECKING:
-    from albatross.training.converted import ConvertedBuild
 
 
 @dataclass(frozen=True)
@@ -25,6 +21,20 @@ class TrainingFacts:
     # Where the last run trained; checkpoints written before runs recorded it were all CPU ones.
     trained_on: str = "a 2-core x86 CPU, no GPU"
     notes: str = ""  # free-form markdown from the build (pilots, caveats), cache/card_notes.md
+
+
+@dataclass(frozen=True)
+class ConvertedBuild:
+    """What the model card reports about one conversion (``converted.build``): beside
+    ``TrainingFacts``, so the card depends on no stage of the build."""
+
+    teacher: str
+    embedding_size: int
+    wordpiece_entries: int
+    pieces: int
+    parameters: int
+    fit_texts: int
+    seconds: float
 
 
 BUILD_COMMAND = "python -m albatross.training build --out indexer/models/albatross-albert-small"

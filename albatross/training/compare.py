@@ -7,7 +7,7 @@ distillation optimises, measured on text it never saw). Never used for training.
 
 Usage::
 
-    python -m albatross.training.compare --data ../shared/data/msmarco-5k \
+    python -m albatross.training.compare --data <BEIR folder> \
         --a indexer/models/albatross-albert-small --b /tmp/candidate
 """
 
@@ -15,38 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from albatross.evaluation.metrics import paired_bootstrap
 from albatross.training.quick_eval import BeirSet, Embedder, load_beir, load_embedder, per_query_metrics
-
-
-@dataclass(frozen=True)
-class Paired:
-    """Mean of ``b - a`` over queries, its bootstrap 95% interval, and how often each side won."""
-
-    a: float
-    b: float
-    difference: float
-    low: float
-    high: float
-    b_better: int
-    a_better: int
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 10_000, seed: int = 0) -> Paired:
-    """Paired comparison of per-query scores ``a`` and ``b`` (same queries, same order)."""
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"need two equal, non-empty 1-d score arrays, got {a.shape} and {b.shape}")
-    diff = b - a
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(rounds, len(diff)))].mean(axis=1)
-    return Paired(a=float(a.mean()), b=float(b.mean()), difference=float(diff.mean()),
-                  low=float(np.percentile(means, 2.5)), high=float(np.percentile(means, 97.5)),
-                  b_better=int((diff > 0).sum()), a_better=int((diff < 0).sum()))
 
 
 def mean_cosine(x: np.ndarray, y: np.ndarray) -> float:

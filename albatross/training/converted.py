@@ -16,12 +16,12 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AlbertConfig, AlbertModel, AlbertTokenizer
 
+from albatross.training.card import ConvertedBuild
 from albatross.training.convert import convert_bert
 from albatross.training.factorise import factorise
 from albatross.training.vocab import write_tokenizer_config
@@ -34,19 +34,6 @@ log = logging.getLogger(__name__)
 #: Longest text the default model embeds (the teacher's own ``max_seq_length``, and
 #: ``export.POOLING``'s ``max_length``).
 MAX_LENGTH = 256
-
-
-@dataclass(frozen=True)
-class ConvertedBuild:
-    """What the model card reports about one conversion."""
-
-    teacher: str
-    embedding_size: int
-    wordpiece_entries: int
-    pieces: int
-    parameters: int
-    fit_texts: int
-    seconds: float
 
 
 def fitting_texts() -> list[str]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from albatross.evaluation.beir import BeirDataset, read_qrels
 from albatross.evaluation.bm25 import BM25, s_stem, terms
-from albatross.evaluation.metrics import mean_metrics, mrr_at, ndcg_at, recall_at
+from albatross.evaluation.metrics import mean_metrics, mrr_at, ndcg_at, paired_bootstrap, recall_at
 from indexer.errors import InvalidArgument
 
 
@@ -79,3 +80,25 @@ def test_bm25_prefers_documents_sharing_rare_query_terms() -> None:
 def test_terms_fold_plurals_and_drop_stop_words() -> None:
     assert s_stem("cities") == "city" and s_stem("glass") == "glass"
     assert terms("The Cats of the cities") == ["cat", "city"]
+
+
+def test_paired_bootstrap_of_a_uniform_gain_is_that_gain_with_no_spread() -> None:
+    a = np.array([0.2, 0.5, 0.9, 0.4])
+    paired = paired_bootstrap(a, a + 0.1)
+    assert paired.difference == pytest.approx(0.1)
+    assert paired.low == pytest.approx(0.1) and paired.high == pytest.approx(0.1)
+    assert (paired.b_better, paired.a_better) == (4, 0)
+
+
+def test_paired_bootstrap_interval_spans_zero_for_mixed_results() -> None:
+    a = np.array([0.0, 1.0] * 10)
+    b = np.array([1.0, 0.0] * 10)
+    paired = paired_bootstrap(a, b)
+    assert paired.difference == pytest.approx(0.0)
+    assert paired.low < 0 < paired.high
+    assert (paired.b_better, paired.a_better) == (10, 10)
+
+
+def test_paired_bootstrap_rejects_unpaired_scores() -> None:
+    with pytest.raises(ValueError, match="equal"):
+        paired_bootstrap(np.zeros(3), np.zeros(4))

@@ -1,32 +1,11 @@
-"""The paired comparison that decides between two builds of the default model."""
+"""The comparison that decides between two builds of the default model (its paired bootstrap is
+in tests/albatross/test_evaluation_pieces.py)."""
 
 import numpy as np
 import pytest
 
-from albatross.training.compare import mean_cosine, paired_bootstrap
+from albatross.training.compare import mean_cosine
 from albatross.training.quick_eval import BeirSet, per_query_metrics
-
-
-def test_paired_bootstrap_of_a_uniform_gain_is_that_gain_with_no_spread():
-    a = np.array([0.2, 0.5, 0.9, 0.4])
-    paired = paired_bootstrap(a, a + 0.1)
-    assert paired.difference == pytest.approx(0.1)
-    assert paired.low == pytest.approx(0.1) and paired.high == pytest.approx(0.1)
-    assert (paired.b_better, paired.a_better) == (4, 0)
-
-
-def test_paired_bootstrap_interval_spans_zero_for_mixed_results():
-    a = np.array([0.0, 1.0] * 10)
-    b = np.array([1.0, 0.0] * 10)
-    paired = paired_bootstrap(a, b)
-    assert paired.difference == pytest.approx(0.0)
-    assert paired.low < 0 < paired.high
-    assert (paired.b_better, paired.a_better) == (10, 10)
-
-
-def test_paired_bootstrap_rejects_unpaired_scores():
-    with pytest.raises(ValueError, match="equal"):
-        paired_bootstrap(np.zeros(3), np.zeros(4))
 
 
 def test_per_query_metrics_ranks_by_cosine():
