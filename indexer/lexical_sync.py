@@ -22,19 +22,18 @@ private in-memory index from SQL instead of waiting.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from indexer.errors import LexicalIndexBusy
+from indexer.changelog import pages_after
+from indexer.errors import LexicalIndexBusy, SnapshotCorrupt
 from indexer.lexical import LexicalIndex, body_of
-from indexer.records import ChangeOp, CollectionInfo, LexicalAnalyzer
+from indexer.records import CollectionInfo, LexicalAnalyzer
 from indexer.sharding import ChunkFilter
-from indexer.snapshots import atomic_write, collection_folder
+from indexer.snapshots import collection_folder, mismatched, read_manifest, write_manifest
 from indexer.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,27 +48,21 @@ def lexical_paths(snapshot_dir: Path, name: str) -> tuple[Path, Path]:
     return folder / "lexical", folder / "lexical.json"
 
 
-def _read_manifest(path: Path) -> dict[str, Any] | None:
+def _usable_sequence(manifest_path: Path, info: CollectionInfo, head: int) -> int | None:
+    """The sequence the manifest says its index covers, or None when there is none to read, or it
+    is not this collection's (a dropped namesake), was built with another analyser, or is ahead of
+    the database."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = read_manifest(manifest_path)
+    except SnapshotCorrupt:
         return None
-    return manifest if isinstance(manifest, dict) else None
-
-
-def _usable_sequence(manifest: dict[str, Any] | None, info: CollectionInfo, head: int) -> int | None:
-    """The sequence a manifest says its index covers, or None when it is not this collection's
-    (a dropped namesake), was built with another analyser, or is ahead of the database."""
-    if manifest is None:
-        return None
+    expected = {
+        "format": MANIFEST_FORMAT,
+        "collection_id": info.id,
+        "analyzer": LexicalAnalyzer(info.spec.lexical_analyzer).value,
+    }
     sequence = manifest.get("sequence")
-    fits = (
-        manifest.get("format") == MANIFEST_FORMAT
-        and manifest.get("collection_id") == info.id
-        and manifest.get("analyzer") == LexicalAnalyzer(info.spec.lexical_analyzer).value
-        and isinstance(sequence, int)
-        and 0 <= sequence <= head
-    )
+    fits = not mismatched(manifest, expected) and isinstance(sequence, int) and 0 <= sequence <= head
     return sequence if fits else None
 
 
@@ -126,7 +119,7 @@ class SyncedLexicalIndex:
         """The folder + replay, else a rebuild from SQL; caught up on return."""
         folder, manifest_path = lexical_paths(snapshot_dir, info.name)
         analyzer = LexicalAnalyzer(info.spec.lexical_analyzer)
-        covered = _usable_sequence(_read_manifest(manifest_path), info, store.last_sequence(info.id))
+        covered = _usable_sequence(manifest_path, info, store.last_sequence(info.id))
         if covered is not None and covered < store.log_floor(info.id):
             covered = None  # the changes after it were compacted away: only a rebuild is correct
         index: LexicalIndex | None = None
@@ -190,35 +183,23 @@ class SyncedLexicalIndex:
                 self._index.clear()
                 self._sequence = _fill_from_store(self._index, self._store, self._info, self._keep)
                 self._write_manifest()
-            while True:
-                changes = self._store.changes_since(self._info.id, self._sequence, self._page)
-                if not changes:
-                    break
-                adds = np.array([c.chunk_id for c in changes if c.op is ChangeOp.ADD], dtype=np.int64)
-                if self._keep is not None:
-                    adds = adds[self._keep(adds)]
-                removes = np.array([c.chunk_id for c in changes if c.op is ChangeOp.REMOVE], dtype=np.int64)
+            for page in pages_after(self._store, self._info.id, self._sequence, self._page, self._keep):
                 # Only chunks that still exist come back: an ADD later undone by a REMOVE is a no-op.
-                ids, texts = self._store.chunk_texts_for(self._info.id, adds)
+                ids, texts = self._store.chunk_texts_for(self._info.id, page.adds)
                 self._index.add(ids, [body_of(title, text) for title, text in texts])
-                self._index.remove(removes)
+                self._index.remove(page.removes)
                 self._index.commit()
-                self._sequence = changes[-1].sequence
+                self._sequence = page.sequence
                 self._write_manifest()
-                applied += len(changes)
+                applied += page.entries
             return applied
 
     def _write_manifest(self) -> None:
         if self._manifest_path is None:
             return
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "collection": self._info.name,
-            "collection_id": self._info.id,
-            "analyzer": self._index.analyzer.value,
-            "sequence": self._sequence,
-        }
-        atomic_write(self._manifest_path, json.dumps(manifest, indent=1).encode("utf-8"))
+        write_manifest(
+            self._manifest_path, MANIFEST_FORMAT, self._info, self._sequence, analyzer=self._index.analyzer.value
+        )
 
     def snapshot(self) -> None:
         """Nothing to write: every catch-up already committed the index and its manifest."""

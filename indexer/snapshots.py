@@ -8,6 +8,9 @@ Layout, per collection::
 The manifest is the commit marker: it exists only once its data file is complete, and it carries
 the data's SHA-256, so a torn or altered data file is detected and skipped. A snapshot covers the
 change log up to ``sequence``; loading one means replaying the changes after it.
+
+The atomic write, a collection's folder and the manifest's common head (``write_manifest``,
+``read_manifest``) serve the lexical index's files too (``indexer.lexical_sync``).
 """
 
 from __future__ import annotations
@@ -88,23 +91,36 @@ class Snapshot:
     path: Path
 
 
-def _manifest(
-    info: CollectionInfo, sequence: int, data: bytes, trained_on: int | None, whitening_version: int
-) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT,
+def write_manifest(
+    path: Path, manifest_format: int, info: CollectionInfo, sequence: int, **facts: Any
+) -> None:
+    """Replace a derived index's manifest: its format, whose it is (the collection's id as well as
+    its name: a recreated namesake has another id), the sequence its data covers, then ``facts``.
+    The FAISS snapshots and the lexical index (``indexer.lexical_sync``) both describe themselves so."""
+    manifest = {
+        "format": manifest_format,
         "collection": info.name,
         "collection_id": info.id,
         "sequence": sequence,
-        "dimension": info.dimension,
-        "index_spec": info.spec.index_spec,
-        "model_revision": info.model_revision,
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "trained_on": trained_on,
-        "whitening_version": whitening_version,
-        "created_at": datetime.now(UTC).isoformat(),
+        **facts,
     }
+    atomic_write(path, json.dumps(manifest, indent=1).encode("utf-8"))
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest in ``path``; ``SnapshotCorrupt`` when it is missing, torn or not an object."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SnapshotCorrupt(f"cannot read {path.name}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise SnapshotCorrupt(f"{path.name} is not a JSON object")
+    return manifest
+
+
+def mismatched(manifest: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``expected`` that ``manifest`` does not hold, with what it holds instead."""
+    return {key: manifest.get(key) for key, value in expected.items() if manifest.get(key) != value}
 
 
 def write_snapshot(
@@ -122,9 +138,20 @@ def write_snapshot(
     folder.mkdir(parents=True, exist_ok=True)
     data_path = folder / f"{sequence:020d}.faiss"
     atomic_write(data_path, data)
-    manifest = _manifest(info, sequence, data, trained_on, whitening_version)
-    manifest = json.dumps(manifest, indent=1).encode("utf-8")
-    atomic_write(folder / f"{sequence:020d}.json", manifest)
+    write_manifest(
+        folder / f"{sequence:020d}.json",
+        MANIFEST_FORMAT,
+        info,
+        sequence,
+        dimension=info.dimension,
+        index_spec=info.spec.index_spec,
+        model_revision=info.model_revision,
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        trained_on=trained_on,
+        whitening_version=whitening_version,
+        created_at=datetime.now(UTC).isoformat(),
+    )
     prune(folder, KEEP)
     return data_path
 
@@ -165,11 +192,11 @@ def _remove_stale_temporaries(folder: Path, older_than: float) -> None:
 
 def _load(folder: Path, sequence: int, info: CollectionInfo, whitening_version: int) -> Snapshot:
     """Load one snapshot; ``SnapshotCorrupt`` when it is unreadable or belongs to another space."""
+    manifest = read_manifest(folder / f"{sequence:020d}.json")
+    data_path = folder / f"{sequence:020d}.faiss"
     try:
-        manifest = json.loads((folder / f"{sequence:020d}.json").read_text(encoding="utf-8"))
-        data_path = folder / f"{sequence:020d}.faiss"
         data = data_path.read_bytes()
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise SnapshotCorrupt(f"cannot read snapshot {sequence}: {exc}") from exc
     expected = {
         "format": MANIFEST_FORMAT,
@@ -179,12 +206,12 @@ def _load(folder: Path, sequence: int, info: CollectionInfo, whitening_version: 
         "index_spec": info.spec.index_spec,
         "model_revision": info.model_revision,
     }
-    mismatched = {k: manifest.get(k) for k, v in expected.items() if manifest.get(k) != v}
+    wrong = mismatched(manifest, expected)
     # Written before whitening had versions: only a collection that never whitened matches.
     if manifest.get("whitening_version", 0) != whitening_version:
-        mismatched["whitening_version"] = manifest.get("whitening_version", 0)
-    if mismatched:
-        raise SnapshotCorrupt(f"snapshot {sequence} is for another index: {mismatched}")
+        wrong["whitening_version"] = manifest.get("whitening_version", 0)
+    if wrong:
+        raise SnapshotCorrupt(f"snapshot {sequence} is for another index: {wrong}")
     if len(data) != manifest.get("bytes") or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
         raise SnapshotCorrupt(f"snapshot {sequence}: data does not match its checksum (torn write?)")
     index = VectorIndex.from_bytes(data, info.spec.index_spec)

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.changelog import pages_after
 from indexer.config import LogRetention
 from indexer.errors import InvalidArgument
 from indexer.index import VectorIndex
 from indexer.index_spec import vectors_to_train_well
-from indexer.records import ChangeOp, CollectionInfo
+from indexer.records import CollectionInfo
 from indexer.sharding import ChunkFilter
 from indexer.snapshots import latest, write_snapshot
 from indexer.store import Store
@@ -291,26 +292,20 @@ class SyncedIndex:
         """Replay changes after ``sequence`` into ``index`` (vectors put in ``space``), page by
         page, holding ``lock`` only while FAISS is touched. Returns ``(changes applied, new sequence)``."""
         applied = 0
-        while True:
-            changes = self._store.changes_since(self._info.id, sequence, self._page)
-            if not changes:
-                return applied, sequence
-            adds = np.array([c.chunk_id for c in changes if c.op is ChangeOp.ADD], dtype=np.int64)
-            if self._keep is not None:
-                adds = adds[self._keep(adds)]  # another shard's chunks: not even fetched
-            removes = np.array([c.chunk_id for c in changes if c.op is ChangeOp.REMOVE], dtype=np.int64)
+        for page in pages_after(self._store, self._info.id, sequence, self._page, self._keep):
             # Only chunks that still exist come back: an ADD later undone by a REMOVE is a no-op.
-            if adds.size:
-                ids, vectors = self._store.vectors_for(self._info.id, adds)
+            if page.adds.size:
+                ids, vectors = self._store.vectors_for(self._info.id, page.adds)
             else:
-                ids, vectors = adds, np.zeros((0, self._info.dimension), np.float32)
+                ids, vectors = page.adds, np.zeros((0, self._info.dimension), np.float32)
             vectors = space.apply(vectors)
             with lock:
                 fresh = ~index.contains(ids, include_removed=True)
                 index.add(ids[fresh], vectors[fresh])
-                index.remove(removes)
-            sequence = changes[-1].sequence
-            applied += len(changes)
+                index.remove(page.removes)
+            sequence = page.sequence
+            applied += page.entries
+        return applied, sequence
 
     def _needs_rebuild(self) -> bool:
         with self._lock:
