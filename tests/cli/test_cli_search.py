@@ -10,11 +10,11 @@ import pytest
 
 from albatross.cli import main
 from albatross.exit_codes import EXIT_INVALID
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import ServerConfig
 from indexer.records import Document
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer
-from tests.searcher.serving import running_server
+from tests.searcher.serving import running_server, served_app
 
 DOCUMENTS = [
     Document("kettle", "The kettle clicked off just as the rain started.", metadata={"room": "kitchen"}),
@@ -25,11 +25,7 @@ DOCUMENTS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
-    app = AppConfig(
-        store=StoreConfig(data_dir=tmp_path_factory.mktemp("cli-search")),
-        server=ServerConfig(poll_interval_s=0.05),
-        default_model=tiny_albert_dir,
-    )
+    app = served_app(tmp_path_factory.mktemp("cli-search"), tiny_albert_dir, ServerConfig(poll_interval_s=0.05))
     with running_server(app) as running:
         with AlbatrossClient(running.target, timeout=60) as client:
             client.create_collection("notes")

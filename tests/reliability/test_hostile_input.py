@@ -23,15 +23,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import ServerConfig
 from indexer.filters import FIELD_PATTERN
 from indexer.readers import Rejection, read_path
 from indexer.records import Document
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher import convert
 from searcher.client import AlbatrossClient
-from searcher.server import RunningServer, create_server
-from tests.searcher.test_grpc_end_to_end import ServerThread, wait_until_indexed
+from searcher.server import RunningServer
+from tests.searcher.serving import running_server, served_app
+from tests.searcher.test_grpc_end_to_end import wait_until_indexed
 
 NOTES = "notes"
 SCRATCH = "scratch"
@@ -78,16 +79,9 @@ BLANK = st.text(alphabet=" \t\n\r\x0b\x0c\u00a0\u2003\u3000", max_size=12)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
-    app = AppConfig(
-        store=StoreConfig(data_dir=tmp_path_factory.mktemp("hostile")),
-        server=ServerConfig(poll_interval_s=0.05, batch_max_wait_ms=1.0),
-        default_model=tiny_albert_dir,
-    )
-    thread = ServerThread()
-    running = thread.run(create_server(app, port=0))
-    yield running
-    thread.run(running.stop(grace_s=1.0))
-    thread.close()
+    config = ServerConfig(poll_interval_s=0.05, batch_max_wait_ms=1.0)
+    with running_server(served_app(tmp_path_factory.mktemp("hostile"), tiny_albert_dir, config)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

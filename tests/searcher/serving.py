@@ -6,9 +6,10 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from indexer.config import AppConfig
+from indexer.config import AppConfig, ServerConfig, StoreConfig
 from searcher.server import RunningServer, create_server
 
 T = TypeVar("T")
@@ -29,6 +30,18 @@ class ServerThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
+
+
+def served_app(
+    data_dir: Path, model: Path, server: ServerConfig | None = None, *, db_url: str | None = None
+) -> AppConfig:
+    """A test server's configuration: its own data folder (and database, with ``db_url``; else
+    SQLite in the folder), ``model`` as every collection's default, and ``server``."""
+    return AppConfig(
+        store=StoreConfig(data_dir=data_dir, db_url=db_url),
+        server=server or ServerConfig(),
+        default_model=model,
+    )
 
 
 @contextmanager

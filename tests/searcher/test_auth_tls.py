@@ -22,14 +22,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from albatross.cli import main
 from albatross.exit_codes import EXIT_INVALID, EXIT_NOT_FOUND
-from indexer.config import AppConfig, ServerConfig, StoreConfig, config_from_environment
+from indexer.config import ServerConfig, config_from_environment
 from indexer.errors import InvalidArgument
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.auth import bearer_token, channel_credentials
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer
-from tests.searcher.serving import running_server
+from tests.searcher.serving import running_server, served_app
 
 TOKEN = "s3cret-token-of-the-tests"
 
@@ -140,16 +140,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-def _app(data_dir: Path, model: Path, server: ServerConfig) -> AppConfig:
-    return AppConfig(store=StoreConfig(data_dir=data_dir), server=server, default_model=model)
-
-
 @pytest.fixture(scope="module")
 def tls_server(
     pki: Pki, tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path
 ) -> Iterator[RunningServer]:
     config = ServerConfig(auth_token=TOKEN, tls_cert=pki.server_cert, tls_key=pki.server_key)
-    with running_server(_app(tmp_path_factory.mktemp("tls-data"), tiny_albert_dir, config)) as running:
+    with running_server(served_app(tmp_path_factory.mktemp("tls-data"), tiny_albert_dir, config)) as running:
         yield running
 
 
@@ -160,7 +156,7 @@ def mtls_server(
     config = ServerConfig(
         auth_token=TOKEN, tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca
     )
-    with running_server(_app(tmp_path_factory.mktemp("mtls-data"), tiny_albert_dir, config)) as running:
+    with running_server(served_app(tmp_path_factory.mktemp("mtls-data"), tiny_albert_dir, config)) as running:
         yield running
 
 

@@ -24,12 +24,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import AppConfig, ServerConfig
 from indexer.records import Document
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
-from tests.searcher.serving import running_server
+from tests.searcher.serving import running_server, served_app
 
 DOCUMENTS = [
     Document("heron", "A heron stood still in the shallow water."),
@@ -69,9 +69,7 @@ def burst_of_searches(target: str, collection: str) -> list[grpc.StatusCode]:
 def app_for(data_dir: Path, model: Path, **server: object) -> AppConfig:
     # Queries wait 1 s for company before being embedded: a burst piles up behind the first.
     config = ServerConfig(poll_interval_s=0.05, batch_max_wait_ms=1000, batch_max_size=256)
-    return AppConfig(
-        store=StoreConfig(data_dir=data_dir), server=replace(config, **server), default_model=model
-    )
+    return served_app(data_dir, model, replace(config, **server))
 
 
 @pytest.mark.parametrize(

@@ -11,20 +11,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import ServerConfig
 from indexer.records import Document
 from searcher.client import DOCUMENTS_PER_MESSAGE, AlbatrossClient, UpsertStalled
 from searcher.server import RunningServer
-from tests.searcher.serving import running_server
+from tests.searcher.serving import running_server, served_app
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
-    app = AppConfig(
-        store=StoreConfig(data_dir=tmp_path_factory.mktemp("client-upsert")),
-        server=ServerConfig(poll_interval_s=0.05),
-        default_model=tiny_albert_dir,
-    )
+    app = served_app(tmp_path_factory.mktemp("client-upsert"), tiny_albert_dir, ServerConfig(poll_interval_s=0.05))
     with running_server(app) as running:
         with AlbatrossClient(running.target, timeout=60) as client:
             client.create_collection("notes")

@@ -25,7 +25,7 @@ from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
 from searcher.server import SERVICE_NAMES, RunningServer, create_server
 from tests.fixtures.tiny_models import build_tiny_classifier
-from tests.searcher.serving import ServerThread
+from tests.searcher.serving import ServerThread, running_server, served_app
 
 T = TypeVar("T")
 
@@ -44,16 +44,14 @@ def server(
     db_url = (
         request.getfixturevalue("postgres_server").new_database() if request.param == "postgresql" else None
     )
-    app = AppConfig(
-        store=StoreConfig(data_dir=tmp_path_factory.mktemp("albatross-data"), db_url=db_url),
-        server=ServerConfig(host="127.0.0.1", port=50051, poll_interval_s=0.05, batch_max_wait_ms=1.0),
-        default_model=tiny_albert_dir,
+    app = served_app(
+        tmp_path_factory.mktemp("albatross-data"),
+        tiny_albert_dir,
+        ServerConfig(host="127.0.0.1", port=50051, poll_interval_s=0.05, batch_max_wait_ms=1.0),
+        db_url=db_url,
     )
-    thread = ServerThread()
-    running = thread.run(create_server(app, port=0))
-    yield running
-    thread.run(running.stop(grace_s=1.0))
-    thread.close()
+    with running_server(app) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

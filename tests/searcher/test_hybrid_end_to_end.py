@@ -16,13 +16,13 @@ import grpc
 import numpy as np
 import pytest
 
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import AppConfig, ServerConfig
 from indexer.records import CollectionSpec, Condition, Document, FusionMethod, MetadataFilter, SearchMode
 from indexer.samples import SAMPLE_CORPUS
 from searcher.client import AlbatrossClient
 from searcher.fusion import FusionRequest
 from searcher.server import RunningServer
-from tests.searcher.serving import running_server
+from tests.searcher.serving import running_server, served_app
 
 PASSAGES = 240
 EXACT_SHARE = 0.95
@@ -61,11 +61,8 @@ def wait_until_indexed(client: AlbatrossClient, collection: str, timeout_s: floa
 
 
 def app_for(data_dir: Path, model: Path, db_url: str | None = None) -> AppConfig:
-    return AppConfig(
-        store=StoreConfig(data_dir=data_dir, db_url=db_url),
-        server=ServerConfig(host="127.0.0.1", port=50051, poll_interval_s=0.05, batch_max_wait_ms=1.0),
-        default_model=model,
-    )
+    config = ServerConfig(host="127.0.0.1", port=50051, poll_interval_s=0.05, batch_max_wait_ms=1.0)
+    return served_app(data_dir, model, config, db_url=db_url)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from albatross.cli import build_parser
 from albatross.commands import ingest_paths
 from albatross.options import app_config
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import AppConfig, ServerConfig
 from indexer.records import Document
 from indexer.telemetry import IngestMetrics
 from protos.albatross.v1 import albatross_pb2 as pb
@@ -26,7 +26,7 @@ from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer
 from searcher.telemetry import ACCESS_LOGGER, REQUEST_ID
-from tests.searcher.serving import running_server
+from tests.searcher.serving import running_server, served_app
 
 DOCUMENTS = [
     Document("heron", "A heron stood still in the shallow water."),
@@ -38,12 +38,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
-    app = AppConfig(
-        store=StoreConfig(data_dir=tmp_path_factory.mktemp("telemetry-data")),
-        server=ServerConfig(metrics_port=0, poll_interval_s=0.05, batch_max_wait_ms=1.0),
-        default_model=tiny_albert_dir,
-    )
-    with running_server(app) as running:
+    config = ServerConfig(metrics_port=0, poll_interval_s=0.05, batch_max_wait_ms=1.0)
+    with running_server(served_app(tmp_path_factory.mktemp("telemetry-data"), tiny_albert_dir, config)) as running:
         yield running
 
 

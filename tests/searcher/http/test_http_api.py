@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import ServerConfig
 from indexer.records import Document
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.client import AlbatrossClient
@@ -20,6 +20,7 @@ from searcher.errors import HTTP_STATUS_OF
 from searcher.server import RunningServer
 from searcher.telemetry import ACCESS_LOGGER
 from tests.searcher.http.calls import call, http_server
+from tests.searcher.serving import served_app
 
 DOCUMENTS = [
     Document("kettle", "The kettle clicked off just as the rain started.", metadata={"room": "kitchen"}),
@@ -32,12 +33,8 @@ ORIGIN = "https://search.example"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
-    app = AppConfig(
-        store=StoreConfig(data_dir=tmp_path_factory.mktemp("http-data")),
-        server=ServerConfig(poll_interval_s=0.05, metrics_port=0, cors_origins=(ORIGIN,)),
-        default_model=tiny_albert_dir,
-    )
-    with http_server(app) as running:
+    config = ServerConfig(poll_interval_s=0.05, metrics_port=0, cors_origins=(ORIGIN,))
+    with http_server(served_app(tmp_path_factory.mktemp("http-data"), tiny_albert_dir, config)) as running:
         yield running
 
 

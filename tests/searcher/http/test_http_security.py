@@ -17,18 +17,14 @@ from albatross.cli import build_parser, main
 from albatross.exit_codes import EXIT_INVALID
 from albatross.options import app_config
 from albatross.serving_commands import with_operations_options
-from indexer.config import AppConfig, ServerConfig, StoreConfig, config_from_environment
+from indexer.config import ServerConfig, config_from_environment
 from indexer.errors import InvalidArgument
 from searcher.server import RunningServer, create_server
 from tests.searcher.http.calls import call, http_server
-from tests.searcher.serving import ServerThread
+from tests.searcher.serving import ServerThread, served_app
 from tests.searcher.test_auth_tls import Pki
 
 TOKEN = "http-s3cret"
-
-
-def _app(folder: Path, model: Path, server: ServerConfig) -> AppConfig:
-    return AppConfig(store=StoreConfig(data_dir=folder), server=server, default_model=model)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +34,7 @@ def tls_server(
     config = ServerConfig(
         auth_token=TOKEN, tls_cert=pki.server_cert, tls_key=pki.server_key, max_message_bytes=4096
     )
-    with http_server(_app(tmp_path_factory.mktemp("https-data"), tiny_albert_dir, config)) as running:
+    with http_server(served_app(tmp_path_factory.mktemp("https-data"), tiny_albert_dir, config)) as running:
         yield running
 
 
@@ -47,7 +43,7 @@ def mtls_server(
     pki: Pki, tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path
 ) -> Iterator[RunningServer]:
     config = ServerConfig(tls_cert=pki.server_cert, tls_key=pki.server_key, tls_client_ca=pki.ca)
-    with http_server(_app(tmp_path_factory.mktemp("mtls-data"), tiny_albert_dir, config)) as running:
+    with http_server(served_app(tmp_path_factory.mktemp("mtls-data"), tiny_albert_dir, config)) as running:
         yield running
 
 
@@ -199,7 +195,7 @@ def test_readiness_turns_503_when_shutdown_begins(tmp_path: Path, tiny_albert_di
     config = ServerConfig(host="127.0.0.1", http_port=0, drain_delay_s=1.5)
     thread = ServerThread()
     try:
-        running = thread.run(create_server(_app(tmp_path, tiny_albert_dir, config), port=0))
+        running = thread.run(create_server(served_app(tmp_path, tiny_albert_dir, config), port=0))
         url = f"{running.http_url}/readyz"
         assert call("GET", url).status == 200
         stopping = asyncio.run_coroutine_threadsafe(running.stop(grace_s=1.0), thread.loop)
@@ -216,7 +212,7 @@ def test_readiness_turns_503_when_shutdown_begins(tmp_path: Path, tiny_albert_di
 
 def test_requests_past_max_concurrent_rpcs_are_429(tmp_path: Path, tiny_albert_dir: Path) -> None:
     config = ServerConfig(max_concurrent_rpcs=1)
-    with http_server(_app(tmp_path, tiny_albert_dir, config)) as running:
+    with http_server(served_app(tmp_path, tiny_albert_dir, config)) as running:
         url = str(running.http_url)
         assert call("POST", f"{url}/v1/collections/slow", {}).status == 201
         host, port = url.removeprefix("http://").split(":")

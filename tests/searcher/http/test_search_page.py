@@ -23,11 +23,12 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.config import AppConfig, ServerConfig
 from indexer.records import Document
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer
 from tests.searcher.http.calls import call, http_server
+from tests.searcher.serving import served_app
 
 TOKEN = "page-token"
 DOCUMENTS = [
@@ -82,8 +83,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def _app(folder: Path, model: Path, **server: object) -> AppConfig:
-    config = ServerConfig(poll_interval_s=0.05, **server)  # type: ignore[arg-type]
-    return AppConfig(store=StoreConfig(data_dir=folder), server=config, default_model=model)
+    return served_app(folder, model, ServerConfig(poll_interval_s=0.05, **server))  # type: ignore[arg-type]
 
 
 def _fill(running: RunningServer, token: str | None = None) -> None:
