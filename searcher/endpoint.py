@@ -37,7 +37,7 @@ _WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 
 
 def reachable_host(host: str) -> str:
-    """The address a client on this machine dials for a server bound to ``host``."""
+    """The address a client on the same host dials for a server bound to ``host``."""
     return "127.0.0.1" if host in _WILDCARD_HOSTS else host
 
 
@@ -72,7 +72,7 @@ class Endpoint:
 
     @property
     def target(self) -> str:
-        """Where a client on this machine reaches the server."""
+        """Where a client on the same host reaches the server."""
         return f"{reachable_host(self.host)}:{self.port}"
 
     @property
@@ -150,6 +150,27 @@ async def start_endpoint(
         ", token required" if config.auth_token else "",
     )
     return Endpoint(server, bound, health_servicer, config.host, metrics_endpoint)
+
+
+class OnEndpoint:
+    """Where a started front-end (``RunningServer``, ``RunningRouter``) answers: what its
+    ``endpoint`` says, so both tell it alike."""
+
+    endpoint: Endpoint
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
+
+    @property
+    def target(self) -> str:
+        """Where a client on the same host reaches the server."""
+        return self.endpoint.target
+
+    @property
+    def metrics_port(self) -> int | None:
+        """Port of the Prometheus endpoint, None when it is off."""
+        return self.endpoint.metrics_port
 
 
 class Stoppable(Protocol):

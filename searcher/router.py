@@ -47,7 +47,7 @@ from indexer.records import Fusion, SearchMode
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher import convert
-from searcher.endpoint import Endpoint, grpc_server, serve_until_signalled, start_endpoint
+from searcher.endpoint import Endpoint, OnEndpoint, grpc_server, serve_until_signalled, start_endpoint
 from searcher.errors import maps_errors
 from searcher.fusion import FusionRequest, fuse
 from searcher.results import Hit, LegHit
@@ -345,23 +345,11 @@ class RouterCollectionsServicer(pb_grpc.CollectionsServicer):
 
 
 @dataclass
-class RunningRouter:
+class RunningRouter(OnEndpoint):
     endpoint: Endpoint
     shards: ShardFanOut
     metrics: RouterMetrics
     drain_delay_s: float
-
-    @property
-    def port(self) -> int:
-        return self.endpoint.port
-
-    @property
-    def target(self) -> str:
-        return self.endpoint.target
-
-    @property
-    def metrics_port(self) -> int | None:
-        return self.endpoint.metrics_port
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self.endpoint.drain(self.drain_delay_s, grace_s)

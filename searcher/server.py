@@ -34,7 +34,14 @@ from indexer.workspace import Workspace
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.batching import QueryBatcher
-from searcher.endpoint import Endpoint, grpc_server, reachable_host, serve_until_signalled, start_endpoint
+from searcher.endpoint import (
+    Endpoint,
+    OnEndpoint,
+    grpc_server,
+    reachable_host,
+    serve_until_signalled,
+    start_endpoint,
+)
 from searcher.http.app import HttpEndpoint, start_http
 from searcher.http.handlers import Handlers
 from searcher.live import LiveIndex, LiveIndexes, LiveLexicalIndex
@@ -54,7 +61,7 @@ EXECUTOR_WORKERS = 4
 
 
 @dataclass
-class RunningServer:
+class RunningServer(OnEndpoint):
     """A started server and what ``stop`` must shut down, in order."""
 
     endpoint: Endpoint
@@ -66,27 +73,13 @@ class RunningServer:
     http: HttpEndpoint | None = None
 
     @property
-    def port(self) -> int:
-        return self.endpoint.port
-
-    @property
-    def target(self) -> str:
-        """Where a client on this machine reaches the server."""
-        return self.endpoint.target
-
-    @property
     def http_url(self) -> str | None:
-        """Base URL of the HTTP API for a client on this machine, None when it is off."""
+        """Base URL of the HTTP API for a client on the same host, None when it is off."""
         if self.http is None:
             return None
         config = self.workspace.config.server
         scheme = "https" if config.tls else "http"
         return f"{scheme}://{reachable_host(config.http_host or config.host)}:{self.http.port}"
-
-    @property
-    def metrics_port(self) -> int | None:
-        """Port of the Prometheus endpoint, None when it is off."""
-        return self.endpoint.metrics_port
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """NOT_SERVING (gRPC health and ``/readyz`` together), drain both front-ends
