@@ -3,7 +3,7 @@
 
 For every folder, through the encoder Albatross serves with (``indexer.encoder.Encoder``, CPU,
 fp32, the same batching for all): nDCG@10 and Recall@100 of exact cosine search on MS MARCO 5k
-(``../shared/data/msmarco-5k``), each paired per query with the teacher; the cosine of every
+(its BEIR folder), each paired per query with the teacher; the cosine of every
 passage vector to the teacher's; CPU passages/s of fp32 (all passages, one pass each, in the
 order given, so the teacher's rate is this run's baseline); and int8: the encoder's own probe
 verdict and the min cosine of int8 to fp32 over ``--int8-passages`` passages. Needs the

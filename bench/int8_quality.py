@@ -1,6 +1,6 @@
 """What int8 bulk ingestion costs in retrieval quality: ``python -m bench.int8_quality [--model F]``.
 
-On MS MARCO 5k (``../shared/data/msmarco-5k``), exact cosine search over the default model's
+On MS MARCO 5k (its BEIR folder), exact cosine search over the default model's
 vectors: nDCG@10 and Recall@100 with documents in int8 and queries in fp32 (``albatross ingest``
 then ``albatross serve``) and with both in int8, each paired per query with all-fp32 (bootstrap
 95% interval of the difference); the cosine of int8 to fp32 passage vectors; and how far an int8

@@ -3,7 +3,7 @@ BM25, on one BEIR folder: nDCG@10 and Recall@100, build time, the cost of replac
 in 10 commits of 50 (what catching up with the change log does), and peak RSS. Each engine runs
 in a child process of its own, so the RSS figures do not include each other.
 
-    python -m bench.lexical_engines --dataset ../shared/data/msmarco-5k
+    python -m bench.lexical_engines --dataset <msmarco-5k folder>
 
 bm25s (and PyStemmer) are not dependencies: ``pip install bm25s pystemmer`` to include them.
 """

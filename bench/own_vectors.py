@@ -6,7 +6,7 @@ three wrong-dimension lines inserted that must be rejected by line number; then 
 a loopback port answers one vector search per passage. The baseline, in the same run, is the same
 vector searched in the collection that made it.
 
-    python -m bench.own_vectors --corpus ../shared/data/msmarco-5k/corpus.jsonl --docs 1000
+    python -m bench.own_vectors --corpus <msmarco-5k folder>/corpus.jsonl --docs 1000
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 then every TREC run scored like ``albatross eval`` scores its rows (nDCG@10, Recall@100) and hybrid
 paired with dense per query. The figures must equal ``albatross eval``'s for the same model.
 
-    python -m bench.served_modes --dataset ../shared/data/msmarco-5k
+    python -m bench.served_modes --dataset <msmarco-5k folder>
 """
 
 from __future__ import annotations

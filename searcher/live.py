@@ -1,4 +1,4 @@
-"""Keeps each collection's indexes fresh by tailing the SQL change log (DESIGN invariant 2).
+"""Keeps each collection's indexes fresh by tailing the SQL change log (docs/ARCHITECTURE.md, Invariants 2).
 
 A collection has a vector index and, when the server opens them, a lexical one; both follow the
 same log, each from the sequence it covers. One asyncio task polls every ``poll_interval_s`` (or sooner, when ``wake`` is called after a local

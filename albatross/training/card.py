@@ -175,7 +175,7 @@ clipped to 90 words):
 ## Evaluation
 
 MS MARCO 5k-passage subset (BEIR layout, graded qrels 0-3), measured through the whole service
-path: `albatross eval --dataset ../shared/data/msmarco-5k --model <teacher folder>` ingests the
+path: `albatross eval --dataset <msmarco-5k folder> --model <teacher folder>` ingests the
 passages into a throwaway collection (chunks of 256 tokens, FAISS Flat), searches every judged
 query and folds chunk hits into documents, with BM25 computed in the same run. nDCG@10 uses graded
 gains; Recall@100 and MRR@10 count passages of grade >= 1 as relevant. Rows marked "earlier" come

@@ -12,7 +12,7 @@ cannot drift apart.
 
 Usage::
 
-    python -m albatross.training.quick_eval --data /work/shared/data/msmarco-5k \
+    python -m albatross.training.quick_eval --data <msmarco-5k folder> \
         --model indexer/models/albatross-albert-small      # or --model teacher
     python -m albatross.training.quick_eval --data ... --checkpoint CKPT --tokenizer TOKDIR \
         --record ~/.cache/albatross/train/eval.jsonl --label "student step 2000"

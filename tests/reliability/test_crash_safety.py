@@ -38,7 +38,7 @@ from tests.reliability.harness import Child, StoreFacts
 from tests.reliability.worker import COLLECTION, document_text
 
 # Seconds after a worker is ready within which it is killed: a few operations, snapshots or
-# catch-ups of work at the pace of a busy 2-core machine.
+# catch-ups of work at the nominal pace (``operation_pace`` scales them to the pace of the run).
 KILL_WINDOW_S = {"ingest": 2.5, "snapshot": 1.0, "serve": 2.0}
 # One upsert or delete of the ingest worker on an idle machine; kill windows grow with it.
 NOMINAL_OPERATION_S = 0.3
@@ -112,7 +112,7 @@ class Campaign:
             self.kill(child)
 
     def operation_pace(self, started: list[Child]) -> float:
-        """How much slower than the nominal pace this machine runs now: waits for the ingest
+        """How much slower than the nominal pace the workers run now: waits for the ingest
         worker's first acknowledged operation (there is one in every round that has a worker, so
         every such round has committed work to lose) and scales the kill windows by its time."""
         worker = next((c for c in started if c.name.startswith("ingest")), None)
