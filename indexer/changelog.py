@@ -14,9 +14,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.records import ChangeOp
+from indexer.records import ChangeOp, CollectionInfo
 from indexer.sharding import ChunkFilter
 from indexer.store import Store
+
+
+class Replayed:
+    """What a derived index kept by replay tells of itself: whose it is and how far it has
+    applied the log (``SyncedIndex`` and ``SyncedLexicalIndex`` set ``_info`` and ``_sequence``)."""
+
+    _info: CollectionInfo
+    _sequence: int
+
+    @property
+    def info(self) -> CollectionInfo:
+        return self._info
+
+    @property
+    def sequence(self) -> int:
+        """The last change-log sequence applied to the index (and, for the lexical one, committed)."""
+        return self._sequence
 
 
 @dataclass(frozen=True)

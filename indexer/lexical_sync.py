@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.changelog import pages_after
+from indexer.changelog import Replayed, pages_after
 from indexer.errors import LexicalIndexBusy, SnapshotCorrupt
 from indexer.lexical import LexicalIndex, body_of
 from indexer.records import CollectionInfo, LexicalAnalyzer
@@ -81,7 +81,7 @@ def _fill_from_store(
     return sequence
 
 
-class SyncedLexicalIndex:
+class SyncedLexicalIndex(Replayed):
     """One collection's lexical index, or the shard of it whose chunk ids ``keep`` accepts.
     Thread-safe: ``_write_lock`` lets one catch-up write at a time; searches read the last commit
     (a Tantivy searcher is an immutable view) and never wait for a writer."""
@@ -145,15 +145,6 @@ class SyncedLexicalIndex:
         return synced
 
     # -- facts ----------------------------------------------------------------------------------
-
-    @property
-    def info(self) -> CollectionInfo:
-        return self._info
-
-    @property
-    def sequence(self) -> int:
-        """The last change-log sequence committed to the index."""
-        return self._sequence
 
     @property
     def ntotal(self) -> int:

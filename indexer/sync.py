@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.changelog import pages_after
+from indexer.changelog import Replayed, pages_after
 from indexer.config import LogRetention
 from indexer.errors import InvalidArgument
 from indexer.index import VectorIndex
@@ -125,7 +125,7 @@ def _outgrew_training(trained_on: int | None, live: int, train_sample: int) -> b
     return live >= RETRAIN_GROWTH * trained_on
 
 
-class SyncedIndex:
+class SyncedIndex(Replayed):
     """One collection's index, or the shard of it whose chunk ids ``keep`` accepts. Thread-safe: ``_lock`` guards the FAISS index (not safe for
     concurrent add + search); ``_catch_up_lock`` lets one catch-up run at a time, so SQL reads
     happen outside ``_lock`` and searches are only blocked while changes are applied."""
@@ -224,15 +224,6 @@ class SyncedIndex:
         return synced
 
     # -- facts ----------------------------------------------------------------------------------
-
-    @property
-    def info(self) -> CollectionInfo:
-        return self._info
-
-    @property
-    def sequence(self) -> int:
-        """The last change-log sequence applied to the index."""
-        return self._sequence
 
     @property
     def ntotal(self) -> int:
