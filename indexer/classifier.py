@@ -23,9 +23,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrai
 from indexer.checkpoints import model_revision, resolve_model
 from indexer.chunking import token_windows
 from indexer.config import EncoderConfig
-from indexer.encoder import load_tokenizer, pad_ids, split_specials
 from indexer.errors import InvalidCollectionSpec, ModelNotFound
 from indexer.placement import placement_for
+from indexer.tokens import load_tokenizer, pad_ids, split_specials
 
 FAMILIES = ("albert", "bert")
 # Windows per forward pass: a classifier's windows are full-length, so a small batch fills a CPU.

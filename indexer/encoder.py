@@ -20,24 +20,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoTokenizer,
-    PretrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from indexer.checkpoints import model_defaults, model_revision, resolve_model, tokenizer_hash
 from indexer.chunking import chunk_text, token_windows, validate_window, window_input
 from indexer.config import DeviceConfig, EncoderConfig
-from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
+from indexer.errors import InvalidArgument, InvalidCollectionSpec
 from indexer.placement import Placement, placement_for, quantize_int8
 from indexer.pooling import output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
 from indexer.spec import complete_spec
+from indexer.tokens import load_tokenizer, pad_ids, split_specials
 from indexer.vocabulary import unknown_share
 from indexer.whitening import Whitening
 
@@ -49,10 +43,6 @@ log = logging.getLogger(__name__)
 # spends 3% (bench/RESULTS.md).
 _PADDING_TOLERANCE = 0.05
 _MIN_BATCH_TOKENS = 1024
-# A real vocabulary is far larger; the transformers 5 trap (a tokenizer built without its
-# spiece.model) leaves only the special tokens.
-_MIN_VOCABULARY = 16
-
 
 # int8 is taken only when it keeps the vectors: the distilled default of November kept its probe
 # texts at cosine >= 0.994 of fp32 (MS MARCO passages >= 0.98, nDCG@10 unchanged), an earlier
@@ -381,18 +371,6 @@ def _as_texts(texts: Sequence[str]) -> Sequence[str]:
     return texts
 
 
-def split_specials(ids: list[int], special: list[int]) -> tuple[list[int], list[int], list[int]]:
-    """Split one sequence's ids into (leading specials, text tokens, trailing specials).
-
-    A single-sequence template (ALBERT/BERT: ``[CLS] text [SEP]``) puts special tokens only
-    around the text, so every window is embedded as ``prefix + window + suffix``.
-    """
-    body = [i for i, flag in enumerate(special) if not flag]
-    if not body:
-        return ids, [], []
-    return ids[: body[0]], ids[body[0] : body[-1] + 1], ids[body[-1] + 1 :]
-
-
 def _probe_texts() -> list[str]:
     """Texts of one, three or eight shipped WordNet glosses (about 10 to 150 tokens), always the
     same: the sample on which int8 must keep a model's vectors."""
@@ -430,23 +408,6 @@ def record_int8_check(folder: Path) -> float:
     staging.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(staging, folder / INT8_CHECK_FILE)
     return cosine
-
-
-def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelNotFound(f"cannot load a tokenizer from {folder}: {exc}") from exc
-    if not tokenizer.is_fast:
-        raise ModelNotFound(f"{folder}: character offsets need a fast tokenizer, got {type(tokenizer)}")
-    if len(tokenizer) < _MIN_VOCABULARY:
-        raise ModelNotFound(
-            f"{folder}: the tokenizer has only {len(tokenizer)} tokens, so its vocabulary file "
-            "(spiece.model, vocab.txt or tokenizer.json) was not read"
-        )
-    if tokenizer.pad_token_id is None:
-        raise ModelNotFound(f"{folder}: the tokenizer defines no padding token to pad batches with")
-    return tokenizer
 
 
 def _check_spec(spec: CollectionSpec, model_config: PretrainedConfig) -> None:
@@ -494,26 +455,6 @@ def _batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[range]
         batches.append(range(start, stop))
         start = stop
     return batches
-
-
-def pad_ids(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token ids: input_ids and attention_mask, both int64 (batch, longest).
-
-    On CUDA the host tensors are pinned and copied with ``non_blocking``, so the copy overlaps
-    the padding of the next batch (a GPU-only path: the CPU test suite does not reach it).
-    """
-    longest = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(ids), longest), dtype=torch.long)
-    for row, tokens in enumerate(ids):
-        input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        attention_mask[row, : len(tokens)] = 1
-    if device.type != "cuda":
-        return input_ids, attention_mask
-    return (
-        input_ids.pin_memory().to(device, non_blocking=True),
-        attention_mask.pin_memory().to(device, non_blocking=True),
-    )
 
 
 def _l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ third-party library has exactly the importers the page names.
 from __future__ import annotations
 
 import ast
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,7 +207,9 @@ def test_nothing_outside_training_imports_training() -> None:
     assert wrong == [], "; ".join(wrong)
 
 
-def test_deploy_reaches_the_service_through_the_shell() -> None:
+def test_the_command_and_the_ray_job_enter_through_the_shell() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     targets = {imported.target for imported in IMPORTS["deploy.ray.ingest_job"]}
 
+    assert scripts == {"albatross": "albatross.cli:main"}
     assert "albatross.cli" in targets
