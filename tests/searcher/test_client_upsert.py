@@ -20,7 +20,9 @@ from tests.searcher.serving import running_server, served_app
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
-    app = served_app(tmp_path_factory.mktemp("client-upsert"), tiny_albert_dir, ServerConfig(poll_interval_s=0.05))
+    app = served_app(
+        tmp_path_factory.mktemp("client-upsert"), tiny_albert_dir, ServerConfig(poll_interval_s=0.05)
+    )
     with running_server(app) as running:
         with AlbatrossClient(running.target, timeout=60) as client:
             client.create_collection("notes")

@@ -39,7 +39,9 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[RunningServer]:
     config = ServerConfig(metrics_port=0, poll_interval_s=0.05, batch_max_wait_ms=1.0)
-    with running_server(served_app(tmp_path_factory.mktemp("telemetry-data"), tiny_albert_dir, config)) as running:
+    with running_server(
+        served_app(tmp_path_factory.mktemp("telemetry-data"), tiny_albert_dir, config)
+    ) as running:
         yield running
 
 
