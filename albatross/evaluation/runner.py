@@ -39,6 +39,7 @@ Rankings = dict[str, list[str]]
 # The fusions every eval measures beside the collection's default: fusing costs no encoding, and
 # the default must stay the one the measurement picks (docs/OPERATIONS.md).
 EVAL_FUSIONS = (
+    Fusion(FusionMethod.ADAPTIVE, dense_weight=0.75),
     Fusion(FusionMethod.RRF, rrf_k=60),
     Fusion(FusionMethod.CONVEX, dense_weight=0.3),
     Fusion(FusionMethod.CONVEX, dense_weight=0.5),
