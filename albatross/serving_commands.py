@@ -263,11 +263,16 @@ def register_search(sub: Subparsers) -> None:
         "codes); hybrid: both, fused (default dense)",
     )
     ranking.add_argument(
-        "--fusion", choices=[method.value for method in FusionMethod], help="hybrid: rrf or convex"
+        "--fusion",
+        choices=[method.value for method in FusionMethod],
+        help="hybrid: adaptive, rrf or convex (default: the collection's, adaptive unless created otherwise)",
     )
     ranking.add_argument("--rrf-k", type=int, help="hybrid with rrf: the rank constant (default 60)")
     ranking.add_argument(
-        "--dense-weight", type=float, help="hybrid with convex: the dense side's share, 0..1"
+        "--dense-weight",
+        type=float,
+        help="hybrid with convex: the dense side's share, 0..1; with adaptive: its share for ordinary "
+        "queries (exact-term lookups get 1 - it)",
     )
     add_store_options(parser, listed=False)  # accepted like every command's; the server owns the store
     security = parser.add_argument_group("security")

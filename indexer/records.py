@@ -24,6 +24,7 @@ from indexer.spec import FusionMethod as FusionMethod
 from indexer.spec import LexicalAnalyzer as LexicalAnalyzer
 from indexer.spec import PoolingMode as PoolingMode
 from indexer.spec import VectorDtype as VectorDtype
+from indexer.spec import spec_default
 
 
 class ChangeOp(enum.StrEnum):
@@ -44,12 +45,14 @@ class SearchMode(enum.StrEnum):
 @dataclass(frozen=True)
 class Fusion:
     """A fusion and its parameters: ``rrf_k`` is RRF's rank constant; ``dense_weight`` is the
-    dense side's share of a convex combination of min-max normalised scores. A collection's
-    default is in its spec (``fusion``, ``rrf_k``, ``dense_weight``: ``Fusion.of``)."""
+    dense side's share of a convex combination of min-max normalised scores (``adaptive``: its
+    share for ordinary queries, ``1 - dense_weight`` for exact-term lookups). A collection's
+    default is in its spec (``fusion``, ``rrf_k``, ``dense_weight``: ``Fusion.of``); the defaults
+    here are the spec's own."""
 
-    method: FusionMethod = FusionMethod.RRF
-    rrf_k: int = 60
-    dense_weight: float = 0.7
+    method: FusionMethod = spec_default("fusion")
+    rrf_k: int = spec_default("rrf_k")
+    dense_weight: float = spec_default("dense_weight")
 
     def __post_init__(self) -> None:
         if not 1 <= self.rrf_k <= 100_000:

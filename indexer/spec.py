@@ -70,6 +70,7 @@ class FusionMethod(enum.StrEnum):
 
     RRF = "rrf"
     CONVEX = "convex"
+    ADAPTIVE = "adaptive"
 
 
 @dataclass(frozen=True)
@@ -169,13 +170,21 @@ class CollectionSpec:
     lexical_analyzer: LexicalAnalyzer = _spec(
         LexicalAnalyzer.ENGLISH, help="words of the lexical index: english, simple or cjk", max_chars=16
     )
-    # RRF with k=60 is the convention (Elasticsearch, Milvus, Qdrant, Vespa) and was not chosen by
-    # measuring: msmarco-5k is the set quality is measured on, never tuned on. Its figures for every
-    # fusion, and why identifier lookups want --mode lexical: docs/OPERATIONS.md, "Lexical and
-    # hybrid search".
-    fusion: FusionMethod = _spec(FusionMethod.RRF, help="hybrid search's default fusion", max_chars=16)
+    # Adaptive: a convex fusion whose dense share is dense_weight for ordinary queries and
+    # 1 - dense_weight for exact-term lookups (searcher.exact_terms). 0.75 is Weaviate's documented
+    # default alpha; its mirror, 0.25, leans on BM25 where the query names a string an encoder has
+    # never seen. RRF k=60 is the other convention (Elasticsearch, Milvus, Qdrant, Vespa). None of
+    # these was chosen by measuring: msmarco-5k is the set quality is measured on, never tuned on.
+    # Its figures for every fusion: docs/OPERATIONS.md, "Lexical and hybrid search".
+    fusion: FusionMethod = _spec(
+        FusionMethod.ADAPTIVE, help="hybrid search's default fusion: adaptive, rrf or convex", max_chars=16
+    )
     rrf_k: int = _spec(60, help="hybrid with rrf: the rank constant")
-    dense_weight: float = _spec(0.7, help="hybrid with convex: the dense side's share, 0..1")
+    dense_weight: float = _spec(
+        0.75,
+        help="hybrid with convex: the dense side's share, 0..1; with adaptive: its share for "
+        "ordinary queries (exact-term lookups get 1 - it)",
+    )
 
     # Labels, not vectors: a classifier does not change the embedding space.
     classifier: str = _spec(
@@ -197,6 +206,11 @@ class CollectionSpec:
             normalised = _normalise(spec_field, value)
             if normalised is not value:
                 object.__setattr__(self, spec_field.name, normalised)
+
+
+def spec_default(name: str) -> Any:
+    """The declared default of the spec field ``name`` (for records that mirror a field)."""
+    return CollectionSpec.__dataclass_fields__[name].default
 
 
 def spec_fields() -> Iterator[dataclasses.Field[Any]]:

@@ -52,7 +52,9 @@ MAX_QUERY_CHARS = 65_536
 # Doubles beyond 2**53 are not exact integers any more; leave them as floats.
 _EXACT_INT_LIMIT = 2**53
 
-_FUSION_FROM_PB = {pb.FUSION_METHOD_RRF: FusionMethod.RRF, pb.FUSION_METHOD_CONVEX: FusionMethod.CONVEX}
+# FUSION_METHOD_<MEMBER> for every member of the spec's enum: a fusion added there reaches gRPC
+# (and HTTP, which speaks the same messages) once the proto names it.
+_FUSION_FROM_PB = {pb.FusionMethod.Value(f"FUSION_METHOD_{method.name}"): method for method in FusionMethod}
 _FUSION_TO_PB = {method: value for value, method in _FUSION_FROM_PB.items()}
 _MODE_FROM_PB = {
     pb.SEARCH_MODE_UNSPECIFIED: SearchMode.DENSE,

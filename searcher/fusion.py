@@ -7,6 +7,9 @@
 - **Convex combination** of min-max normalised scores: ``w * dense + (1 - w) * lexical``, each leg's
   scores rescaled to [0, 1] over its own list (a document a leg did not return gets 0 there), as
   Weaviate's ``relativeScoreFusion`` and Vespa's ``normalize_linear`` do.
+- **Adaptive**: the convex combination with ``w = dense_weight`` for an ordinary query and
+  ``w = 1 - dense_weight`` for an exact-term lookup (``searcher.exact_terms``): one fixed weight
+  cannot serve both, since an encoder's top hits for a string it has never seen are noise.
 
 Ties are broken by the best rank any leg gave, then by id, so a fused list is deterministic.
 """
@@ -17,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from indexer.records import Fusion, FusionMethod
+from searcher.exact_terms import is_exact_term_lookup
 from searcher.results import Hit
 
 
@@ -50,15 +54,24 @@ def convex_scores(
     return fused
 
 
-def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], fusion: Fusion, k: int) -> list[Hit]:
-    """The top ``k`` of two hit lists (each best first, one hit per document); a fused hit's
-    ``score`` is the fused one and its ``legs`` say what each leg that found it scored."""
+def dense_share(fusion: Fusion, query: str) -> float:
+    """The dense side's weight of a convex or adaptive fusion for ``query``."""
+    if fusion.method is FusionMethod.ADAPTIVE and is_exact_term_lookup(query):
+        return 1.0 - fusion.dense_weight
+    return fusion.dense_weight
+
+
+def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], fusion: Fusion, k: int, *, query: str) -> list[Hit]:
+    """The top ``k`` of two hit lists (each best first, one hit per document) for ``query`` (the
+    text both legs searched); a fused hit's ``score`` is the fused one and its ``legs`` say what
+    each leg that found it scored."""
     if fusion.method is FusionMethod.RRF:
         fused = rrf_scores([[h.external_id for h in dense], [h.external_id for h in lexical]], fusion.rrf_k)
     else:
+        weight = dense_share(fusion, query)
         fused = convex_scores(
             [[(h.external_id, h.score) for h in dense], [(h.external_id, h.score) for h in lexical]],
-            [fusion.dense_weight, 1.0 - fusion.dense_weight],
+            [weight, 1.0 - weight],
         )
     found: dict[str, list[Hit]] = {}
     for hit in (*dense, *lexical):

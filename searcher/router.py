@@ -254,9 +254,9 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         return [
             [
                 convert.hit_to_pb(hit)
-                for hit in fuse(_leg_hits(d, "dense"), _leg_hits(w, "lexical"), chosen, request.k)
+                for hit in fuse(_leg_hits(d, "dense"), _leg_hits(w, "lexical"), chosen, request.k, query=text)
             ]
-            for d, w in zip(dense_hits, lexical_hits, strict=True)
+            for d, w, text in zip(dense_hits, lexical_hits, request.queries, strict=True)
         ]
 
     @maps_errors

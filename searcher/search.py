@@ -258,7 +258,7 @@ class SearchService:
             self._search(info, queries, depth, metadata_filter),
             self._search_lexical(info, texts, depth, metadata_filter),
         )
-        return [fuse(d, w, chosen, k) for d, w in zip(dense, lexical, strict=True)]
+        return [fuse(d, w, chosen, k, query=text) for d, w, text in zip(dense, lexical, texts, strict=True)]
 
     async def _embed(self, info: CollectionInfo, texts: Sequence[str]) -> np.ndarray:
         encoder = await self._encoder(info)

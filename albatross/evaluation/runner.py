@@ -39,6 +39,7 @@ Rankings = dict[str, list[str]]
 # The fusions every eval measures beside the collection's default: fusing costs no encoding, and
 # the default must stay the one the measurement picks (docs/OPERATIONS.md).
 EVAL_FUSIONS = (
+    Fusion(FusionMethod.ADAPTIVE, dense_weight=0.75),
     Fusion(FusionMethod.RRF, rrf_k=60),
     Fusion(FusionMethod.CONVEX, dense_weight=0.3),
     Fusion(FusionMethod.CONVEX, dense_weight=0.5),
@@ -112,17 +113,25 @@ def ranked_ids(hits: dict[str, list[Hit]], depth: int = DEPTH) -> Rankings:
     return {query_id: [hit.external_id for hit in found[:depth]] for query_id, found in hits.items()}
 
 
-def fused_rankings(dense: dict[str, list[Hit]], lexical: dict[str, list[Hit]], fusion: Fusion) -> Rankings:
-    """Both legs' lists fused per query as a served hybrid search of k = ``DEPTH`` fuses them."""
+def fused_rankings(
+    dense: dict[str, list[Hit]], lexical: dict[str, list[Hit]], fusion: Fusion, texts: dict[str, str]
+) -> Rankings:
+    """Both legs' lists fused per query (``texts``: query id -> its text) as a served hybrid
+    search of k = ``DEPTH`` fuses them."""
     return {
-        query_id: [hit.external_id for hit in fuse(dense[query_id], lexical[query_id], fusion, DEPTH)]
+        query_id: [
+            hit.external_id
+            for hit in fuse(dense[query_id], lexical[query_id], fusion, DEPTH, query=texts[query_id])
+        ]
         for query_id in dense
     }
 
 
 def fusion_name(fusion: Fusion) -> str:
-    if fusion.method.value == "rrf":
+    if fusion.method is FusionMethod.RRF:
         return f"rrf k={fusion.rrf_k}"
+    if fusion.method is FusionMethod.ADAPTIVE:
+        return f"adaptive w={fusion.dense_weight:g}/{1 - fusion.dense_weight:g}"
     return f"convex w={fusion.dense_weight:g}"
 
 
@@ -162,8 +171,9 @@ def encoder_rows(
     analyzer = spec.lexical_analyzer.value
     default_fusion = Fusion.of(spec)
     hybrid = []
+    texts = {q.query_id: q.text for q in dataset.judged_queries()}
     for fusion in dict.fromkeys((default_fusion, *fusions)):
-        ids = fused_rankings(dense, lexical, fusion)
+        ids = fused_rankings(dense, lexical, fusion, texts)
         default = " default" if fusion == default_fusion else ""
         name = f"{system} + hybrid ({fusion_name(fusion)}{default})"
         hybrid.append((_row(name, mean_metrics(ids, dataset.qrels), None, seconds), ids))

@@ -377,5 +377,8 @@ def test_search_modes_from_the_command_line(
     hybrid = search("spores", "--mode", "hybrid", "--fusion", "rrf", "--rrf-k", "10")
     assert hybrid.returncode == 0, hybrid.stderr
     assert "[fern] (dense #" in hybrid.stdout and "lexical #1" in hybrid.stdout.splitlines()[0]
+    adaptive = search("spores", "--mode", "hybrid", "--fusion", "adaptive", "--dense-weight", "0.5", "--json")
+    assert adaptive.returncode == 0, adaptive.stderr
+    assert {leg["leg"] for hit in json.loads(adaptive.stdout) for leg in hit["legs"]} == {"dense", "lexical"}
     bad = search("spores", "--mode", "hybrid", "--dense-weight", "2")
     assert bad.returncode == 2 and "dense_weight" in bad.stderr and "Traceback" not in bad.stderr

@@ -100,27 +100,46 @@ def first_hit_share(client: AlbatrossClient, corpus: list[tuple[Document, str]],
 def test_identifier_lookups_find_their_passage_first(
     client: AlbatrossClient, corpus: list[tuple[Document, str]]
 ) -> None:
-    """The tiny random encoder is the worst case for fusion: its top hits are noise. A lexical-
-    leaning convex fusion keeps the passage first; the default (RRF, ranks alone) and a dense-leaning
-    convex fusion let the encoder's unrelated top hits beat it."""
+    """The tiny random encoder is the worst case for fusion: its top hits are noise. The default
+    fusion (adaptive) sees a part number and leans on BM25, so the passage stays first; RRF (ranks
+    alone) and the same convex weight without the lookup's mirror let the encoder's unrelated top
+    hits beat it."""
     lexical = first_hit_share(client, corpus, mode=SearchMode.LEXICAL)
-    leaning = first_hit_share(
-        client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.CONVEX, dense_weight=0.3)
-    )
     default = first_hit_share(client, corpus, mode=SearchMode.HYBRID)
+    adaptive = first_hit_share(
+        client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.ADAPTIVE)
+    )
     rrf = first_hit_share(client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.RRF))
-    dense_leaning = first_hit_share(
-        client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.CONVEX, dense_weight=0.7)
+    unmirrored = first_hit_share(
+        client, corpus, mode=SearchMode.HYBRID, fusion=FusionRequest(FusionMethod.CONVEX, dense_weight=0.75)
     )
     dense = first_hit_share(client, corpus, mode=SearchMode.DENSE)
     print(
-        f"identifier found first: lexical {lexical:.3f} convex 0.3 {leaning:.3f} "
-        f"default {default:.3f} rrf {rrf:.3f} convex 0.7 {dense_leaning:.3f} dense {dense:.3f}"
+        f"identifier found first: lexical {lexical:.3f} default {default:.3f} rrf {rrf:.3f} "
+        f"convex 0.75 {unmirrored:.3f} dense {dense:.3f}"
     )
-    assert lexical >= EXACT_SHARE and leaning >= EXACT_SHARE
+    assert lexical >= EXACT_SHARE and default >= EXACT_SHARE
+    assert default == adaptive  # the default fusion is adaptive
     assert dense < lexical  # the encoder has never seen these strings
-    assert default == rrf  # the default fusion is RRF
-    assert rrf < leaning and dense_leaning < leaning
+    assert rrf < default and unmirrored < default
+
+
+def test_the_adaptive_fusion_keeps_its_dense_share_for_prose(
+    client: AlbatrossClient, corpus: list[tuple[Document, str]]
+) -> None:
+    """Prose is no lookup: adaptive ranks it exactly as convex at its dense_weight does."""
+    texts = ["a bird of prey that hunts by night", "the colour of autumn leaves", "to sail across the sea"]
+    default = client.search_batch("parts", texts, 10, mode=SearchMode.HYBRID)
+    convex = client.search_batch(
+        "parts",
+        texts,
+        10,
+        mode=SearchMode.HYBRID,
+        fusion=FusionRequest(FusionMethod.CONVEX, dense_weight=0.75),
+    )
+    assert [[(h.external_id, h.score) for h in hits] for hits in default] == [
+        [(h.external_id, h.score) for h in hits] for hits in convex
+    ]
 
 
 def test_a_hit_says_which_legs_found_it(client: AlbatrossClient, corpus: list[tuple[Document, str]]) -> None:
@@ -187,6 +206,8 @@ def test_collection_spec_keeps_its_lexical_settings(client: AlbatrossClient) -> 
     created = client.create_collection("plain-words", spec)
     assert created.spec.lexical_analyzer == "simple" and created.spec.dense_weight == pytest.approx(0.7)
     assert created.spec.fusion == "convex" and created.spec.rrf_k == 60
+    default = client.get_collection("parts").collection.spec  # created with no fusion named
+    assert default.fusion == "adaptive" and default.dense_weight == pytest.approx(0.75)
     client.upsert("plain-words", [Document("a", "running dogs"), Document("b", "a dog runs")])
     wait_until_indexed(client, "plain-words")
     # No stemming: "dogs" matches only the passage that says "dogs".

@@ -21,6 +21,7 @@ class FusionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FUSION_METHOD_UNSPECIFIED: _ClassVar[FusionMethod]
     FUSION_METHOD_RRF: _ClassVar[FusionMethod]
     FUSION_METHOD_CONVEX: _ClassVar[FusionMethod]
+    FUSION_METHOD_ADAPTIVE: _ClassVar[FusionMethod]
 
 class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -43,6 +44,7 @@ POOLING_MEAN_MAX: Pooling
 FUSION_METHOD_UNSPECIFIED: FusionMethod
 FUSION_METHOD_RRF: FusionMethod
 FUSION_METHOD_CONVEX: FusionMethod
+FUSION_METHOD_ADAPTIVE: FusionMethod
 DOCUMENT_STATUS_UNSPECIFIED: DocumentStatus
 DOCUMENT_STATUS_WRITTEN: DocumentStatus
 DOCUMENT_STATUS_UNCHANGED: DocumentStatus
