@@ -25,7 +25,7 @@ from indexer.config import (
     read_token_file,
     router_from_environment,
 )
-from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter
+from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter, ShardUnavailable
 from indexer.records import Condition, Fusion, FusionMethod, MetadataFilter, Range, SearchMode
 from indexer.samples import SAMPLE_CORPUS
 from searcher.fusion import FusionRequest
@@ -45,8 +45,16 @@ def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
         yield outcome
     except grpc.RpcError as error:
         code = error.code()  # type: ignore[attr-defined]
-        hint = f" (is `albatross serve` running at {target}?)" if code == grpc.StatusCode.UNAVAILABLE else ""
-        print(f"albatross {command}: {code.name}: {error.details()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
+        details = error.details() or ""  # type: ignore[attr-defined]
+        hint = ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            reached_router = ShardUnavailable.SAYS in details
+            hint = (
+                " (--allow-partial answers from the other shards)"
+                if reached_router
+                else f" (is `albatross serve` running at {target}?)"
+            )
+        print(f"albatross {command}: {code.name}: {details}{hint}", file=sys.stderr)
         outcome[0] = exit_code_for_status(code.name)
 
 
@@ -106,14 +114,17 @@ def register_serve(sub: Subparsers) -> None:
     scale.add_argument("--shard", help="serve only shard I of N of every collection, as I/N (e.g. 0/3)")
     scale.add_argument("--router", action="store_true", help="route searches to --shards and merge them")
     scale.add_argument(
-        "--shards", help="router: shards in order, separated by ',', replicas of one by '|': h1:p|h2:p,h3:p|h4:p"
+        "--shards",
+        help="router: shards in order, separated by ',', replicas of one by '|': h1:p|h2:p,h3:p|h4:p",
     )
     scale.add_argument("--shard-token-file", type=Path, help="router: bearer token to send to the shards")
     scale.add_argument("--shard-tls-ca", type=Path, help="router: TLS to the shards, trusting this CA")
     scale.add_argument("--shard-tls-cert", type=Path, help="router: client certificate for shards with mTLS")
     scale.add_argument("--shard-tls-key", type=Path, help="router: private key of --shard-tls-cert")
     scale.add_argument(
-        "--hedge-after-ms", type=float, help="router: ask a second replica after this long (default 50; <0 never)"
+        "--hedge-after-ms",
+        type=float,
+        help="router: ask a second replica after this long (default 50; <0 never)",
     )
     scale.add_argument("--health-interval", type=float, help="router: seconds between replica health probes")
     add_store_options(parser)
@@ -182,9 +193,7 @@ def router_config(args: argparse.Namespace) -> RouterConfig:
         raise InvalidArgument("--router needs --shards host:port|host:port,...", field="shards")
     config = router_from_environment(parse_shards(args.shards))
     changes: dict[str, Any] = {
-        field: getattr(args, flag)
-        for flag, field in _ROUTER_FLAGS.items()
-        if getattr(args, flag) is not None
+        field: getattr(args, flag) for flag, field in _ROUTER_FLAGS.items() if getattr(args, flag) is not None
     }
     if args.shard_token_file is not None:
         changes["token"] = read_token_file(args.shard_token_file)
@@ -210,7 +219,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
         if config.server.http_port is not None:
             raise InvalidArgument(
-                "--http-port: a router serves gRPC only (HTTP over shards is not built yet)", field="http_port"
+                "--http-port: a router serves gRPC only (HTTP over shards is not built yet)",
+                field="http_port",
             )
         router = router_config(args)
         configure_access_log()
@@ -250,6 +260,12 @@ def register_search(sub: Subparsers) -> None:
         "--target", default=DEFAULT_TARGET, help=f"host:port of `albatross serve` (default {DEFAULT_TARGET})"
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds (default 30)")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="through a router, dense mode: answer from the shards that answer, with a warning naming "
+        "the missing ones, instead of failing UNAVAILABLE",
+    )
     batch = parser.add_argument_group("a file of queries")
     batch.add_argument("--queries", type=Path, help="JSONL of queries (_id, text), searched in batches")
     batch.add_argument("--run-out", type=Path, help="write a TREC run file here (default: stdout)")
@@ -349,11 +365,17 @@ def run_search(args: argparse.Namespace) -> int:
         if args.queries is not None:
             outcome[0] = search_file(client, args, metadata_filter, ranking)
         elif args.query:
-            hits, warnings = client.search_with_warnings(
-                args.collection, args.query, args.k, metadata_filter, **ranking
-            )
+            asked = (args.collection, args.query, args.k, metadata_filter)
+            missing: tuple[str, ...] = ()
+            if args.allow_partial:
+                answer = client.search_allowing_partial(*asked, **ranking)
+                hits, warnings, missing = answer.hits, list(answer.warnings), answer.missing_shards
+            else:
+                hits, warnings = client.search_with_warnings(*asked, **ranking)
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
+            if missing:
+                print(f"albatross search: warning: {partial_warning(missing)}", file=sys.stderr)
             if args.json:
                 print(json.dumps([hit_to_json(hit) for hit in hits], indent=2, ensure_ascii=False))
             else:
@@ -364,10 +386,31 @@ def run_search(args: argparse.Namespace) -> int:
     return outcome[0]
 
 
+def partial_warning(missing: Sequence[str], *, queries: int | None = None, of: int | None = None) -> str:
+    """The one line saying an answer lacks shards: their documents can be missing from it."""
+    answered = "answer" if queries is None else f"{queries} of {of} queries answered"
+    return f"partial {answered} without {', '.join(missing)}: documents held there are missing"
+
+
+def _search_batch(
+    client: Any,
+    args: argparse.Namespace,
+    texts: list[str],
+    metadata_filter: MetadataFilter | None,
+    ranking: dict[str, Any],
+) -> tuple[list[list[Hit]], tuple[str, ...]]:
+    """One batch's ranked lists and the shards it was answered without (with ``--allow-partial``)."""
+    if not args.allow_partial:
+        return client.search_batch(args.collection, texts, args.k, metadata_filter, **ranking), ()
+    answer = client.search_batch_allowing_partial(args.collection, texts, args.k, metadata_filter, **ranking)
+    return answer.results, answer.missing_shards
+
+
 def search_file(
     client: Any, args: argparse.Namespace, metadata_filter: MetadataFilter | None, ranking: dict[str, Any]
 ) -> int:
-    """Search every good line of ``--queries``; each bad one is named on stderr (exit 1, as ingest)."""
+    """Search every good line of ``--queries``; each bad one is named on stderr (exit 1, as ingest).
+    Queries a router answered without some shards are counted and named in one warning at the end."""
     from albatross.evaluation.beir import read_query_file
 
     found = read_query_file(args.queries)
@@ -375,20 +418,27 @@ def search_file(
         print(f"albatross search: {rejection}", file=sys.stderr)
     queries = found.queries
     out = args.run_out.open("w", encoding="utf-8") if args.run_out else sys.stdout
+    # Shards can drop out and come back between batches: every shard any batch lacked is named.
+    missing: dict[str, None] = {}
+    partial_queries = 0
     try:
         with tqdm(total=len(queries), unit="queries", file=sys.stderr) as bar:
             for start in range(0, len(queries), BATCH_QUERIES):
                 batch = queries[start : start + BATCH_QUERIES]
-                results = client.search_batch(
-                    args.collection, [q.text for q in batch], args.k, metadata_filter, **ranking
+                results, lacking = _search_batch(
+                    client, args, [q.text for q in batch], metadata_filter, ranking
                 )
+                missing.update(dict.fromkeys(lacking))
+                partial_queries += len(batch) if lacking else 0
                 for query, hits in zip(batch, results, strict=True):
                     if args.json and out is sys.stdout:
-                        record = {
+                        record: dict[str, object] = {
                             "_id": query.query_id,
                             "query": query.text,
                             "hits": [hit_to_json(h) for h in hits],
                         }
+                        if lacking:
+                            record["missing_shards"] = list(lacking)
                         print(json.dumps(record, ensure_ascii=False), file=out)
                         continue
                     for line in trec_lines(query.query_id, hits, args.tag):
@@ -398,6 +448,9 @@ def search_file(
         if out is not sys.stdout:
             out.close()
             print(f"wrote {args.run_out}", file=sys.stderr)
+        if missing:
+            warning = partial_warning(list(missing), queries=partial_queries, of=len(queries))
+            print(f"albatross search: warning: {warning}", file=sys.stderr)
     return EXIT_REJECTED if found.rejected else EXIT_OK
 
 

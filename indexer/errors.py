@@ -97,8 +97,11 @@ class StoreUnavailable(AlbatrossError):
 class ShardUnavailable(AlbatrossError):
     """No replica of a shard answered; ``shard`` names it (``shard 1 (host:port|host:port)``)."""
 
+    # In every message, so a client of the router can tell it from a router it cannot reach.
+    SAYS = "no live replica"
+
     def __init__(self, shard: str, reasons: str) -> None:
-        super().__init__(f"{shard}: no live replica ({reasons})")
+        super().__init__(f"{shard}: {self.SAYS} ({reasons})")
         self.shard = shard
 
 

@@ -323,6 +323,13 @@ class SyncedIndex(Replayed):
             self._pinned = None
         # Then whatever was committed while the new index was being built.
         _, self._sequence = self._replay(self._index, self._space, self._sequence, self._lock)
+        # The line an operator waits for on every shard after a refit (docs/OPERATIONS.md, "Whitening").
+        log.info(
+            "collection %r: rebuilt index serving, whitening version %d, %d vectors",
+            self._info.name,
+            space.version,
+            index.ntotal,
+        )
 
     def snapshot(self) -> Path | None:
         """Write a snapshot atomically; None (and nothing written) while on the Flat fallback,

@@ -87,6 +87,33 @@ def _read(path: Path, field: str) -> bytes:
         raise InvalidArgument(f"cannot read {field} {path}: {exc.strerror}", field=field) from exc
 
 
+def _certificates(path: Path, field: str) -> bytes:
+    """The PEM certificates in ``path``, checked here: grpc takes any bytes, then logs its refusal
+    and fails a bind (``internal error``) or every handshake (``UNAVAILABLE``) without naming the file."""
+    data = _read(path, field)
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError, ssl.SSLError) as exc:
+        raise InvalidArgument(
+            f"{field} {path} holds no PEM certificate (no '-----BEGIN CERTIFICATE-----' block)", field=field
+        ) from exc
+    return data
+
+
+def _key_pair(cert: Path, key: Path, field: str) -> tuple[bytes, bytes]:
+    """(key, certificate chain) PEM bytes of a certificate and its private key, checked to match."""
+    chain = _certificates(cert, field)
+    private = _read(key, "tls_key")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        why = "it is another certificate's key" if exc.reason == "KEY_VALUES_MISMATCH" else "not a PEM key"
+        raise InvalidArgument(
+            f"tls_key {key} is not the private key of {field} {cert} ({why})", field="tls_key"
+        ) from exc
+    return private, chain
+
+
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """TLS credentials from the PEM files of ``config``; None when TLS is off.
 
@@ -94,9 +121,9 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """
     if config.tls_cert is None or config.tls_key is None:
         return None
-    client_ca = _read(config.tls_client_ca, "tls_client_ca") if config.tls_client_ca else None
+    client_ca = _certificates(config.tls_client_ca, "tls_client_ca") if config.tls_client_ca else None
     return grpc.ssl_server_credentials(
-        [(_read(config.tls_key, "tls_key"), _read(config.tls_cert, "tls_cert"))],
+        [_key_pair(config.tls_cert, config.tls_key, "tls_cert")],
         root_certificates=client_ca,
         require_client_auth=client_ca is not None,
     )
@@ -123,10 +150,11 @@ def channel_credentials(
     """Client TLS: trust ``ca`` (None: the system roots); ``cert`` + ``key`` for mutual TLS."""
     if (cert is None) != (key is None):
         raise InvalidArgument("a client certificate needs its private key", field="tls_cert")
+    private, chain = _key_pair(cert, key, "tls_cert") if cert and key else (None, None)
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(ca, "tls_ca") if ca else None,
-        private_key=_read(key, "tls_key") if key else None,
-        certificate_chain=_read(cert, "tls_cert") if cert else None,
+        root_certificates=_certificates(ca, "tls_ca") if ca else None,
+        private_key=private,
+        certificate_chain=chain,
     )
 
 

@@ -43,7 +43,6 @@ DEFAULT_TIMEOUT_S = 30.0
 DOCUMENTS_PER_MESSAGE = 64
 
 
-
 @dataclass(frozen=True)
 class UpsertStatus:
     """What the server did with one document: ``status`` is a ``DocumentStatus`` (a string),
@@ -118,6 +117,20 @@ class SearchAnswer:
     """A router's answer that may leave shards out (``allow_partial``): ``missing_shards`` names them."""
 
     hits: list[Hit]
+    missing_shards: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing_shards)
+
+
+@dataclass(frozen=True)
+class SearchBatchAnswer:
+    """``search_batch_allowing_partial``'s answer: one ranked list per query, and the shards that
+    none of them heard from (a router leaves the same shards out of every query of a batch)."""
+
+    results: list[list[Hit]]
     missing_shards: tuple[str, ...]
 
     @property
@@ -340,11 +353,13 @@ class AlbatrossClient:
         fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> SearchAnswer:
-        """As ``search``, but a router answers from the shards it reaches (the answer says which not)."""
+        """As ``search_with_warnings``, but a router answers from the shards it reaches (the answer
+        names those it did not). Dense searches only: a router refuses a partial lexical or hybrid
+        answer, whose scores or ranks need every shard."""
         response = self._search_text(
             collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=True
         )
-        return SearchAnswer(_hits(response), tuple(response.missing_shards))
+        return SearchAnswer(_hits(response), tuple(response.missing_shards), tuple(response.warnings))
 
     def _search_text(
         self,
@@ -386,6 +401,43 @@ class AlbatrossClient:
         fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> list[list[Hit]]:
+        response = self._search_texts(
+            collection, queries, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=False
+        )
+        return [_hits(result) for result in response.results]
+
+    def search_batch_allowing_partial(
+        self,
+        collection: str,
+        queries: Sequence[str],
+        k: int = 10,
+        metadata_filter: MetadataFilter | None = None,
+        *,
+        mode: SearchMode = SearchMode.DENSE,
+        fusion: FusionRequest | None = None,
+        timeout: float | None = None,
+    ) -> SearchBatchAnswer:
+        """As ``search_batch``, but a router answers from the shards it reaches (as
+        ``search_allowing_partial``)."""
+        response = self._search_texts(
+            collection, queries, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=True
+        )
+        return SearchBatchAnswer(
+            [_hits(result) for result in response.results], tuple(response.missing_shards)
+        )
+
+    def _search_texts(
+        self,
+        collection: str,
+        queries: Sequence[str],
+        k: int,
+        metadata_filter: MetadataFilter | None,
+        timeout: float | None,
+        *,
+        mode: SearchMode,
+        fusion: FusionRequest | None,
+        allow_partial: bool,
+    ) -> pb.SearchBatchResponse:
         request = pb.SearchBatchRequest(
             collection=collection,
             queries=list(queries),
@@ -393,9 +445,9 @@ class AlbatrossClient:
             filter=convert.filter_to_pb(metadata_filter),
             mode=convert.mode_to_pb(mode),
             fusion=convert.fusion_to_pb(fusion or FusionRequest()),
+            allow_partial=allow_partial,
         )
-        response = self._search.SearchBatch(request, timeout=self._deadline(timeout), metadata=self._metadata)
-        return [_hits(result) for result in response.results]
+        return self._search.SearchBatch(request, timeout=self._deadline(timeout), metadata=self._metadata)
 
     def get_documents(
         self, collection: str, external_ids: Sequence[str], *, timeout: float | None = None

@@ -25,7 +25,8 @@ from indexer.records import CollectionSpec, Document
 from indexer.store import Store
 from indexer.workspace import Workspace
 from searcher.server import RunningServer, create_server
-from tests.searcher.serving import ServerThread
+from tests.searcher.serving import ServerThread, running_server
+from tests.searcher.test_auth_tls import TOKEN, Authority
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +41,18 @@ class Places:
     tmp: Path
     corpus: Path
     readonly_db: str  # an SQLite URL opened read-only, of a database that exists
+    guarded: Guarded
+    not_pem: Path  # a text file that is no certificate or key
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """A real server that wants a bearer token, over TLS, and certificates of its CA."""
+
+    target: str
+    ca: Path
+    cert: Path  # a client certificate
+    key: Path  # the key of another certificate (the server's)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,14 @@ class Case:
 
 def _data(places: Places) -> list[str]:
     return ["--data-dir", str(places.data)]
+
+
+def _search(places: Places, *flags: str, target: str = "127.0.0.1:1") -> list[str]:
+    return ["search", "x", "--collection", "notes", "--target", target, "--timeout", "10", *flags]
+
+
+def _serve(places: Places, *flags: str) -> list[str]:
+    return ["serve", "--port", "0", *flags, *_data(places)]
 
 
 CASES = (
@@ -217,6 +238,51 @@ CASES = (
         2,
         lambda p: f"queries file {p.tmp}/none.jsonl does not exist",
     ),
+    # --- token and TLS files, and a server that wants a token -------------------------------
+    Case(
+        "search, --tls-ca file missing",
+        lambda p: _search(p, "--tls-ca", f"{p.tmp}/none.pem"),
+        2,
+        lambda p: f"cannot read tls_ca {p.tmp}/none.pem: No such file or directory",
+    ),
+    Case(
+        "search, --tls-ca not PEM",
+        lambda p: _search(p, "--tls-ca", str(p.not_pem)),
+        2,
+        lambda p: f"tls_ca {p.not_pem} holds no PEM certificate (no '-----BEGIN CERTIFICATE-----' block)",
+    ),
+    Case(
+        "search, --tls-key of another certificate",
+        lambda p: _search(p, "--tls-cert", str(p.guarded.cert), "--tls-key", str(p.guarded.key)),
+        2,
+        lambda p: f"tls_key {p.guarded.key} is not the private key of tls_cert {p.guarded.cert}",
+    ),
+    Case(
+        "search, --token-file missing",
+        lambda p: _search(p, "--token-file", f"{p.tmp}/none.token"),
+        2,
+        lambda p: f"cannot read token file {p.tmp}/none.token: No such file or directory",
+    ),
+    Case(
+        "search, wrong token",
+        lambda p: _search(
+            p, "--tls-ca", str(p.guarded.ca), "--token-file", str(p.not_pem), target=p.guarded.target
+        ),
+        2,
+        lambda p: "UNAUTHENTICATED: missing or invalid bearer token",
+    ),
+    Case(
+        "serve, --tls-cert not PEM",
+        lambda p: _serve(p, "--tls-cert", str(p.not_pem), "--tls-key", str(p.not_pem)),
+        2,
+        lambda p: f"tls_cert {p.not_pem} holds no PEM certificate",
+    ),
+    Case(
+        "serve, --tls-cert file missing",
+        lambda p: _serve(p, "--tls-cert", f"{p.tmp}/none.pem", "--tls-key", str(p.guarded.key)),
+        2,
+        lambda p: f"cannot read tls_cert {p.tmp}/none.pem: No such file or directory",
+    ),
     Case(
         "serve, port out of range",
         lambda p: ["serve", "--port", "99999", *_data(p)],
@@ -228,6 +294,7 @@ CASES = (
 
 def run_albatross(argv: list[str], model: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ALBATROSS_MODEL": str(model)}
+    env.pop("ALBATROSS_TOKEN", None)
     return subprocess.run(
         [sys.executable, "-m", "albatross", *argv],
         capture_output=True,
@@ -239,7 +306,19 @@ def run_albatross(argv: list[str], model: Path) -> subprocess.CompletedProcess[s
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Places:
+def guarded(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> Iterator[Guarded]:
+    folder = tmp_path_factory.mktemp("guarded")
+    ca = Authority.create(folder, "cli-errors-ca")
+    server_cert, server_key = ca.issue(folder, "server", server=True)
+    client_cert, _ = ca.issue(folder, "client", server=False)
+    config = ServerConfig(host="127.0.0.1", auth_token=TOKEN, tls_cert=server_cert, tls_key=server_key)
+    app = AppConfig(store=StoreConfig(data_dir=folder / "data"), server=config, default_model=tiny_albert_dir)
+    with running_server(app) as running:
+        yield Guarded(running.target, ca.cert_path, client_cert, server_key)
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path, guarded: Guarded) -> Places:
     tmp = tmp_path_factory.mktemp("cli-errors")
     data = tmp / "data"
     workspace = Workspace.open(AppConfig(store=StoreConfig(data_dir=data), default_model=tiny_albert_dir))
@@ -252,7 +331,9 @@ def places(tmp_path_factory: pytest.TempPathFactory, tiny_albert_dir: Path) -> P
     corpus = tmp / "corpus.jsonl"
     corpus.write_text(json.dumps({"_id": "a", "text": "The kettle clicked off."}) + "\n", encoding="utf-8")
     database = StoreConfig(data_dir=readonly).url.removeprefix("sqlite:///")
-    return Places(data, tmp, corpus, f"sqlite:///file:{database}?mode=ro&uri=true")
+    not_pem = tmp / "not-pem.txt"
+    not_pem.write_text("not the token, and no certificate or key\n", encoding="utf-8")
+    return Places(data, tmp, corpus, f"sqlite:///file:{database}?mode=ro&uri=true", guarded, not_pem)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
 """The deployment files fit together and fit the code (Docker cannot run here, so they are parsed,
-not built): ports, probes, commands, environment variable names and image names agree."""
+not built): ports, probes, commands, environment variable names and image names agree; every flag
+is an option of its command's own parser; every hop (caller -> searcher or router, router -> shard)
+carries a token and TLS from files mounted from Secrets that exist."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -16,6 +19,7 @@ import yaml
 
 from albatross.cli import build_parser
 from indexer.config import config_from_environment
+from searcher import health_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -87,6 +91,57 @@ def flag(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
+def options_of(parser: argparse.ArgumentParser, *command: str) -> set[str]:
+    """The option strings of ``command`` (a subcommand path) exactly as the parser declares them:
+    argparse itself would also take an abbreviation of one."""
+    for name in command:
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = sub.choices[name]
+    return set(parser._option_string_actions)
+
+
+def assert_options(argv: list[str], options: set[str], where: str) -> None:
+    used = {arg.split("=", 1)[0] for arg in argv if arg.startswith("-")}
+    assert used <= options, f"{where}: {sorted(used - options)} not an option of {argv[:2]}"
+
+
+def serve_containers() -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """(workload, pod spec, container) of every ``albatross serve``."""
+    for doc in k8s_documents():
+        for spec in pod_specs(doc):
+            for container in spec["containers"]:
+                if container.get("command", [])[:2] == ["albatross", "serve"]:
+                    yield doc, spec, container
+
+
+def secret_keys() -> dict[str, set[str]]:
+    return {
+        d["metadata"]["name"]: set(d.get("data", {})) | set(d.get("stringData", {}))
+        for d in k8s_documents()
+        if d["kind"] == "Secret"
+    }
+
+
+def secret_file(spec: Mapping[str, Any], container: Mapping[str, Any], path: str) -> tuple[str, str]:
+    """The (Secret, key) that ``path`` in ``container`` is mounted from; a key the Secret has."""
+    volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        folder = mount["mountPath"].rstrip("/") + "/"
+        if path.startswith(folder) and "secret" in volumes.get(mount["name"], {}):
+            secret, key = volumes[mount["name"]]["secret"]["secretName"], path[len(folder) :]
+            assert key in secret_keys().get(secret, set()), (
+                f"{container['name']}: Secret {secret} has no {key}"
+            )
+            return secret, key
+    raise AssertionError(f"{container['name']} reads {path}, which is on no mounted Secret")
+
+
+def probe_commands(container: Mapping[str, Any]) -> Iterator[tuple[str, list[str]]]:
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        if probe in container:
+            yield probe, container[probe]["exec"]["command"]
+
+
 # --- Dockerfiles ---------------------------------------------------------------------------------
 
 
@@ -153,20 +208,103 @@ def test_every_manifest_parses_and_names_its_kind() -> None:
     assert all(doc["metadata"]["name"] for doc in k8s_documents())
 
 
-def test_searchers_serve_on_their_container_port_and_probes_use_grpc_health_there() -> None:
+def test_searchers_serve_on_their_container_port_and_probes_check_grpc_health_there() -> None:
     served = 0
-    for _, container in containers():
-        command = container.get("command", [])
-        if command[:2] != ["albatross", "serve"]:
-            continue
+    for _, _, container in serve_containers():
+        command = container["command"]
         served += 1
         build_parser().parse_args(command[1:])
         port = int(flag(command, "--port"))
         assert flag(command, "--host") == "0.0.0.0"
         assert [p["containerPort"] for p in container["ports"]] == [port]
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"]["port"] == port, (container["name"], probe)
+        assert {"readinessProbe", "livenessProbe"} <= set(container), container["name"]
+        for probe, argv in probe_commands(container):
+            # Kubernetes' own grpc probe cannot speak TLS: searcher.health_probe does.
+            assert argv[:3] == ["python", "-m", "searcher.health_probe"], (container["name"], probe)
+            assert flag(argv, "--target") == f"127.0.0.1:{port}", (container["name"], probe)
+            health_probe.build_parser().parse_args(argv[3:])
     assert served >= 3  # searcher, shard, router
+
+
+def test_every_flag_of_the_deployment_files_is_an_option_of_its_command() -> None:
+    parser = build_parser()
+    commands = [(f"{doc['metadata']['name']}/{c['name']}", c.get("command", [])) for doc, c in containers()]
+    commands += [
+        (f"compose {name}", s["command"]) for name, s in compose()["services"].items() if "command" in s
+    ]
+    commands += [(str(d.name), json.loads(dockerfile_instruction(d, "CMD")[0])) for d in DOCKERFILES.values()]
+    (job,) = [d for d in k8s_documents() if d["kind"] == "RayJob"]
+    commands.append(
+        ("RayJob entrypoint", ["albatross", "ingest", *shlex.split(job["spec"]["entrypoint"])[2:]])
+    )
+    checked = 0
+    for where, argv in commands:
+        if argv[:1] == ["albatross"]:
+            assert_options(argv, options_of(parser, argv[1]), where)
+            checked += 1
+    probe_options = options_of(health_probe.build_parser())
+    for _, _, container in serve_containers():
+        for probe, argv in probe_commands(container):
+            assert_options(argv[3:], probe_options, f"{container['name']} {probe}")
+            checked += 1
+
+    assert checked >= 10
+    with pytest.raises(AssertionError, match="--shard-tls-certificate"):  # the check sees a misspelling
+        assert_options(["albatross", "serve", "--shard-tls-certificate"], options_of(parser, "serve"), "test")
+
+
+def test_every_served_port_wants_a_token_over_tls_from_files_in_secrets() -> None:
+    path_flags = {"--token-file", "--tls-cert", "--tls-key", "--tls-client-ca"} | {
+        f"--shard-{name}" for name in ("token-file", "tls-ca", "tls-cert", "tls-key")
+    }
+    for _, spec, container in serve_containers():
+        command = container["command"]
+        assert {"--token-file", "--tls-cert", "--tls-key"} <= set(command), container["name"]
+        for name in path_flags & set(command):
+            secret_file(spec, container, flag(command, name))
+        server_secret, _ = secret_file(spec, container, flag(command, "--tls-cert"))
+        for probe, argv in probe_commands(container):
+            # The probe trusts the CA of the server's own certificate, and presents a client
+            # certificate where the server requires one.
+            assert secret_file(spec, container, flag(argv, "--tls-ca")) == (server_secret, "ca.crt"), probe
+            if "--tls-client-ca" in command:
+                assert "--tls-cert" in argv and "--tls-key" in argv, (container["name"], probe)
+                secret_file(spec, container, flag(argv, "--tls-cert"))
+
+
+def test_the_router_reaches_every_shard_with_its_token_and_certificates_and_callers_as_a_searcher() -> None:
+    by_name = {doc["metadata"]["name"]: (doc, spec, c) for doc, spec, c in serve_containers()}
+    _, router_spec, router = by_name["albatross-router"]
+    _, searcher_spec, searcher = by_name["albatross-searcher"]
+    shards = [entry for name, entry in by_name.items() if name.startswith("albatross-shard")]
+    command = router["command"]
+
+    def mounted(spec: Mapping[str, Any], container: Mapping[str, Any], name: str) -> tuple[str, str]:
+        return secret_file(spec, container, flag(container["command"], name))
+
+    assert len(shards) >= 2
+    for _, shard_spec, shard in shards:
+        shard_command = shard["command"]
+        # The shard accepts exactly the token the router sends...
+        assert mounted(router_spec, router, "--shard-token-file") == mounted(
+            shard_spec, shard, "--token-file"
+        )
+        # ...over TLS to a shard certificate of the CA the router trusts, with the router's client
+        # certificate, since every shard requires one (mutual TLS).
+        assert "--tls-client-ca" in shard_command and {"--shard-tls-cert", "--shard-tls-key"} <= set(command)
+        assert mounted(router_spec, router, "--shard-tls-ca")[1] == "ca.crt"
+        assert mounted(shard_spec, shard, "--tls-client-ca")[1] == "ca.crt"
+        assert (
+            mounted(router_spec, router, "--shard-tls-cert")[0]
+            == mounted(router_spec, router, "--shard-tls-key")[0]
+        )
+        # Callers cannot go around the router with their own token.
+        assert mounted(shard_spec, shard, "--token-file") != mounted(searcher_spec, searcher, "--token-file")
+    for name in ("--token-file", "--tls-cert", "--tls-key"):
+        assert mounted(router_spec, router, name) == mounted(searcher_spec, searcher, name), name
+    assert ("--tls-client-ca" in command) == ("--tls-client-ca" in searcher["command"])
+    # A router serves gRPC only (`serve --router` refuses --http-port): no manifest opens one.
+    assert all("--http-port" not in c["command"] for _, _, c in serve_containers())
 
 
 def test_services_route_to_a_named_container_port_of_their_pods() -> None:
@@ -254,7 +392,9 @@ def test_searcher_snapshots_live_on_a_persistent_volume_claim_of_each_pod() -> N
                 if command[:2] != ["albatross", "serve"] or "--router" in command:
                     continue
                 searchers += 1
-                claims = {t["metadata"]["name"]: t["spec"] for t in doc["spec"].get("volumeClaimTemplates", [])}
+                claims = {
+                    t["metadata"]["name"]: t["spec"] for t in doc["spec"].get("volumeClaimTemplates", [])
+                }
                 (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
 
                 assert doc["kind"] == "StatefulSet", doc["metadata"]["name"]
@@ -271,7 +411,9 @@ def test_the_router_names_one_replica_of_every_shard_in_each_shard_set() -> None
     (router,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "albatross-router"]
     command = router["spec"]["template"]["spec"]["containers"][0]["command"]
     shards = parse_shards(flag(command, "--shards"))
-    sets = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].startswith("albatross-shard")]
+    sets = [
+        d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].startswith("albatross-shard")
+    ]
     counts = set()
     for doc in sets:
         (container,) = doc["spec"]["template"]["spec"]["containers"]

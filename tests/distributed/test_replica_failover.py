@@ -11,13 +11,15 @@ cluster, each leaving it as the next expects:
 3. under a search load, one replica of each shard is killed (SIGKILL): no request fails and every
    answer equals the reference searcher's;
 4. with the second replica of shard 1 killed too, a search fails UNAVAILABLE naming shard 1, or,
-   if it allows a partial answer, gets shard 0's hits flagged as partial.
+   if it allows a partial answer, gets shard 0's hits flagged as partial; ``albatross search``
+   does the same, with ``--allow-partial``, and warns on stderr which shard its answer lacks.
 
 ``ALBATROSS_FAILOVER_LOAD_S`` sets the load's length (default 12 s; docs/SCALING.md gives a 60 s run).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +28,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,9 +169,7 @@ def cluster(
             Replica(shard, process, f"127.0.0.1:{wait_for_port(port_file, process)}", log)
             for shard, process, port_file, log in pending
         ]
-        shards = tuple(
-            tuple(r.target for r in replicas if r.shard == shard) for shard in range(SHARDS)
-        )
+        shards = tuple(tuple(r.target for r in replicas if r.shard == shard) for shard in range(SHARDS))
         routing = RouterConfig(
             shards=shards,
             token=TOKEN,
@@ -271,7 +272,9 @@ def test_a_stopped_replica_is_hedged_around_within_the_hedge_delay(
     assert max(timings) < 3.0, timings
 
 
-def _load(cluster: Cluster, expected: dict[str, list[Hit]], stop: threading.Event, outcome: list[str]) -> None:
+def _load(
+    cluster: Cluster, expected: dict[str, list[Hit]], stop: threading.Event, outcome: list[str]
+) -> None:
     texts = list(expected)
     with cluster.client(cluster.router.target, timeout=30) as client:
         i = 0
@@ -329,6 +332,77 @@ def test_a_shard_without_live_replicas_fails_unavailable_or_answers_partially_if
 
     assert failed.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     assert "shard 1" in failed.value.details()  # type: ignore[attr-defined]
-    assert answer.partial and len(answer.missing_shards) == 1 and answer.missing_shards[0].startswith("shard 1")
+    assert (
+        answer.partial and len(answer.missing_shards) == 1 and answer.missing_shards[0].startswith("shard 1")
+    )
     assert _same(from_shard_zero, answer.hits)
     assert _metric(cluster, "albatross_router_partial_answers_total") >= 1
+
+
+def _albatross_search(cluster: Cluster, token_file: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``albatross search`` against the router, with the token and client certificate of a caller."""
+    cert, key = cluster.certificates.client
+    command = [sys.executable, "-m", "albatross", "search", "--collection", COLLECTION, "--k", str(K)]
+    command += ["--target", cluster.router.target, "--timeout", "30", "--token-file", str(token_file)]
+    command += ["--tls-ca", str(cluster.certificates.ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+    env = {key: value for key, value in os.environ.items() if key != "ALBATROSS_TOKEN"}
+    return subprocess.run(
+        [*command, *argv], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def _warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("albatross search: ")]
+
+
+def test_the_search_command_answers_without_the_dead_shard_only_when_allowed_and_says_so(
+    cluster: Cluster, expected: dict[str, list[Hit]], tmp_path: Path
+) -> None:
+    # Runs after the test above: every replica of shard 1 is dead.
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    texts = list(expected)[:3]
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    run = tmp_path / "run.trec"
+    with ThreadPoolExecutor(4) as pool:
+        refused, single, to_file, as_json = pool.map(
+            lambda argv: _albatross_search(cluster, token_file, *argv),
+            [
+                [texts[0]],
+                [texts[0], "--allow-partial", "--json"],
+                ["--queries", str(queries), "--allow-partial", "--run-out", str(run)],
+                ["--queries", str(queries), "--allow-partial", "--json"],
+            ],
+        )
+    with cluster.client(cluster.replica(0, 1).target) as shard_zero:
+        from_shard_zero = {
+            text: [h.external_id for h in shard_zero.search(COLLECTION, text, K)] for text in texts
+        }
+
+    for result in (refused, single, to_file, as_json):
+        assert "Traceback" not in result.stderr, result.stderr
+    (refusal,) = _warnings(refused.stderr)
+    assert refused.returncode == 5 and refused.stdout == ""
+    assert refusal.startswith("albatross search: UNAVAILABLE: shard 1 (") and "no live replica" in refusal
+    assert refusal.endswith("(--allow-partial answers from the other shards)")
+
+    (warning,) = _warnings(single.stderr)
+    assert single.returncode == 0, single.stderr
+    assert [hit["id"] for hit in json.loads(single.stdout)] == from_shard_zero[texts[0]]
+    assert warning.startswith("albatross search: warning: partial answer without shard 1 (")
+
+    assert to_file.returncode == 0, to_file.stderr
+    ranked = [line.split() for line in run.read_text().splitlines()]
+    for i, text in enumerate(texts):
+        assert [docid for qid, _, docid, *_ in ranked if qid == f"q{i}"] == from_shard_zero[text]
+    (warning,) = _warnings(to_file.stderr)
+    assert warning.startswith("albatross search: warning: partial 3 of 3 queries answered without shard 1 (")
+
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert as_json.returncode == 0, as_json.stderr
+    assert [[hit["id"] for hit in r["hits"]] for r in records] == [from_shard_zero[t] for t in texts]
+    assert all(
+        len(r["missing_shards"]) == 1 and r["missing_shards"][0].startswith("shard 1") for r in records
+    )
+    assert len(_warnings(as_json.stderr)) == 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from indexer.config import ServerConfig, config_from_environment
 from indexer.errors import InvalidArgument
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
+from searcher import health_probe
 from searcher.auth import bearer_token, channel_credentials
 from searcher.client import AlbatrossClient
 from searcher.server import RunningServer
@@ -222,6 +225,51 @@ def test_health_checking_needs_no_token(tls_server: RunningServer, pki: Pki) -> 
     with grpc.secure_channel(tls_server.target, channel_credentials(pki.ca)) as channel:
         response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_health_probe_checks_a_tls_server_by_the_name_its_certificate_carries(
+    tls_server: RunningServer, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    probe = ["--target", tls_server.target, "--tls-ca", str(pki.ca)]
+
+    assert health_probe.main(probe) == 0
+    assert health_probe.main([*probe, "--server-name", "localhost", "--service", "albatross.v1.Search"]) == 0
+    assert health_probe.main([*probe, "--server-name", "search.elsewhere.example"]) == 1
+    assert health_probe.main([*probe[:2], "--tls-ca", str(pki.rogue_ca)]) == 1
+    assert health_probe.main(probe[:2]) == 1  # plaintext to a TLS server
+    assert health_probe.main([*probe, "--service", "no.such.Service"]) == 1
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("health_probe: ")]
+    assert len(said) == 4 and said[-1].endswith(": NOT_FOUND"), said
+
+
+def test_the_health_probe_presents_a_client_certificate_under_mutual_tls(
+    mtls_server: RunningServer, pki: Pki
+) -> None:
+    probe = ["--target", mtls_server.target, "--tls-ca", str(pki.ca)]
+
+    assert health_probe.main(probe) == 1
+    assert (
+        health_probe.main([*probe, "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key)]) == 0
+    )
+
+
+def test_the_health_probe_runs_without_torch(tls_server: RunningServer, pki: Pki) -> None:
+    # An exec probe runs every few seconds: it must not pay the encoder's imports.
+    command = [sys.executable, "-m", "searcher.health_probe", "--target", tls_server.target]
+    probed = subprocess.run([*command, "--tls-ca", str(pki.ca)], capture_output=True, text=True, timeout=60)
+    imports = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, searcher.health_probe; print(sorted({'torch', 'transformers'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert probed.returncode == 0, probed.stderr
+    assert imports.stdout.strip() == "[]", imports.stderr
 
 
 def test_the_bearer_scheme_is_case_insensitive_and_other_metadata_is_ignored() -> None:
