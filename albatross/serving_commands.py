@@ -106,14 +106,17 @@ def register_serve(sub: Subparsers) -> None:
     scale.add_argument("--shard", help="serve only shard I of N of every collection, as I/N (e.g. 0/3)")
     scale.add_argument("--router", action="store_true", help="route searches to --shards and merge them")
     scale.add_argument(
-        "--shards", help="router: shards in order, separated by ',', replicas of one by '|': h1:p|h2:p,h3:p|h4:p"
+        "--shards",
+        help="router: shards in order, separated by ',', replicas of one by '|': h1:p|h2:p,h3:p|h4:p",
     )
     scale.add_argument("--shard-token-file", type=Path, help="router: bearer token to send to the shards")
     scale.add_argument("--shard-tls-ca", type=Path, help="router: TLS to the shards, trusting this CA")
     scale.add_argument("--shard-tls-cert", type=Path, help="router: client certificate for shards with mTLS")
     scale.add_argument("--shard-tls-key", type=Path, help="router: private key of --shard-tls-cert")
     scale.add_argument(
-        "--hedge-after-ms", type=float, help="router: ask a second replica after this long (default 50; <0 never)"
+        "--hedge-after-ms",
+        type=float,
+        help="router: ask a second replica after this long (default 50; <0 never)",
     )
     scale.add_argument("--health-interval", type=float, help="router: seconds between replica health probes")
     add_store_options(parser)
@@ -182,9 +185,7 @@ def router_config(args: argparse.Namespace) -> RouterConfig:
         raise InvalidArgument("--router needs --shards host:port|host:port,...", field="shards")
     config = router_from_environment(parse_shards(args.shards))
     changes: dict[str, Any] = {
-        field: getattr(args, flag)
-        for flag, field in _ROUTER_FLAGS.items()
-        if getattr(args, flag) is not None
+        field: getattr(args, flag) for flag, field in _ROUTER_FLAGS.items() if getattr(args, flag) is not None
     }
     if args.shard_token_file is not None:
         changes["token"] = read_token_file(args.shard_token_file)
@@ -210,7 +211,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
         if config.server.http_port is not None:
             raise InvalidArgument(
-                "--http-port: a router serves gRPC only (HTTP over shards is not built yet)", field="http_port"
+                "--http-port: a router serves gRPC only (HTTP over shards is not built yet)",
+                field="http_port",
             )
         router = router_config(args)
         configure_access_log()
@@ -435,8 +437,7 @@ def ingest_sample(config: AppConfig) -> None:
         ) as bar:
             summary = workspace.ingestor.ingest(DEMO_COLLECTION, read_path(path), on_progress=bar.update)
         print(
-            f"collection {DEMO_COLLECTION!r}: {summary.written} written, {summary.unchanged} unchanged "
-            f"({summary.docs_per_second:.0f} docs/s)",
+            f"collection {DEMO_COLLECTION!r}: {summary.outcomes()} ({summary.docs_per_second:.0f} docs/s)",
             file=sys.stderr,
         )
     finally:

@@ -21,7 +21,7 @@ from indexer.errors import (
     InvalidDocument,
     StoreBusy,
 )
-from indexer.records import ChangeOp, CollectionSpec
+from indexer.records import ChangeOp, CollectionSpec, StoredHashes
 from indexer.schema import Base
 from indexer.spec import complete_spec
 from indexer.store import Store
@@ -80,7 +80,9 @@ def test_documents_chunks_and_vectors_round_trip(store: Store) -> None:
     assert (stored.text, stored.title, stored.chunk_count) == ("some text", "title a", 3)
     assert dict(stored.metadata) == {"lang": "en", "n": 2}
     assert stored.content_hash == doc.content_hash
-    assert store.content_hashes(info.id, ["a", "b"]) == {"a": doc.content_hash}
+    assert store.document_hashes(info.id, ["a", "b"]) == {
+        "a": StoredHashes(doc.content_hash, doc.document.embedding_hash())
+    }
 
     ids, vectors = store.vectors_for(info.id, [c.chunk_id for c in store.changes_since(info.id, 0)])
     assert ids.dtype == np.int64 and vectors.dtype == np.float32
