@@ -74,6 +74,9 @@ class DocumentStatus(enum.StrEnum):
 
     WRITTEN = "written"
     UNCHANGED = "unchanged"  # same content hash as the stored version: not re-embedded
+    # Only the metadata differs from the stored version (same embedding hash): the metadata was
+    # replaced, the chunks, vectors and classifier label were kept.
+    METADATA_UPDATED = "metadata_updated"
     REJECTED = "rejected"
 
 
