@@ -241,6 +241,8 @@ class Ingestor:
             kept = (info.spec.label_field, info.spec.score_field)
             updates = [replace(u, kept_fields=kept) for u in updates]
         prepared = replace(prepared, updates=updates)
+        if not changed:
+            return prepared  # nothing to embed: not even the encoder is asked for
         if info.spec.takes_vectors:
             encoded = given_vectors(changed, info)
             return replace(prepared, encoded=label_documents(encoded, classifier, info))

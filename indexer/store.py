@@ -276,6 +276,7 @@ class Store:
         metadata (filters and hits read it from SQL), so no index has anything to catch up on.
         """
         metadata = [document_metadata(doc.document) for doc in docs]
+        update_metadata = [document_metadata(u.document) for u in updates]
         external_ids = [doc.document.external_id for doc in docs]
         update_ids = [u.document.external_id for u in updates]
         check_unique_ids(external_ids + update_ids)
@@ -299,7 +300,7 @@ class Store:
             log.append(ChangeOp.ADD, self._insert_chunks(session, docs, blobs, changed, document_ids))
             log.flush(session)
             collection.last_sequence = log.sequence
-            updated, stale = self._update_metadata(session, updates, existing)
+            updated, stale = self._update_metadata(session, updates, update_metadata, existing)
         written = set(changed)
         unchanged_updates = set(update_ids) - set(updated) - set(stale)
         return WriteResult(
@@ -313,43 +314,45 @@ class Store:
 
     @staticmethod
     def _update_metadata(
-        session: Session, updates: Sequence[MetadataUpdate], existing: dict[str, _Existing]
+        session: Session,
+        updates: Sequence[MetadataUpdate],
+        metadata: Sequence[dict[str, Any]],
+        existing: dict[str, _Existing],
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Apply the updates whose stored version still has their embedding hash; returns
-        ``(updated, stale)`` external ids (an update already stored is neither)."""
-        stale = tuple(
+        """Apply the updates (``metadata``: each one's, checked) whose stored version still has
+        their embedding hash; returns ``(updated, stale)`` external ids (an update already stored
+        is neither)."""
+        stale = {
             u.document.external_id
             for u in updates
             if (row := existing.get(u.document.external_id)) is None or row.embedding_hash != u.embedding_hash
-        )
+        }
         due = [
-            u
-            for u in updates
+            (u, meta)
+            for u, meta in zip(updates, metadata, strict=True)
             if u.document.external_id not in stale
             and existing[u.document.external_id].content_hash != u.content_hash
         ]
-        if not due:
-            return (), stale
-        ids = {u.document.external_id: existing[u.document.external_id].id for u in due}
+        ids = [existing[u.document.external_id].id for u, _ in due]
         kept: dict[int, dict[str, Any]] = {}
-        if any(u.kept_fields for u in due):
-            for batch in _batches(list(ids.values())):
+        if any(u.kept_fields for u, _ in due):
+            for batch in _batches(ids):
                 rows = session.execute(
                     select(DocumentRow.id, DocumentRow.meta).where(DocumentRow.id.in_(batch))
                 )
                 kept.update({doc_id: meta for doc_id, meta in rows})
-        values = []
-        for u in due:
-            doc_id = ids[u.document.external_id]
-            stored = kept.get(doc_id, {})
-            meta = {
-                **document_metadata(u.document),
-                **{name: stored[name] for name in u.kept_fields if name in stored},
+        values = [
+            {
+                "id": doc_id,
+                "meta": {**meta, **{f: kept[doc_id][f] for f in u.kept_fields if f in kept[doc_id]}},
+                "content_hash": u.content_hash,
             }
-            values.append({"id": doc_id, "meta": meta, "content_hash": u.content_hash})
+            for (u, meta), doc_id in zip(due, ids, strict=True)
+        ]
         for batch in _batches(values):
             session.execute(update(DocumentRow), list(batch))
-        return tuple(u.document.external_id for u in due), stale
+        in_order = tuple(u.document.external_id for u in updates)
+        return tuple(u.document.external_id for u, _ in due), tuple(e for e in in_order if e in stale)
 
     @staticmethod
     def _existing(session: Session, collection_id: int, external_ids: Sequence[str]) -> dict[str, _Existing]:

@@ -48,10 +48,12 @@ class CountingEncoder:
     def __init__(self, real: CollectionEncoder) -> None:
         self.real = real
         self.embedded: list[str] = []
+        self.calls = 0
 
     def chunk_and_encode(
         self, texts: Sequence[str], titles: Sequence[str], window: int, overlap: int
     ) -> list[tuple[list[Any], np.ndarray]]:
+        self.calls += 1
         self.embedded.extend(texts)
         return self.real.chunk_and_encode(texts, titles, window, overlap)
 
@@ -106,7 +108,7 @@ def test_a_metadata_only_change_is_stored_without_running_the_encoder(
     moved = [replace(d, metadata={"room": "attic", "n": d.metadata["n"]}) for d in DOCUMENTS[:3]]
     summary = workspace.ingestor.ingest("c", [*moved, DOCUMENTS[3]])
 
-    assert len(counting.embedded) == len(DOCUMENTS)  # not one more text embedded
+    assert (counting.calls, len(counting.embedded)) == (2, len(DOCUMENTS))  # the encoder was not called
     assert (summary.metadata_updated, summary.unchanged, summary.written) == (3, 1, 0)
     assert "0 written, 1 unchanged, 3 metadata updated, 0 rejected" in summary.outcomes()
     assert stored_vectors(workspace.store, info) == before  # same chunk ids, same bytes
