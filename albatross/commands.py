@@ -156,8 +156,7 @@ def run_ingest_on_ray(args: argparse.Namespace) -> int:
             on_progress=bar.update,
         )
     print(
-        f"{len(args.paths)} file(s) on Ray: {summary.read} read, {summary.written} written, "
-        f"{summary.unchanged} unchanged, {summary.rejected} rejected in {summary.seconds:.1f}s "
+        f"{len(args.paths)} file(s) on Ray: {summary.read} read, {summary.outcomes()} in {summary.seconds:.1f}s "
         f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
         file=sys.stderr,
     )
@@ -218,11 +217,10 @@ def ingest_paths(config: AppConfig, args: argparse.Namespace, metrics: IngestMet
                 )
             if metrics is not None:
                 # Outcomes are known per file (the summary); read_total moves with every batch.
-                metrics.count_totals(args.collection, summary.written, summary.unchanged, summary.rejected)
+                metrics.count_totals(args.collection, summary.counts())
             rejected += summary.rejected
             print(
-                f"{path}: {summary.read} read, {summary.written} written, {summary.unchanged} unchanged, "
-                f"{summary.rejected} rejected in {summary.seconds:.1f}s "
+                f"{path}: {summary.read} read, {summary.outcomes()} in {summary.seconds:.1f}s "
                 f"({summary.docs_per_second:.1f} docs/s); last sequence {summary.last_sequence}",
                 file=sys.stderr,
             )

@@ -493,8 +493,7 @@ def ingest_sample(config: AppConfig) -> None:
         ) as bar:
             summary = workspace.ingestor.ingest(DEMO_COLLECTION, read_path(path), on_progress=bar.update)
         print(
-            f"collection {DEMO_COLLECTION!r}: {summary.written} written, {summary.unchanged} unchanged "
-            f"({summary.docs_per_second:.0f} docs/s)",
+            f"collection {DEMO_COLLECTION!r}: {summary.outcomes()} ({summary.docs_per_second:.0f} docs/s)",
             file=sys.stderr,
         )
     finally:

@@ -3,7 +3,9 @@
 Stages are bounded (a batch of ``docs_per_transaction`` documents at a time), so memory does not
 grow with the input. A document is acknowledged (an outcome with a sequence number) only after
 the transaction holding its rows and vectors has committed. Unchanged documents (same content
-hash) are not re-embedded.
+hash) are not re-embedded; nor are those whose new version changes only their metadata (same
+embedding hash, ``Document.embedding_hash``): their row takes the new metadata, their chunks,
+vectors and classifier label stay.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from indexer.classifier import Classifier
 from indexer.config import IngestConfig
 from indexer.errors import InvalidDocument
 from indexer.readers import ReadItem, Rejection
-from indexer.records import Chunk, CollectionInfo, DeleteResult, Document, DocumentStatus, EncodedDocument
+from indexer.records import (
+    Chunk,
+    CollectionInfo,
+    DeleteResult,
+    Document,
+    DocumentStatus,
+    EncodedDocument,
+    MetadataUpdate,
+    WriteResult,
+)
 from indexer.store import Store
 from indexer.validation import vector_for_collection
 from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
@@ -46,9 +57,11 @@ class DocumentOutcome:
 
 @dataclass
 class IngestSummary:
+    # One count per DocumentStatus, named after its value (``counts``; the Ray tally relies on it).
     read: int = 0
     written: int = 0
     unchanged: int = 0
+    metadata_updated: int = 0
     rejected: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -61,6 +74,16 @@ class IngestSummary:
     @property
     def docs_per_second(self) -> float:
         return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def counts(self) -> dict[DocumentStatus, int]:
+        """How many documents ended in each status."""
+        return {status: getattr(self, status.value) for status in DocumentStatus}
+
+    def outcomes(self) -> str:
+        """``"3 written, 1 unchanged, 2 metadata updated, 0 rejected"``: what every front-end prints."""
+        return ", ".join(
+            f"{count} {status.value.replace('_', ' ')}" for status, count in self.counts().items()
+        )
 
 
 def embedding_text(title: str, chunk_text: str) -> str:
@@ -77,7 +100,9 @@ def encode_documents(
     title, whole (a long title is cut to make room, see ``chunking.window_input``).
     """
     texts = [doc.text for doc in documents]
-    results = encoder.chunk_and_encode(texts, [doc.title for doc in documents], info.spec.window, info.spec.overlap)
+    results = encoder.chunk_and_encode(
+        texts, [doc.title for doc in documents], info.spec.window, info.spec.overlap
+    )
     # A second, cheap tokenization: chunk_and_encode keeps its ids to itself.
     shares = encoder.unknown_shares(texts)
     return [
@@ -115,7 +140,11 @@ def label_documents(
             doc,
             document=replace(
                 doc.document,
-                metadata={**doc.document.metadata, spec.label_field: label.name, spec.score_field: label.score},
+                metadata={
+                    **doc.document.metadata,
+                    spec.label_field: label.name,
+                    spec.score_field: label.score,
+                },
             ),
         )
         for doc, label in zip(encoded, labels, strict=True)
@@ -139,8 +168,8 @@ class _Prepared:
 
     ``size`` counts the input documents; ``rejected`` holds the outcomes of those refused by
     position; ``positions`` maps each accepted external id to its input positions; ``documents``
-    are the distinct ones (the last version of a repeated id), ``encoded`` those whose content
-    changed.
+    are the distinct ones (the last version of a repeated id), ``encoded`` those whose text,
+    title or vector changed, ``updates`` those whose metadata alone changed.
     """
 
     info: CollectionInfo
@@ -149,6 +178,7 @@ class _Prepared:
     positions: dict[str, list[int]]
     documents: list[Document]
     encoded: list[EncodedDocument]
+    updates: list[MetadataUpdate] = field(default_factory=list)
     model_name: str = ""
 
     def warnings(self) -> dict[str, str]:
@@ -184,8 +214,11 @@ class Ingestor:
         """
         return self._commit(self._prepare(collection, documents))
 
-    def _prepare(self, collection: str, documents: Sequence[Document]) -> _Prepared:
-        """Embed (the CPU/GPU-bound half of an upsert); nothing is written."""
+    def _prepare(
+        self, collection: str, documents: Sequence[Document], *, reuse_vectors: bool = True
+    ) -> _Prepared:
+        """Embed (the CPU/GPU-bound half of an upsert); nothing is written. With
+        ``reuse_vectors`` off, a metadata-only change is embedded too."""
         info = self._catalog.get(collection)
         rejected: dict[int, DocumentOutcome] = {}
         accepted: dict[str, Document] = {}
@@ -202,21 +235,44 @@ class Ingestor:
         if not unique:
             return prepared
         classifier = self._catalog.classifier_for(info)  # a missing classifier fails before any work
+        changed, updates = self._changed(info, unique, reuse_vectors)
+        if updates and classifier is not None:
+            # The label was derived from the text, which did not change: the stored one stays.
+            kept = (info.spec.label_field, info.spec.score_field)
+            updates = [replace(u, kept_fields=kept) for u in updates]
+        prepared = replace(prepared, updates=updates)
+        if not changed:
+            return prepared  # nothing to embed: not even the encoder is asked for
         if info.spec.takes_vectors:
-            encoded = given_vectors(self._changed(info, unique), info)
+            encoded = given_vectors(changed, info)
             return replace(prepared, encoded=label_documents(encoded, classifier, info))
         encoder = self._catalog.encoder_for(info)
-        encoded = label_documents(encode_documents(self._changed(info, unique), encoder, info), classifier, info)
+        encoded = label_documents(encode_documents(changed, encoder, info), classifier, info)
         return replace(prepared, encoded=encoded, model_name=encoder.model_name)
 
-    def _changed(self, info: CollectionInfo, documents: list[Document]) -> list[Document]:
-        """The documents whose content differs from what the collection holds.
+    def _changed(
+        self, info: CollectionInfo, documents: list[Document], reuse_vectors: bool
+    ) -> tuple[list[Document], list[MetadataUpdate]]:
+        """The documents to embed (new, or their title, text or vector changed) and those whose
+        metadata alone differs from what the collection holds; unchanged ones are in neither.
 
         A batch still in the writer's queue may hold one of these ids: then this check misses,
-        the document is embedded again and write_documents skips it by its hash.
+        the document is embedded again and write_documents skips it by its hash, or its metadata
+        update comes back stale and ``_write`` embeds it.
         """
-        known = self._store.content_hashes(info.id, [d.external_id for d in documents])
-        return [d for d in documents if known.get(d.external_id) != d.content_hash()]
+        known = self._store.document_hashes(info.id, [d.external_id for d in documents])
+        changed: list[Document] = []
+        updates: list[MetadataUpdate] = []
+        for doc in documents:
+            stored, digest = known.get(doc.external_id), doc.content_hash()
+            if stored is not None and stored.content == digest:
+                continue
+            embedding = doc.embedding_hash()
+            if reuse_vectors and stored is not None and stored.embedding == embedding:
+                updates.append(MetadataUpdate(doc, digest, embedding))
+            else:
+                changed.append(doc)
+        return changed, updates
 
     def _commit(self, prepared: _Prepared) -> list[DocumentOutcome]:
         """One transaction for the prepared batch; one outcome per input document."""
@@ -224,20 +280,50 @@ class Ingestor:
         for position, refused in prepared.rejected.items():
             outcomes[position] = refused
         if prepared.documents:
-            result = self._store.write_documents(prepared.info.id, prepared.encoded)
+            result, warnings = self._write(prepared)
             if prepared.info.spec.whitening and result.written:
                 # After the commit, never before: an upsert is stored whether or not a map can
-                # be fitted yet, and the map is fitted on what the collection holds.
+                # be fitted yet, and the map is fitted on what the collection holds. A metadata
+                # update moves no vector, so it never calls for a refit.
                 self._catalog.refit_whitening(prepared.info, self._config.whitening)
-            written = set(result.written)
-            warnings = prepared.warnings()
+            statuses = {
+                **{external_id: DocumentStatus.WRITTEN for external_id in result.written},
+                **{external_id: DocumentStatus.METADATA_UPDATED for external_id in result.metadata_updated},
+            }
             for doc in prepared.documents:
-                status = DocumentStatus.WRITTEN if doc.external_id in written else DocumentStatus.UNCHANGED
+                status = statuses.get(doc.external_id, DocumentStatus.UNCHANGED)
                 warning = warnings.get(doc.external_id) if status is DocumentStatus.WRITTEN else None
-                outcome = DocumentOutcome(doc.external_id, status, sequence=result.last_sequence, warning=warning)
+                outcome = DocumentOutcome(
+                    doc.external_id, status, sequence=result.last_sequence, warning=warning
+                )
                 for position in prepared.positions[doc.external_id]:
                     outcomes[position] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _write(self, prepared: _Prepared) -> tuple[WriteResult, dict[str, str]]:
+        """Write the batch; returns what was written and the warnings of the embedded documents.
+
+        A metadata update comes back stale when another writer changed the document's text
+        between ``_prepare`` and this commit: the stored vectors no longer fit it, so it is
+        embedded after all and written in a second transaction (rare: two writers racing on one
+        document)."""
+        info = prepared.info
+        result = self._store.write_documents(info.id, prepared.encoded, prepared.updates)
+        warnings = prepared.warnings()
+        if not result.stale:
+            return result, warnings
+        stale = set(result.stale)
+        again = self._prepare(
+            info.name, [d for d in prepared.documents if d.external_id in stale], reuse_vectors=False
+        )
+        retried = self._store.write_documents(info.id, again.encoded)
+        merged = WriteResult(
+            written=result.written + retried.written,
+            skipped=result.skipped + retried.skipped,
+            last_sequence=retried.last_sequence,
+            metadata_updated=result.metadata_updated,
+        )
+        return merged, {**warnings, **again.warnings()}
 
     def delete(self, collection: str, external_ids: Sequence[str]) -> DeleteResult:
         info = self._catalog.get(collection)
@@ -310,13 +396,11 @@ class Ingestor:
                 summary.mostly_unknown += 1
                 if len(summary.mostly_unknown_ids) < 1000:
                     summary.mostly_unknown_ids.append(outcome.external_id)
-            if outcome.status is DocumentStatus.WRITTEN:
-                summary.written += 1
-            elif outcome.status is DocumentStatus.UNCHANGED:
-                summary.unchanged += 1
-            else:
+            if outcome.status is DocumentStatus.REJECTED:
                 rejection = Rejection(record=f"document {outcome.external_id!r}", message=outcome.error or "")
                 self._record_rejection(summary, rejection, on_rejection)
+            else:
+                setattr(summary, outcome.status.value, getattr(summary, outcome.status.value) + 1)
             if outcome.sequence is not None:
                 summary.last_sequence = max(summary.last_sequence, outcome.sequence)
 

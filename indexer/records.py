@@ -77,6 +77,9 @@ class DocumentStatus(enum.StrEnum):
 
     WRITTEN = "written"
     UNCHANGED = "unchanged"  # same content hash as the stored version: not re-embedded
+    # Only the metadata differs from the stored version (same embedding hash): the metadata was
+    # replaced, the chunks, vectors and classifier label were kept.
+    METADATA_UPDATED = "metadata_updated"
     REJECTED = "rejected"
 
 
@@ -97,11 +100,20 @@ class Document:
         Unchanged documents (same hash) are not re-embedded on upsert. A document without a
         vector hashes as it always has, so existing collections keep their hashes.
         """
-        fields: list[Any] = [self.title, self.text, self.metadata]
-        if self.vector is not None:
-            fields.append(list(self.vector))
-        canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return _digest([self.title, self.text, self.metadata], self.vector)
+
+    def embedding_hash(self) -> str:
+        """SHA-256 of what the chunks, vectors, lexical body and classifier label are made of:
+        the title, the text and a given vector, never the metadata. Two versions with the same
+        embedding hash differ at most in metadata, so the stored vectors still fit the new one."""
+        return _digest([self.title, self.text], self.vector)
+
+
+def _digest(fields: list[Any], vector: tuple[float, ...] | None) -> str:
+    if vector is not None:
+        fields = [*fields, list(vector)]
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,28 @@ class EncodedDocument:
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray
     unknown_share: float = 0.0
+
+
+@dataclass(frozen=True)
+class MetadataUpdate:
+    """A stored document whose new version differs only in metadata: its row takes the new
+    metadata and content hash, its chunks and vectors stay, and so do the ``kept_fields`` of its
+    stored metadata (a classifier's label and score: derived from the text, which did not change).
+    ``embedding_hash`` is the one the stored version must still have when the update commits."""
+
+    document: Document
+    content_hash: str
+    embedding_hash: str
+    kept_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredHashes:
+    """What an upsert compares a new version against; ``embedding`` is None for a document
+    written before the store recorded it (its first change re-embeds it)."""
+
+    content: str
+    embedding: str | None
 
 
 @dataclass(frozen=True)
@@ -189,11 +223,16 @@ class Compaction:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What one committed write transaction did. ``skipped`` were unchanged (same content hash)."""
+    """What one committed write transaction did. ``skipped`` were unchanged (same content hash);
+    ``metadata_updated`` took new metadata and kept their vectors; ``stale`` were metadata
+    updates not applied because the stored version's embedding hash changed since they were
+    prepared (another writer changed the text): they need embedding."""
 
     written: tuple[str, ...]
     skipped: tuple[str, ...]
     last_sequence: int
+    metadata_updated: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

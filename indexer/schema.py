@@ -115,6 +115,8 @@ class DocumentRow(Base):
     # ``metadata`` is reserved by the declarative base; the SQL column keeps the domain name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", MetadataJSON)
     content_hash: Mapped[str] = mapped_column(String(64))
+    # ``Document.embedding_hash``: NULL for a document written before revision 0006.
+    embedding_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_sequence: Mapped[int] = mapped_column(BigInteger)
     # Share of the text's characters in unknown pieces of the model's vocabulary (indexer.vocabulary).
     unknown_share: Mapped[float] = mapped_column(Float, server_default="0")

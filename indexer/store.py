@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine, Select, delete, func, insert, select, update
@@ -42,8 +42,10 @@ from indexer.records import (
     EncodedDocument,
     IndexFacts,
     MetadataFilter,
+    MetadataUpdate,
     StoredChunk,
     StoredDocument,
+    StoredHashes,
     StoredWhitening,
     WriteResult,
 )
@@ -71,6 +73,14 @@ T = TypeVar("T")
 def _batches(items: Sequence[T], size: int = _IN_BATCH) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class _Existing(NamedTuple):
+    """A stored document row as a write compares against it."""
+
+    id: int
+    content_hash: str
+    embedding_hash: str | None
 
 
 class _ChangeLog:
@@ -243,39 +253,44 @@ class Store:
 
     # -- documents ------------------------------------------------------------------------------
 
-    def content_hashes(self, collection_id: int, external_ids: Sequence[str]) -> dict[str, str]:
-        """``external_id -> content_hash`` for those that exist."""
-        found: dict[str, str] = {}
+    def document_hashes(self, collection_id: int, external_ids: Sequence[str]) -> dict[str, StoredHashes]:
+        """``external_id -> StoredHashes`` for those that exist."""
+        found: dict[str, StoredHashes] = {}
         with self._session() as session:
-            for batch in _batches(list(external_ids)):
-                rows = session.execute(
-                    select(DocumentRow.external_id, DocumentRow.content_hash).where(
-                        DocumentRow.collection_id == collection_id,
-                        DocumentRow.external_id.in_(batch),
-                    )
-                )
-                found.update({external_id: digest for external_id, digest in rows})
+            for external_id, row in self._existing(session, collection_id, list(external_ids)).items():
+                found[external_id] = StoredHashes(row.content_hash, row.embedding_hash)
         return found
 
-    def write_documents(self, collection_id: int, docs: Sequence[EncodedDocument]) -> WriteResult:
-        """Upsert documents in ONE transaction; unchanged ones (same content hash) are skipped.
+    def write_documents(
+        self,
+        collection_id: int,
+        docs: Sequence[EncodedDocument],
+        updates: Sequence[MetadataUpdate] = (),
+    ) -> WriteResult:
+        """Upsert documents and apply metadata updates in ONE transaction; unchanged ones (same
+        content hash) are skipped.
 
         Replaced chunks are logged as REMOVE, new ones as ADD (removes first, then adds, in
         document order). ``vectors`` of each doc: float32 (len(chunks), dimension), finite.
+        A metadata update touches the document row only and logs nothing: no index holds
+        metadata (filters and hits read it from SQL), so no index has anything to catch up on.
         """
-        metadata = [document_metadata(doc) for doc in docs]
+        metadata = [document_metadata(doc.document) for doc in docs]
+        update_metadata = [document_metadata(u.document) for u in updates]
         external_ids = [doc.document.external_id for doc in docs]
-        check_unique_ids(external_ids)
+        update_ids = [u.document.external_id for u in updates]
+        check_unique_ids(external_ids + update_ids)
         with self._session(write=True) as session:
             collection = self._lock_collection(session, collection_id)
             blobs = [vector_blobs(doc, collection.dimension, collection.vector_dtype) for doc in docs]
-            existing = self._existing(session, collection_id, external_ids)
+            existing = self._existing(session, collection_id, external_ids + update_ids)
             changed = [
                 i
                 for i, doc in enumerate(docs)
-                if external_ids[i] not in existing or existing[external_ids[i]][1] != doc.content_hash
+                if external_ids[i] not in existing
+                or existing[external_ids[i]].content_hash != doc.content_hash
             ]
-            replaced = [existing[external_ids[i]][0] for i in changed if external_ids[i] in existing]
+            replaced = [existing[external_ids[i]].id for i in changed if external_ids[i] in existing]
             log = _ChangeLog(collection_id, collection.last_sequence)
             log.append(ChangeOp.REMOVE, self._delete_chunks(session, replaced))
             final_sequence = log.sequence + sum(len(docs[i].chunks) for i in changed)
@@ -285,26 +300,74 @@ class Store:
             log.append(ChangeOp.ADD, self._insert_chunks(session, docs, blobs, changed, document_ids))
             log.flush(session)
             collection.last_sequence = log.sequence
+            updated, stale = self._update_metadata(session, updates, update_metadata, existing)
         written = set(changed)
+        unchanged_updates = set(update_ids) - set(updated) - set(stale)
         return WriteResult(
             written=tuple(external_ids[i] for i in changed),
-            skipped=tuple(e for i, e in enumerate(external_ids) if i not in written),
+            skipped=tuple(e for i, e in enumerate(external_ids) if i not in written)
+            + tuple(e for e in update_ids if e in unchanged_updates),
             last_sequence=log.sequence,
+            metadata_updated=updated,
+            stale=stale,
         )
 
     @staticmethod
-    def _existing(
-        session: Session, collection_id: int, external_ids: Sequence[str]
-    ) -> dict[str, tuple[int, str]]:
-        """``external_id -> (document id, content hash)`` of the documents that already exist."""
-        found: dict[str, tuple[int, str]] = {}
+    def _update_metadata(
+        session: Session,
+        updates: Sequence[MetadataUpdate],
+        metadata: Sequence[dict[str, Any]],
+        existing: dict[str, _Existing],
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Apply the updates (``metadata``: each one's, checked) whose stored version still has
+        their embedding hash; returns ``(updated, stale)`` external ids (an update already stored
+        is neither)."""
+        stale = {
+            u.document.external_id
+            for u in updates
+            if (row := existing.get(u.document.external_id)) is None or row.embedding_hash != u.embedding_hash
+        }
+        due = [
+            (u, meta)
+            for u, meta in zip(updates, metadata, strict=True)
+            if u.document.external_id not in stale
+            and existing[u.document.external_id].content_hash != u.content_hash
+        ]
+        ids = [existing[u.document.external_id].id for u, _ in due]
+        kept: dict[int, dict[str, Any]] = {}
+        if any(u.kept_fields for u, _ in due):
+            for batch in _batches(ids):
+                rows = session.execute(
+                    select(DocumentRow.id, DocumentRow.meta).where(DocumentRow.id.in_(batch))
+                )
+                kept.update({doc_id: meta for doc_id, meta in rows})
+        values = [
+            {
+                "id": doc_id,
+                "meta": {**meta, **{f: kept[doc_id][f] for f in u.kept_fields if f in kept[doc_id]}},
+                "content_hash": u.content_hash,
+            }
+            for (u, meta), doc_id in zip(due, ids, strict=True)
+        ]
+        for batch in _batches(values):
+            session.execute(update(DocumentRow), list(batch))
+        in_order = tuple(u.document.external_id for u in updates)
+        return tuple(u.document.external_id for u, _ in due), tuple(e for e in in_order if e in stale)
+
+    @staticmethod
+    def _existing(session: Session, collection_id: int, external_ids: Sequence[str]) -> dict[str, _Existing]:
+        """The stored rows of the documents that already exist, by external id."""
+        found: dict[str, _Existing] = {}
         for batch in _batches(external_ids):
             rows = session.execute(
-                select(DocumentRow.external_id, DocumentRow.id, DocumentRow.content_hash).where(
-                    DocumentRow.collection_id == collection_id, DocumentRow.external_id.in_(batch)
-                )
+                select(
+                    DocumentRow.external_id,
+                    DocumentRow.id,
+                    DocumentRow.content_hash,
+                    DocumentRow.embedding_hash,
+                ).where(DocumentRow.collection_id == collection_id, DocumentRow.external_id.in_(batch))
             )
-            found.update({external_id: (doc_id, digest) for external_id, doc_id, digest in rows})
+            found.update({external_id: _Existing(*rest) for external_id, *rest in rows})
         return found
 
     @staticmethod
@@ -327,7 +390,7 @@ class Store:
         docs: Sequence[EncodedDocument],
         metadata: Sequence[dict[str, Any]],
         changed: Sequence[int],
-        existing: dict[str, tuple[int, str]],
+        existing: dict[str, _Existing],
         sequence: int,
     ) -> dict[int, int]:
         """Update or insert the document rows of ``changed``; returns ``doc index -> document id``."""
@@ -340,11 +403,12 @@ class Store:
                 "text": document.text,
                 "meta": metadata[i],
                 "content_hash": docs[i].content_hash,
+                "embedding_hash": document.embedding_hash(),
                 "updated_sequence": sequence,
                 "unknown_share": docs[i].unknown_share,
             }
             if document.external_id in existing:
-                document_ids[i] = existing[document.external_id][0]
+                document_ids[i] = existing[document.external_id].id
                 updates.append({"id": document_ids[i], **values})
             else:
                 inserts.append(
@@ -398,7 +462,7 @@ class Store:
         with self._session(write=True) as session:
             collection = self._lock_collection(session, collection_id)
             existing = self._existing(session, collection_id, list(dict.fromkeys(external_ids)))
-            document_ids = [doc_id for doc_id, _ in existing.values()]
+            document_ids = [row.id for row in existing.values()]
             log = _ChangeLog(collection_id, collection.last_sequence)
             log.append(ChangeOp.REMOVE, self._delete_chunks(session, document_ids))
             for batch in _batches(document_ids):
@@ -449,7 +513,9 @@ class Store:
         with self._session(write=True) as session:
             row = session.get(LogReaderRow, (collection_id, reader))
             if row is None:
-                session.add(LogReaderRow(collection_id=collection_id, reader=reader, position=position, seen_at=now))
+                session.add(
+                    LogReaderRow(collection_id=collection_id, reader=reader, position=position, seen_at=now)
+                )
             else:
                 row.position, row.seen_at = position, now
 
@@ -559,12 +625,16 @@ class Store:
         after = -1
         while True:
             with self._session() as session:
-                rows = session.execute(
-                    select(DocumentRow)
-                    .where(DocumentRow.collection_id == collection_id, DocumentRow.id > after)
-                    .order_by(DocumentRow.id)
-                    .limit(batch)
-                ).scalars().all()
+                rows = (
+                    session.execute(
+                        select(DocumentRow)
+                        .where(DocumentRow.collection_id == collection_id, DocumentRow.id > after)
+                        .order_by(DocumentRow.id)
+                        .limit(batch)
+                    )
+                    .scalars()
+                    .all()
+                )
                 if not rows:
                     return
                 blobs: dict[int, list[bytes]] = {row.id: [] for row in rows}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import InvalidArgument, InvalidDocument
-from indexer.records import EncodedDocument
+from indexer.records import Document, EncodedDocument
 from indexer.schema import encode_vectors
 from indexer.spec import check_dimension
 
@@ -56,14 +56,14 @@ def vector_blobs(doc: EncodedDocument, dimension: int, dtype: str) -> list[bytes
         raise InvalidDocument(str(exc), record=record, field="vectors") from exc
 
 
-def document_metadata(doc: EncodedDocument) -> dict[str, Any]:
+def document_metadata(doc: Document) -> dict[str, Any]:
     """Checks that do not need the collection; returns the metadata as plain JSON-ready dict."""
-    external_id = doc.document.external_id
+    external_id = doc.external_id
     if not isinstance(external_id, str) or not external_id:
         raise InvalidDocument(
             "external_id must be a non-empty string", record=repr(external_id), field="external_id"
         )
-    metadata = dict(doc.document.metadata)
+    metadata = dict(doc.metadata)
     try:
         # allow_nan=False: PostgreSQL's jsonb rejects NaN, so SQLite must not accept it either.
         json.dumps(metadata, allow_nan=False)

@@ -6,7 +6,7 @@ servers in one process (tests) or a worker and a server each expose only their o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
@@ -16,8 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 from indexer.errors import InvalidArgument
 from indexer.records import DocumentStatus
 
-OUTCOMES = tuple(status.value for status in DocumentStatus)
-
 
 class IngestMetrics:
     """Documents read and their outcomes, per collection: ``rate()`` of them is documents/s."""
@@ -25,7 +23,8 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.documents = Counter(
             "albatross_ingest_documents",
-            "Documents ingested, by collection and outcome (written, unchanged, rejected)",
+            "Documents ingested, by collection and outcome (a DocumentStatus: written, unchanged, "
+            "metadata_updated, rejected)",
             ["collection", "outcome"],
             registry=registry,
         )
@@ -40,7 +39,7 @@ class IngestMetrics:
         self.read.labels(collection).inc(count)
 
     def count_outcomes(self, collection: str, statuses: Iterable[str]) -> None:
-        """One increment per document status (``written``, ``unchanged`` or ``rejected``)."""
+        """One increment per document status (a ``DocumentStatus`` value)."""
         for status in statuses:
             self.documents.labels(collection, status).inc()
 
@@ -49,9 +48,10 @@ class IngestMetrics:
         self.count_read(collection, len(statuses))
         self.count_outcomes(collection, statuses)
 
-    def count_totals(self, collection: str, written: int, unchanged: int, rejected: int) -> None:
-        for outcome, count in zip(OUTCOMES, (written, unchanged, rejected), strict=True):
-            self.documents.labels(collection, outcome).inc(count)
+    def count_totals(self, collection: str, counts: Mapping[DocumentStatus, int]) -> None:
+        """Documents per status, e.g. an ``IngestSummary.counts()``."""
+        for status, count in counts.items():
+            self.documents.labels(collection, status.value).inc(count)
 
 
 @dataclass

@@ -68,7 +68,9 @@ _MODE_TO_PB = {
     SearchMode.HYBRID: pb.SEARCH_MODE_HYBRID,
 }
 
-_STATUS_TO_PB = {status: pb.DocumentStatus.Value(f"DOCUMENT_STATUS_{status.name}") for status in DocumentStatus}
+_STATUS_TO_PB = {
+    status: pb.DocumentStatus.Value(f"DOCUMENT_STATUS_{status.name}") for status in DocumentStatus
+}
 STATUS_FROM_PB = {number: status for status, number in _STATUS_TO_PB.items()}
 
 
@@ -122,8 +124,12 @@ def vectors_from_pb(messages: Sequence[pb.Vector], field: str) -> np.ndarray:
     return vectors
 
 
-def vectors_to_pb(vectors: np.ndarray) -> pb.EmbedResponse:
-    return pb.EmbedResponse(vectors=[pb.Vector(values=row.tolist()) for row in vectors])
+def vectors_to_pb(vectors: np.ndarray, warnings: Sequence[Sequence[str]] = ()) -> pb.EmbedResponse:
+    """``vectors``: float32 (n, d); ``warnings``: one list per vector (none at all is allowed)."""
+    return pb.EmbedResponse(
+        vectors=[pb.Vector(values=row.tolist()) for row in vectors],
+        warnings=[pb.QueryWarnings(warnings=list(said)) for said in warnings],
+    )
 
 
 def check_batch_size(count: int, field: str) -> None:

@@ -196,8 +196,9 @@ class SearchOperations:
 
     async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
         collection = convert.require_name(request.collection, "collection")
-        vectors = await self._searcher.embed(collection, convert.batch_queries(request.queries))
-        return convert.vectors_to_pb(vectors)
+        queries = convert.batch_queries(request.queries)
+        vectors = await self._searcher.embed(collection, queries)
+        return convert.vectors_to_pb(vectors, await self._searcher.query_warnings(collection, queries))
 
     async def get_documents(self, request: pb.GetDocumentsRequest) -> pb.GetDocumentsResponse:
         """The stored documents among ``request.ids``, in request order, and the ids not found."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -135,8 +135,50 @@ def _leg_hits(hits: Sequence[pb.Hit], leg: str) -> list[Hit]:
     ]
 
 
+def merge_warnings(*said: Iterable[str]) -> list[str]:
+    """Every warning once, in the order first said: each shard warns about a query alike (the
+    vocabulary is the collection's, not the shard's), and the caller should read it once."""
+    return list(dict.fromkeys(warning for warnings in said for warning in warnings))
+
+
+def _embed_warnings(embedded: pb.EmbedResponse, queries: int) -> list[list[str]]:
+    """Per query, what the shard that embedded it warned about (nothing from a shard that
+    predates ``EmbedResponse.warnings``)."""
+    if len(embedded.warnings) != queries:
+        return [[] for _ in range(queries)]
+    return [list(said.warnings) for said in embedded.warnings]
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """One query's merged answer: its hits and the shards' warnings about it."""
+
+    hits: list[pb.Hit]
+    warnings: list[str]
+
+    def to_pb(self, warned: Iterable[str] = ()) -> pb.SearchResponse:
+        """With ``warned``: what the shard that embedded the query said about it."""
+        return pb.SearchResponse(hits=self.hits, warnings=merge_warnings(warned, self.warnings))
+
+
+def _merged(answers: Sequence[pb.SearchBatchResponse], k: int) -> list[_Ranked]:
+    """The shards' answers to a batch, merged query by query."""
+    per_query = zip(*(answer.results for answer in answers), strict=True)
+    return [
+        _Ranked(
+            merge_top_k([result.hits for result in query], k),
+            merge_warnings(*(result.warnings for result in query)),
+        )
+        for query in per_query
+    ]
+
+
 class RouterSearchServicer(pb_grpc.SearchServicer):
-    """Search and SearchBatch fanned out and merged; Embed and GetDocuments from any shard."""
+    """Search and SearchBatch fanned out and merged; Embed and GetDocuments from any shard.
+
+    The shards' warnings about a query (``SearchResponse.warnings``) are passed on, each once;
+    when the router embeds a query itself, so that the shards only see its vector, the warnings
+    come with the vector (``EmbedResponse.warnings``)."""
 
     def __init__(self, shards: ShardFanOut) -> None:
         self._shards = shards
@@ -154,21 +196,26 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             )
             if request.HasField("vector"):
                 batch.vectors.append(request.vector)
-            (hits,) = await self._not_dense(context, batch, asked.mode, asked.fusion)
-            return pb.SearchResponse(hits=hits)
+            (ranked,) = await self._not_dense(context, batch, asked.mode, asked.fusion)
+            return ranked.to_pb()
+        warned: list[str] = []
         if not request.HasField("vector"):
             # Embed once, on one shard, instead of once per shard: the forward pass is most of a
             # search's cost, and every shard would compute the same vector.
             embed = pb.EmbedRequest(collection=request.collection, queries=[request.query])
             embedded = await self._embed(context, embed)
             request = _with_vector(request, embedded.vectors[0])
+            (warned,) = _embed_warnings(embedded, 1)
         gathered = await self._shards.all(
             context,
             "Search",
             lambda r, o: r.search.Search(request, timeout=o.timeout, metadata=o.metadata),
             allow_partial=request.allow_partial,
         )
-        response = pb.SearchResponse(hits=merge_top_k([answer.hits for answer in gathered.answers], k))
+        response = pb.SearchResponse(
+            hits=merge_top_k([answer.hits for answer in gathered.answers], k),
+            warnings=merge_warnings(warned, *(answer.warnings for answer in gathered.answers)),
+        )
         _partial(response, gathered.missing)
         return response
 
@@ -181,28 +228,30 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         k = asked.k
         if asked.mode is not SearchMode.DENSE:
             ranked = await self._not_dense(context, request, asked.mode, asked.fusion)
-            return pb.SearchBatchResponse(results=[pb.SearchResponse(hits=hits) for hits in ranked])
+            return pb.SearchBatchResponse(results=[query.to_pb() for query in ranked])
+        warned: list[list[str]] = [[] for _ in request.vectors]
         if not request.vectors:
             embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
             embedded = await self._embed(context, embed)
             request = _with_vectors(request, list(embedded.vectors))
+            warned = _embed_warnings(embedded, len(request.vectors))
         gathered = await self._shards.all(
             context,
             "SearchBatch",
             lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
             allow_partial=request.allow_partial,
         )
-        per_query = zip(*(answer.results for answer in gathered.answers), strict=True)
         response = pb.SearchBatchResponse()
-        for query in per_query:
-            result = response.results.add(hits=merge_top_k([result.hits for result in query], k))
+        for query, said in zip(_merged(gathered.answers, k), warned, strict=True):
+            result = query.to_pb(said)
             _partial(result, gathered.missing)
+            response.results.append(result)
         _partial(response, gathered.missing)
         return response
 
     async def _leg(
         self, context: grpc.aio.ServicerContext, request: pb.SearchBatchRequest, k: int
-    ) -> list[list[pb.Hit]]:
+    ) -> list[_Ranked]:
         """One leg (the request's mode) on every shard, merged per query. Every shard must answer:
         a lexical or hybrid answer without some shards is refused rather than flagged partial."""
         gathered = await self._shards.all(
@@ -211,8 +260,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
             allow_partial=False,
         )
-        per_query = zip(*(answer.results for answer in gathered.answers), strict=True)
-        return [merge_top_k([result.hits for result in query], k) for query in per_query]
+        return _merged(gathered.answers, k)
 
     async def _not_dense(
         self,
@@ -220,7 +268,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         request: pb.SearchBatchRequest,
         mode: SearchMode,
         fusion: FusionRequest,
-    ) -> list[list[pb.Hit]]:
+    ) -> list[_Ranked]:
         """Lexical: fanned out and merged by score. Hybrid: each leg merged, then fused here."""
         lexical = pb.SearchBatchRequest(
             collection=request.collection,
@@ -234,14 +282,17 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         depth = max(request.k, HYBRID_CANDIDATES)
         lexical.k = depth
         vectors = list(request.vectors)
+        warned: list[list[str]] = [[] for _ in request.queries]
         if not vectors:
             embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
-            vectors = list((await self._embed(context, embed)).vectors)
+            embedded = await self._embed(context, embed)
+            vectors = list(embedded.vectors)
+            warned = _embed_warnings(embedded, len(vectors))
         dense = pb.SearchBatchRequest(
             collection=request.collection, vectors=vectors, k=depth, filter=request.filter
         )
         described = pb.GetCollectionRequest(name=request.collection)
-        dense_hits, lexical_hits, collection = await asyncio.gather(
+        dense_legs, lexical_legs, collection = await asyncio.gather(
             self._leg(context, dense, depth),
             self._leg(context, lexical, depth),
             self._shards.any(
@@ -252,11 +303,16 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         )
         chosen = fusion.resolve(Fusion.of(convert.spec_from_pb(collection.collection.spec)))
         return [
-            [
-                convert.hit_to_pb(hit)
-                for hit in fuse(_leg_hits(d, "dense"), _leg_hits(w, "lexical"), chosen, request.k, query=text)
-            ]
-            for d, w, text in zip(dense_hits, lexical_hits, request.queries, strict=True)
+            _Ranked(
+                [
+                    convert.hit_to_pb(hit)
+                    for hit in fuse(
+                        _leg_hits(d.hits, "dense"), _leg_hits(w.hits, "lexical"), chosen, request.k, query=text
+                    )
+                ],
+                merge_warnings(said, d.warnings, w.warnings),
+            )
+            for d, w, said, text in zip(dense_legs, lexical_legs, warned, request.queries, strict=True)
         ]
 
     @maps_errors

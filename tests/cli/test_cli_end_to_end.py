@@ -90,6 +90,14 @@ def test_ingest_reports_the_bad_record_keeps_the_good_ones_and_exits_1(
     assert "0 written, 5 unchanged" in again.stderr  # same content: nothing re-embedded
     assert stats(tmp_path, tiny_albert_dir, "c")["last_sequence"] == 5
 
+    retagged = tmp_path / "retagged.jsonl"
+    docs = [{**doc, "metadata": {"year": 1999}} if i < 2 else doc for i, doc in enumerate(DOCS)]
+    retagged.write_text("".join(json.dumps(doc) + "\n" for doc in docs), encoding="utf-8")
+    moved = albatross(tmp_path, tiny_albert_dir, "ingest", str(retagged), "--collection", "c", "--no-progress")
+    assert moved.returncode == 0, moved.stderr
+    assert "0 written, 3 unchanged, 2 metadata updated, 0 rejected" in moved.stderr  # vectors kept
+    assert stats(tmp_path, tiny_albert_dir, "c")["last_sequence"] == 5
+
 
 def test_bulk_ingestion_embeds_in_int8_on_cpu_unless_told_otherwise(
     tmp_path: Path, tiny_albert_dir: Path, corpus: Path

@@ -5,7 +5,7 @@ half-way and run again ends with every document exactly once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +144,29 @@ def test_a_stopped_job_run_again_resumes_without_duplicates_or_losses(
     assert stats.chunks == len(chunk_vectors(workspace, "on-ray")) == len(changes)
     assert {c.op for c in changes} == {ChangeOp.ADD}  # nothing written twice, so nothing replaced
     assert len({c.chunk_id for c in changes}) == len(changes)
+
+
+def test_a_ray_job_that_changes_only_metadata_keeps_every_vector(
+    workspace: Workspace, runs: Runs, tmp_path: Path
+) -> None:
+    info = workspace.catalog.get("on-ray")
+    vectors, head = chunk_vectors(workspace, "on-ray"), workspace.store.last_sequence(info.id)
+    docs = [
+        replace(d, metadata={**d.metadata, "tag": "moved"}) if i % 6 == 0 else d
+        for i, d in enumerate(documents(DOCUMENTS))
+    ]
+    path = write_jsonl(tmp_path / "retagged.jsonl", docs)
+
+    summary = ingest_with_ray(workspace.config, "on-ray", [str(path)], RayIngestOptions(workers=2))
+
+    assert (summary.written, summary.metadata_updated, summary.unchanged) == (
+        0,
+        DOCUMENTS // 6,
+        DOCUMENTS - DOCUMENTS // 6,
+    )
+    assert workspace.store.last_sequence(info.id) == head
+    after = chunk_vectors(workspace, "on-ray")
+    assert sorted(after) == sorted(vectors) and all(np.array_equal(after[k], v) for k, v in vectors.items())
 
 
 def test_standard_input_and_missing_files_are_refused_before_the_job_starts(

@@ -18,10 +18,11 @@ from indexer.errors import InvalidArgument
 from indexer.records import Condition, FusionMethod, MetadataFilter, SearchMode
 from indexer.sharding import ShardSpec, shard_of
 from protos.albatross.v1 import albatross_pb2 as pb
+from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
 from searcher.fusion import FusionRequest
 from searcher.results import Hit
-from searcher.router import RunningRouter, create_router, merge_top_k
+from searcher.router import RunningRouter, create_router, merge_top_k, merge_warnings
 from searcher.server import RunningServer, create_server
 from searcher.shards import parse_shards
 from tests.distributed.corpus import MULTI_CHUNK_SPEC, documents, queries
@@ -57,6 +58,11 @@ def test_a_document_on_several_shards_appears_once_with_its_best_score() -> None
 
     assert [(h.id, round(h.score, 6)) for h in merged] == [("a", 0.8), ("b", 0.35)]
     assert [h.id for h in answers[0]] == ["a", "b"]  # inputs untouched
+
+
+def test_warnings_are_merged_once_each_in_the_order_first_said() -> None:
+    assert merge_warnings(["b", "a"], [], ["a", "c", "b"]) == ["b", "a", "c"]
+    assert merge_warnings() == []
 
 
 def test_merge_of_nothing_is_nothing() -> None:
@@ -316,3 +322,73 @@ def test_hybrid_is_fused_at_the_router_from_each_legs_merged_answer(
         assert np.mean(overlaps) >= 0.7
     one = routed.search(COLLECTION, texts[0], 5, mode=SearchMode.HYBRID)
     assert len(one) == 5 and any(len(hit.legs) == 2 for hit in one)
+
+
+# --- what the shards say beside their hits -------------------------------------------------------
+
+UNREADABLE = ("東京は日本の首都です。", "🎉🔥😀🎈 🎉🔥", "مرحبا بالعالم")
+
+
+@pytest.mark.parametrize("mode", [SearchMode.DENSE, SearchMode.LEXICAL, SearchMode.HYBRID])
+def test_the_router_passes_on_the_shards_vocabulary_warnings_once(
+    cluster: Cluster, clients: tuple[AlbatrossClient, AlbatrossClient], mode: SearchMode
+) -> None:
+    """A dense query is embedded by one shard and sent to the others as a vector, so its warning
+    comes with the vector; a lexical one is warned about by every shard, and said once."""
+    single, routed = clients
+    readable = queries(documents(), count=1)[0]
+    expected = {}
+    for query in UNREADABLE:
+        _, expected[query] = single.search_with_warnings(COLLECTION, query, 3, mode=mode)
+        _, got = routed.search_with_warnings(COLLECTION, query, 3, mode=mode)
+        assert len(expected[query]) == 1 and "outside the vocabulary" in expected[query][0], query
+        assert got == expected[query], query
+    assert routed.search_with_warnings(COLLECTION, readable, 3, mode=mode)[1] == []
+
+    request = pb.SearchBatchRequest(
+        collection=COLLECTION,
+        queries=[UNREADABLE[0], readable, UNREADABLE[1]],
+        k=3,
+        mode=pb.SearchMode.Value(f"SEARCH_MODE_{mode.name}"),
+    )
+    with grpc.insecure_channel(cluster.router.target) as channel:
+        ranked = pb_grpc.SearchStub(channel).SearchBatch(request, timeout=120)
+    assert [list(result.warnings) for result in ranked.results] == [
+        expected[UNREADABLE[0]],
+        [],
+        expected[UNREADABLE[1]],
+    ]
+
+
+def test_embed_through_the_router_says_what_search_would_warn_about(cluster: Cluster) -> None:
+    request = pb.EmbedRequest(collection=COLLECTION, queries=[UNREADABLE[1], "note 3"])
+    with grpc.insecure_channel(cluster.router.target) as channel:
+        embedded = pb_grpc.SearchStub(channel).Embed(request, timeout=120)
+    assert len(embedded.vectors) == 2
+    assert [len(said.warnings) for said in embedded.warnings] == [1, 0]
+
+
+def test_a_metadata_only_upsert_is_seen_at_once_by_every_shard_and_the_router(
+    cluster: Cluster, clients: tuple[AlbatrossClient, AlbatrossClient]
+) -> None:
+    """Shards share one store and read metadata from it at query time: nothing to catch up."""
+    single, routed = clients
+    target = documents()[0]
+    moved = MetadataFilter((Condition(field="tag", equals="moved"),))
+    assert routed.search(COLLECTION, target.text, 5, moved) == []
+    before = routed.get_collection(COLLECTION).stats
+
+    (status,) = single.upsert(COLLECTION, [replace(target, metadata={**target.metadata, "tag": "moved"})])
+
+    assert status.status == "metadata_updated"
+    hits = routed.search(COLLECTION, target.text, 5, moved)
+    assert [(h.external_id, h.metadata["tag"]) for h in hits] == [(target.external_id, "moved")]
+    lexical = routed.search(COLLECTION, target.title, 5, moved, mode=SearchMode.LEXICAL)
+    assert [h.external_id for h in lexical] == [target.external_id]
+    found: list[str] = []
+    for shard in cluster.shards:  # the shards holding its chunks find it, the others nothing
+        with AlbatrossClient(shard.target, timeout=60) as client:
+            found.extend(h.external_id for h in client.search(COLLECTION, target.text, 5, moved))
+    assert set(found) == {target.external_id}
+    after = routed.get_collection(COLLECTION).stats
+    assert (after.last_sequence, after.index_vectors) == (before.last_sequence, before.index_vectors)

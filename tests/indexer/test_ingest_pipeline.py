@@ -40,9 +40,9 @@ def test_every_batch_commits_in_order_on_the_writer_thread(workspace: Workspace,
     writes: list[tuple[list[str], int]] = []
     write = Store.write_documents
 
-    def recording(self, collection_id, docs):  # type: ignore[no-untyped-def]
+    def recording(self, collection_id, docs, updates=()):  # type: ignore[no-untyped-def]
         writes.append(([d.document.external_id for d in docs], threading.get_ident()))
-        return write(self, collection_id, docs)
+        return write(self, collection_id, docs, updates)
 
     monkeypatch.setattr(Store, "write_documents", recording)
     progress: list[int] = []
@@ -71,11 +71,11 @@ def test_a_failed_commit_stops_the_run_and_earlier_batches_stay_committed(
     write = Store.write_documents
     calls = []
 
-    def failing_second(self, collection_id, docs):  # type: ignore[no-untyped-def]
+    def failing_second(self, collection_id, docs, updates=()):  # type: ignore[no-untyped-def]
         calls.append(len(docs))
         if len(calls) == 2:
             raise StoreBusy("database is locked")
-        return write(self, collection_id, docs)
+        return write(self, collection_id, docs, updates)
 
     monkeypatch.setattr(Store, "write_documents", failing_second)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, update
 
 from indexer.config import StoreConfig
 from indexer.errors import (
@@ -21,15 +22,25 @@ from indexer.errors import (
     InvalidDocument,
     StoreBusy,
 )
-from indexer.records import ChangeOp, CollectionSpec
-from indexer.schema import Base
+from indexer.records import (
+    ChangeOp,
+    CollectionSpec,
+    Condition,
+    Document,
+    MetadataFilter,
+    MetadataUpdate,
+    StoredHashes,
+)
+from indexer.schema import Base, DocumentRow
 from indexer.spec import complete_spec
 from indexer.store import Store
 from tests.conftest_db import DIMENSION, encoded, make_collection, store_config, unit_vectors
 
 
 def test_collection_round_trip(store: Store) -> None:
-    spec = complete_spec(CollectionSpec(model="m", layers=(-1, -2), index_spec="HNSW32", vector_dtype="float16"), {})
+    spec = complete_spec(
+        CollectionSpec(model="m", layers=(-1, -2), index_spec="HNSW32", vector_dtype="float16"), {}
+    )
     info = store.create_collection("news", spec, dimension=16, model_revision="r", tokenizer_hash="t")
     assert store.get_collection("news") == info
     assert info.spec == spec and info.dimension == 16
@@ -80,7 +91,9 @@ def test_documents_chunks_and_vectors_round_trip(store: Store) -> None:
     assert (stored.text, stored.title, stored.chunk_count) == ("some text", "title a", 3)
     assert dict(stored.metadata) == {"lang": "en", "n": 2}
     assert stored.content_hash == doc.content_hash
-    assert store.content_hashes(info.id, ["a", "b"]) == {"a": doc.content_hash}
+    assert store.document_hashes(info.id, ["a", "b"]) == {
+        "a": StoredHashes(doc.content_hash, doc.document.embedding_hash())
+    }
 
     ids, vectors = store.vectors_for(info.id, [c.chunk_id for c in store.changes_since(info.id, 0)])
     assert ids.dtype == np.int64 and vectors.dtype == np.float32
@@ -124,6 +137,84 @@ def test_unchanged_documents_are_skipped(store: Store) -> None:
     result = store.write_documents(info.id, [encoded("a"), encoded("b", "changed")])
     assert result.skipped == ("a",) and result.written == ("b",)
     assert [c.op for c in store.changes_since(info.id, 4)] == [ChangeOp.REMOVE] * 2 + [ChangeOp.ADD] * 2
+
+
+def _metadata_update(document: Document, metadata: dict[str, object], *kept: str) -> MetadataUpdate:
+    changed = dataclasses.replace(document, metadata=metadata)
+    return MetadataUpdate(changed, changed.content_hash(), changed.embedding_hash(), kept)
+
+
+def test_a_metadata_update_replaces_the_metadata_and_keeps_chunks_vectors_and_the_log(store: Store) -> None:
+    info = make_collection(store)
+    doc = encoded("a", chunks=3, metadata={"room": "hall"})
+    store.write_documents(info.id, [doc, encoded("b")])
+    head = store.last_sequence(info.id)
+    ids_before, vectors_before = next(store.iter_vectors(info.id))
+    attic = MetadataFilter((Condition(field="room", equals="attic"),))
+    assert store.chunk_ids_matching(info.id, attic).size == 0
+
+    update = _metadata_update(doc.document, {"room": "attic"})
+    result = store.write_documents(info.id, [], [update])
+
+    assert (result.metadata_updated, result.written, result.stale) == (("a",), (), ())
+    assert result.last_sequence == head == store.last_sequence(info.id)  # nothing for an index to replay
+    assert store.changes_since(info.id, head) == []
+    ids_after, vectors_after = next(store.iter_vectors(info.id))
+    assert ids_after.tolist() == ids_before.tolist()
+    assert vectors_after.tobytes() == vectors_before.tobytes()
+    (stored,) = store.get_documents(info.id, ["a"])
+    assert dict(stored.metadata) == {"room": "attic"} and stored.content_hash == update.content_hash
+    chunks = store.chunks_by_id(store.chunk_ids_matching(info.id, attic))
+    assert {c.external_id for c in chunks.values()} == {"a"} and len(chunks) == 3
+
+    again = store.write_documents(info.id, [], [update])
+    assert (again.metadata_updated, again.skipped) == ((), ("a",))  # already stored: unchanged
+
+
+def test_a_metadata_update_keeps_the_stored_fields_it_names(store: Store) -> None:
+    info = make_collection(store)
+    doc = encoded("a", metadata={"room": "hall", "label": "pos", "label_score": 0.9})
+    store.write_documents(info.id, [doc])
+
+    store.write_documents(
+        info.id, [], [_metadata_update(doc.document, {"room": "attic", "label": "x"}, "label", "label_score")]
+    )
+
+    (stored,) = store.get_documents(info.id, ["a"])
+    assert dict(stored.metadata) == {"room": "attic", "label": "pos", "label_score": 0.9}
+
+
+def test_a_metadata_update_of_a_document_whose_text_changed_meanwhile_is_stale(store: Store) -> None:
+    info = make_collection(store)
+    doc = encoded("a", "first text", metadata={"room": "hall"})
+    store.write_documents(info.id, [doc])
+    update = _metadata_update(doc.document, {"room": "attic"})  # prepared against "first text"
+    store.write_documents(info.id, [encoded("a", "second text", metadata={"room": "hall"})])
+    head = store.last_sequence(info.id)
+
+    gone = Document("gone", "never stored")
+    result = store.write_documents(
+        info.id, [], [update, MetadataUpdate(gone, gone.content_hash(), gone.embedding_hash())]
+    )
+
+    assert result.stale == ("a", "gone") and result.metadata_updated == ()
+    (stored,) = store.get_documents(info.id, ["a"])
+    assert (stored.text, dict(stored.metadata)) == ("second text", {"room": "hall"})
+    assert store.last_sequence(info.id) == head
+
+
+def test_documents_written_before_embedding_hashes_were_kept_are_never_metadata_updated(store: Store) -> None:
+    """Revision 0006 leaves old rows without a hash: a metadata update of one is stale."""
+    info = make_collection(store)
+    doc = encoded("a", metadata={"room": "hall"})
+    store.write_documents(info.id, [doc])
+    with store._session(write=True) as session:  # as revision 0006 left a row written before it
+        session.execute(update(DocumentRow).values(embedding_hash=None))
+    assert store.document_hashes(info.id, ["a"])["a"].embedding is None
+
+    result = store.write_documents(info.id, [], [_metadata_update(doc.document, {"room": "attic"})])
+
+    assert result.stale == ("a",)
 
 
 def test_delete_logs_a_remove_per_chunk(store: Store) -> None:

@@ -376,3 +376,32 @@ def test_a_collection_created_with_a_classifier_labels_what_upsert_writes(
     with pytest.raises(grpc.RpcError) as caught:
         client.create_collection("unlabelled", CollectionSpec(model="", classifier="/no/such/classifier"))
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_metadata_only_upsert_is_seen_by_filtered_search_at_once_and_keeps_the_index(
+    client: AlbatrossClient,
+) -> None:
+    """No index holds metadata (filters and hits read it from SQL): the new metadata is there for
+    the next search, before any catch-up, and the index has nothing to replay."""
+    client.create_collection("retag")
+    client.upsert("retag", DOCUMENTS)
+    wait_until_indexed(client, "retag")
+    before = client.get_collection("retag").stats
+    attic = MetadataFilter((Condition(field="room", equals="attic"),))
+    assert client.search("retag", DOCUMENTS[0].text, k=4, metadata_filter=attic) == []
+
+    moved = Document(DOCUMENTS[0].external_id, DOCUMENTS[0].text, metadata={"room": "attic"})
+    (status,) = client.upsert("retag", [moved])
+    hits = client.search("retag", DOCUMENTS[0].text, k=4, metadata_filter=attic)
+
+    assert status.status == "metadata_updated" and status.sequence == before.last_sequence
+    assert [(h.external_id, h.metadata["room"]) for h in hits] == [("kettle", "attic")]
+    after = client.get_collection("retag").stats
+    assert (after.last_sequence, after.index_sequence, after.index_vectors, after.chunks) == (
+        before.last_sequence,
+        before.index_sequence,
+        before.index_vectors,
+        before.chunks,
+    )
+    lexical = client.search("retag", "kettle", k=4, metadata_filter=attic, mode=SearchMode.LEXICAL)
+    assert [h.external_id for h in lexical] == ["kettle"]

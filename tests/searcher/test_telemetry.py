@@ -187,3 +187,10 @@ def test_the_ingest_worker_counts_documents_by_outcome(tmp_path: Path, tiny_albe
 
     assert (count("written"), count("unchanged"), count("rejected")) == (2, 0, 1)
     assert registry.get_sample_value("albatross_ingest_documents_read_total", {"collection": "docs"}) == 3
+
+    lines[0] = {**lines[0], "metadata": {"tag": "new"}}
+    corpus.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    retagged = CollectorRegistry()
+    ingest_paths(config, args, IngestMetrics(retagged))
+    outcomes = {"collection": "docs", "outcome": "metadata_updated"}
+    assert retagged.get_sample_value("albatross_ingest_documents_total", outcomes) == 1

@@ -29,6 +29,7 @@ class DocumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_STATUS_WRITTEN: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_UNCHANGED: _ClassVar[DocumentStatus]
     DOCUMENT_STATUS_REJECTED: _ClassVar[DocumentStatus]
+    DOCUMENT_STATUS_METADATA_UPDATED: _ClassVar[DocumentStatus]
 
 class SearchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +50,7 @@ DOCUMENT_STATUS_UNSPECIFIED: DocumentStatus
 DOCUMENT_STATUS_WRITTEN: DocumentStatus
 DOCUMENT_STATUS_UNCHANGED: DocumentStatus
 DOCUMENT_STATUS_REJECTED: DocumentStatus
+DOCUMENT_STATUS_METADATA_UPDATED: DocumentStatus
 SEARCH_MODE_UNSPECIFIED: SearchMode
 SEARCH_MODE_DENSE: SearchMode
 SEARCH_MODE_LEXICAL: SearchMode
@@ -321,10 +323,18 @@ class EmbedRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
-    __slots__ = ("vectors",)
+    __slots__ = ("vectors", "warnings")
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     vectors: _containers.RepeatedCompositeFieldContainer[Vector]
-    def __init__(self, vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[QueryWarnings]
+    def __init__(self, vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., warnings: _Optional[_Iterable[_Union[QueryWarnings, _Mapping]]] = ...) -> None: ...
+
+class QueryWarnings(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "score", "title", "text", "start", "end", "metadata", "legs")

@@ -182,6 +182,12 @@ def test_an_ndjson_upsert_commits_the_good_lines_and_names_the_bad_one(server: R
         ndjson({"id": "a", "text": "Apples fall in autumn.", "metadata": {"n": 1}}),
     )
     assert again.lines()[0]["status"] == "DOCUMENT_STATUS_UNCHANGED"
+    retagged = call(
+        "POST",
+        f"{url}/v1/collections/bulk/documents",
+        ndjson({"id": "a", "text": "Apples fall in autumn.", "metadata": {"n": 2}}),
+    )
+    assert retagged.lines()[0]["status"] == "DOCUMENT_STATUS_METADATA_UPDATED"
 
 
 def test_an_upsert_of_many_documents_streams_a_result_for_each(server: RunningServer) -> None:
