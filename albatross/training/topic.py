@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: Lexicographer file number -> label: the 19 noun files with at least 1,000 synsets (96.7% of
 #: WordNet's nouns). Left out: noun.Tops (51 synsets, the unique beginners, not a topic) and the
-#: five small files noun.feeling, motive, phenomenon, process, relation, shape (42-770 each),
+#: six small files noun.feeling, motive, phenomenon, process, relation, shape (42-770 each),
 #: too few glosses to learn or measure a class from.
 LEXFILES: dict[int, str] = {
     4: "act",
@@ -249,6 +249,13 @@ def build(out: Path, config: TopicConfig, command: str) -> dict[str, float]:
     return figures
 
 
+def ranked(scores: list[tuple[float, float, float]], *, best: bool) -> str:
+    """The five labels of highest (or lowest) F1, as ``food 0.820, ...``."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i][2], reverse=best)[:5]
+    names = list(LEXFILES.values())
+    return ", ".join(f"{names[i]} {scores[i][2]:.3f}" for i in order)
+
+
 def topic_card(
     config: TopicConfig,
     figures: dict[str, float],
@@ -300,8 +307,8 @@ the recall on the demo sample (its documents per label):
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 {chr(10).join(rows)}
 
-The concrete topics (animal, plant, food, body, person) are learnt best; the abstract ones (act,
-attribute, cognition, state, event) overlap in WordNet itself and are confused with each other.
+Best held-out F1: {ranked(scores, best=True)}; worst: {ranked(scores, best=False)}. The abstract
+files overlap in WordNet itself (an act, an event and a state are often the same gloss's reading).
 
 ## Labels
 

@@ -26,7 +26,7 @@ FOOD = [
 ANIMAL = [
     "wolf\nA wild carnivorous mammal of the dog family that hunts in packs.",
     "sparrow\nA small brown songbird that lives near houses and eats seeds.",
-    "salmon\nA large fish that swims upriver from the sea to spawn.",
+    "tiger\nA large wild cat of Asian forests with an orange coat and black stripes.",
 ]
 
 
