@@ -517,6 +517,37 @@ def run_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- classifier -------------------------------------------------------------------------------
+
+
+def register_classifier(sub: Subparsers) -> None:
+    parser = sub.add_parser("classifier", help="classifiers for `ingest --classifier`, built offline")
+    builds = parser.add_subparsers(dest="classifier_command", required=True)
+    topic = builds.add_parser(
+        "build-topic",
+        help="assemble the shipped WordNet topic classifier (19 labels: animal, food, plant, ...)",
+        description="Writes a full AlbertForSequenceClassification folder from the shipped default "
+        "encoder and the trained topic head (indexer/models/wordnet-topic); no network. Use it as "
+        "`albatross ingest --classifier DIR`.",
+    )
+    topic.add_argument(
+        "--out", type=Path, required=True, help="folder to create (must not exist, or be empty)"
+    )
+    topic.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    topic.set_defaults(run=run_build_topic)
+
+
+def run_build_topic(args: argparse.Namespace) -> int:
+    from indexer.topic_model import build_topic_classifier, head_labels
+
+    folder = build_topic_classifier(args.out)
+    labels, _ = head_labels()
+    print(
+        f"wrote the topic classifier ({len(labels)} labels: {', '.join(labels)}) to {folder}", file=sys.stderr
+    )
+    return EXIT_OK
+
+
 REGISTRY: list[Callable[[Subparsers], None]] = [
     register_ingest,
     register_delete,
@@ -524,4 +555,5 @@ REGISTRY: list[Callable[[Subparsers], None]] = [
     register_export,
     register_stats,
     register_eval,
+    register_classifier,
 ]

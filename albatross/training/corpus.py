@@ -140,6 +140,15 @@ def parse_wordnet_line(line: str) -> Synset | None:
                   lexname=int(fields[1]), hypernyms=hypernyms, hyponyms=hyponyms)
 
 
+def gloss_text(synset: Synset) -> str:
+    """A synset's gloss as the shipped sample writes a document's text: the definition as a
+    sentence, then its examples ("For example: ..."). The topic classifier trains on this form."""
+    text = synset.definition[0].upper() + synset.definition[1:] + "."
+    if synset.examples:
+        text += " For example: " + "; ".join(f'"{example}"' for example in synset.examples) + "."
+    return text
+
+
 def read_wordnet(wordnet_dir: Path = WORDNET_DIR) -> list[Synset]:
     """All synsets of the four ``data.*`` files."""
     synsets = []

@@ -284,6 +284,18 @@ CASES = (
         lambda p: f"cannot read tls_cert {p.tmp}/none.pem: No such file or directory",
     ),
     Case(
+        "classifier build-topic, out not empty",
+        lambda p: ["classifier", "build-topic", "--out", str(p.data)],
+        2,
+        lambda p: f"--out {p.data} exists and is not an empty folder",
+    ),
+    Case(
+        "demo, sample missing",
+        lambda p: ["demo", "--sample", f"{p.tmp}/none.jsonl", *_data(p)],
+        2,
+        lambda p: f"--sample {p.tmp}/none.jsonl is not a file",
+    ),
+    Case(
         "serve, port out of range",
         lambda p: ["serve", "--port", "99999", *_data(p)],
         2,

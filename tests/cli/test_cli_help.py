@@ -31,7 +31,9 @@ def test_building_the_parser_and_printing_help_imports_no_model_stack() -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["ingest"], ["search"], ["eval"]])
+@pytest.mark.parametrize(
+    "command", [[], ["serve"], ["ingest"], ["search"], ["eval"], ["demo"], ["classifier", "build-topic"]]
+)
 def test_every_help_answers(command: list[str]) -> None:
     result = _run("-m", "albatross", *command, "--help")
     assert result.returncode == 0, result.stderr
