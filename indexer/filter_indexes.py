@@ -103,7 +103,12 @@ class FilterIndexes:
                 self._failed_at[name] = time.monotonic()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
             log.warning(
-                "filtered searches run without index %s (retried in %.0f s): %s", name, RETRY_AFTER_S, reason
+                "filtered searches run without index %s (tried again in %.0f s): %s; the table's owner can "
+                "make it: %s",
+                name,
+                RETRY_AFTER_S,
+                reason,
+                statement,
             )
             return
         with self._lock:
