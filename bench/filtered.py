@@ -75,7 +75,7 @@ def fill_store(store: Store, vectors: np.ndarray, category: np.ndarray) -> int:
     info = store.create_collection(
         "bench",
         complete_spec(CollectionSpec(model="synthetic"), {}),
-        dimension=DIMENSION,
+        dimension=vectors.shape[1],
         model_revision="-",
         tokenizer_hash="-",
     )
