@@ -46,6 +46,9 @@ _MAX_EF_SEARCH = 4096
 _OVERFETCH_GROWTH = 4
 # A filtered IVF search probes lists expected to hold this many times k allowed vectors.
 _FILTER_PROBE_FACTOR = 4
+# A filter that allows at most this many vectors is answered by exact search over them (see
+# ``_search_exactly``), as Qdrant's full-scan threshold and Weaviate's flat-search cut-off do.
+EXACT_SEARCH_MAX = 10_000
 
 
 def _apply_search_settings(index: faiss.Index, spec: IndexSpec, text: str) -> None:
@@ -315,10 +318,39 @@ class VectorIndex:
         k_eff = min(k, max(self.ntotal, 0))
         if k_eff == 0 or len(queries) == 0 or (allowed_ids is not None and allowed_ids.size == 0):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if allowed_ids is not None and allowed_ids.size <= EXACT_SEARCH_MAX:
+            exact = self._search_exactly(queries, k_eff, allowed_ids)
+            if exact is not None:
+                return _trim(*exact)
         distances, labels = self._search_once(queries, k_eff, allowed_ids)
         if allowed_ids is not None:
             distances, labels = self._probe_wider_until_k(queries, k_eff, allowed_ids, distances, labels)
         return _trim(distances, labels)
+
+    def _search_exactly(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact top-k among a few allowed vectors, None where the index cannot give its vectors
+        back (IVF without a direct map).
+
+        A graph or IVF search restricted to a small set reaches few of its members: at 0.1% of
+        20,000 vectors HNSW32 missed 1 in 100 true neighbours and IVF-PQ probed every list, 14x
+        its unfiltered latency (``bench/filtered.py``). Reading the allowed vectors back and
+        scoring them all costs m x d per query and finds every one."""
+        live = np.unique(allowed_ids[self.contains(allowed_ids)])
+        if live.size == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        try:
+            vectors = self._index.reconstruct_batch(live)
+        except RuntimeError:
+            return None
+        scores = queries @ vectors.T
+        width = min(k, live.size)
+        top = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+        top = np.take_along_axis(
+            top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1
+        )
+        return np.take_along_axis(scores, top, 1).astype(np.float32), live[top]
 
     def _search_once(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None

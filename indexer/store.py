@@ -3,8 +3,8 @@
 SQL is the source of truth (docs/ARCHITECTURE.md, Invariants 1); the FAISS index is rebuilt or
 caught up from here.
 Plain Python records and NumPy arrays go in and out; SQLAlchemy stays inside this module and the
-ones it uses (``schema``, ``engine``, ``filters``). The checks it makes before writing are in
-``store_checks``.
+ones it uses (``schema``, ``engine``, ``filters``, ``filter_indexes``). The checks it makes before
+writing are in ``store_checks``.
 
 Writers to one collection are serialised: PostgreSQL locks the collection row
 (``SELECT ... FOR UPDATE``); SQLite write transactions start with ``BEGIN IMMEDIATE``
@@ -29,6 +29,7 @@ from indexer.errors import (
     CollectionExists,
     CollectionNotFound,
 )
+from indexer.filter_indexes import FilterIndexes
 from indexer.filters import compile_filter
 from indexer.migrations import upgrade_to_head
 from indexer.records import (
@@ -114,6 +115,7 @@ class Store:
     def __init__(self, engine: Engine, config: StoreConfig) -> None:
         self._engine = engine
         self._config = config
+        self._filter_indexes = FilterIndexes(engine, DocumentRow.meta, DocumentRow.__tablename__)
 
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
@@ -757,16 +759,19 @@ class Store:
 
     def chunk_ids_matching(self, collection_id: int, metadata_filter: MetadataFilter) -> np.ndarray:
         """Ids (int64 (n,), ascending) of the chunks whose document matches the filter."""
-        condition = compile_filter(metadata_filter, DocumentRow.meta)  # InvalidFilter before any I/O
+        query = chunk_ids_query(collection_id, metadata_filter)  # InvalidFilter before any I/O
+        self._filter_indexes.ensure(metadata_filter)
         with self._session() as session:
-            ids = (
-                session.execute(
-                    select(ChunkRow.id)
-                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-                    .where(DocumentRow.collection_id == collection_id, condition)
-                    .order_by(ChunkRow.id)
-                )
-                .scalars()
-                .all()
-            )
+            ids = session.execute(query).scalars().all()
         return np.asarray(ids, dtype=np.int64)
+
+
+def chunk_ids_query(collection_id: int, metadata_filter: MetadataFilter) -> Select[tuple[int]]:
+    """The query ``Store.chunk_ids_matching`` runs (its plan is what the filter indexes serve)."""
+    condition = compile_filter(metadata_filter, DocumentRow.meta)
+    return (
+        select(ChunkRow.id)
+        .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+        .where(DocumentRow.collection_id == collection_id, condition)
+        .order_by(ChunkRow.id)
+    )

@@ -39,6 +39,7 @@ ONLY_IMPORTERS = {
         "indexer.store",
         "indexer.store_errors",
         "indexer.filters",
+        "indexer.filter_indexes",
         "indexer.migrations",
     },
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from indexer.filter_indexes import managed_by_migrations
 from indexer.schema import Base
 
 connection = context.config.attributes.get("connection")
@@ -19,6 +20,7 @@ context.configure(
     target_metadata=Base.metadata,
     # SQLite cannot ALTER most things in place; batch mode copies the table instead.
     render_as_batch=connection.dialect.name == "sqlite",
+    include_name=managed_by_migrations,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -67,6 +67,16 @@ def test_json_with_a_file_of_queries_prints_one_line_per_query(
     )
 
 
+def test_a_filter_on_a_field_name_that_is_not_allowed_is_one_line_naming_it(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["search", "rain", "--collection", "notes", "--target", server.target]
+    assert main([*argv, "--filter", '{"room) OR 1=1 --": "hall"}']) == EXIT_INVALID
+    err = capsys.readouterr().err.strip()
+    assert "room) OR 1=1 --" in err and "must match" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
 def test_without_json_a_file_of_queries_prints_a_trec_run(
     server: RunningServer, queries: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

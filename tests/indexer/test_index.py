@@ -133,6 +133,23 @@ def test_allowed_ids_restrict_results(spec: str, data: tuple[np.ndarray, np.ndar
         np.testing.assert_array_equal(found, true_ids)
 
 
+@pytest.mark.parametrize("spec", ["HNSW16", "IVF32,PQ4x4fs,RFlat"])
+def test_a_small_allowed_set_is_searched_exactly(
+    spec: str, data: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """Graph and IVF search see few members of a small set; exact search over it sees them all,
+    leaving out tombstones and ids the index does not hold (SQL can be ahead of it)."""
+    ids, vectors, queries = data
+    index = build(spec, ids, vectors)
+    index.remove(ids[:50].copy())
+    allowed = np.concatenate([ids[:200:3], np.array([10 * N + 5], dtype=np.int64)])
+    scores, found = index.search(queries, K, allowed_ids=allowed)
+    mask = np.isin(ids, allowed) & ~np.isin(ids, ids[:50])
+    true_scores, true_ids = brute_force(ids[mask], vectors[mask], queries, K)
+    np.testing.assert_array_equal(found, true_ids)
+    np.testing.assert_allclose(scores, true_scores, atol=SCORE_TOLERANCE)
+
+
 def test_results_are_trimmed_not_padded() -> None:
     rng = np.random.default_rng(5)
     index = VectorIndex.create("Flat", D)

@@ -225,7 +225,7 @@ def _scalar(value: pb.Value) -> Any:
 
 def _valid(condition: pb.Condition) -> bool:
     """What the server accepts: a plain field name, one operation, finite values, sane bounds."""
-    if not condition.field.strip() or not FIELD_PATTERN.match(condition.field):
+    if not condition.field.strip() or not FIELD_PATTERN.fullmatch(condition.field):
         return False
     op = condition.WhichOneof("op")
     values = {"equals": [condition.equals], "one_of": list(condition.one_of.values), "range": []}.get(

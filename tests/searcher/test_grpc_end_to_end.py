@@ -134,6 +134,18 @@ def test_a_metadata_filter_restricts_the_answer(client: AlbatrossClient, notes: 
     assert sorted(hit.external_id for hit in hits) == ["library", "umbrella"]
 
 
+def test_a_filter_field_that_cannot_be_a_json_path_is_invalid_and_named(
+    client: AlbatrossClient, notes: str
+) -> None:
+    """Field names are written into the SQL as literal paths, so one with a quote is refused."""
+    bad = MetadataFilter((Condition(field="room' OR '1'='1", equals="hall"),))
+    with pytest.raises(grpc.RpcError) as caught:
+        client.search(notes, "anything", k=3, metadata_filter=bad)
+
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "room' OR '1'='1" in caught.value.details() and "must match" in caught.value.details()
+
+
 def test_get_documents_returns_stored_text_and_metadata(client: AlbatrossClient, notes: str) -> None:
     (document,) = client.get_documents(notes, ["umbrella", "nobody"])
 
