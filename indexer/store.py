@@ -779,8 +779,27 @@ class Store:
         found: list[int] = []
         with self._session() as session:
             for batch in _batches(np.unique(among).tolist()):
-                found += session.execute(query.where(ChunkRow.id.in_(batch))).scalars().all()
+                found += (
+                    session.execute(chunk_ids_among_query(collection_id, metadata_filter, batch))
+                    .scalars()
+                    .all()
+                )
         return np.sort(np.asarray(found, dtype=np.int64))
+
+
+def chunk_ids_among_query(
+    collection_id: int, metadata_filter: MetadataFilter, chunk_ids: Sequence[int]
+) -> Select[tuple[int]]:
+    """Which of ``chunk_ids`` the filter allows. The documents are reached from each chunk (a
+    correlated EXISTS): as a join, SQLite drove it from the filter's expression index, a scan of
+    every matching document (1.2 s at 30,000 for a filter allowing them all) for a few hundred ids."""
+    condition = compile_filter(metadata_filter, DocumentRow.meta)
+    document_allows = (
+        select(DocumentRow.id)
+        .where(DocumentRow.id == ChunkRow.document_id, DocumentRow.collection_id == collection_id, condition)
+        .exists()
+    )
+    return select(ChunkRow.id).where(ChunkRow.id.in_(chunk_ids), document_allows)
 
 
 def chunk_ids_query(collection_id: int, metadata_filter: MetadataFilter) -> Select[tuple[int]]:
