@@ -50,6 +50,7 @@ class Index:
 
     ntotal = DOCUMENTS
     sequence = 0
+    whitening_version = 0
 
     def __init__(self) -> None:
         self.calls: list[int] = []
@@ -87,7 +88,7 @@ def searches(max_size: int, queries: int) -> tuple[list[list[str]], OneHotEncode
             service = SearchService(store, Catalog(encoder), Indexes(index), batcher, executor)
             hits = await asyncio.gather(*(service.search("c", f"q{i % DOCUMENTS}", 2) for i in range(queries)))
             await batcher.close()
-        return [[hit.external_id for hit in row] for row in hits]
+        return [[hit.external_id for hit in row.hits] for row in hits]
 
     return asyncio.run(scenario()), encoder, index, store
 
