@@ -17,6 +17,10 @@ global rank of a document in each leg, so the router merges each leg across shar
 by vector, lexical by text, ``HYBRID_CANDIDATES`` deep), then fuses them with the request's
 fusion or the collection's default.
 
+Dense answers (a hybrid's dense leg too) are merged only when every shard ranked in one version of
+the collection's whitening map: while a refit rolls out, a lagging shard is asked again and, still
+behind, fails the call UNAVAILABLE (``searcher.map_versions``). Lexical answers depend on no map.
+
 Collections.Get fans out too (SQL facts from the first shard; index vectors summed, index sequence
 the slowest shard's); List, Create, Drop and GetDocuments go to any one shard, since every shard
 reads and writes the same store. Writes (Ingest) go to a searcher or the ingestion job directly.

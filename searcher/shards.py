@@ -134,7 +134,7 @@ def _channel(target: str, config: RouterConfig, max_message_bytes: int) -> grpc.
     options = message_limits(max_message_bytes)
     if not config.tls:
         return grpc.aio.insecure_channel(target, options=options)
-    credentials = channel_credentials(config.tls_ca, config.tls_cert, config.tls_key)
+    credentials = channel_credentials(config.tls_ca, config.tls_cert, config.tls_key, named="shard_")
     return grpc.aio.secure_channel(target, credentials, options=options)
 
 
