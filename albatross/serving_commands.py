@@ -25,7 +25,13 @@ from indexer.config import (
     read_token_file,
     router_from_environment,
 )
-from indexer.errors import CollectionNotFound, InvalidArgument, InvalidFilter, ShardUnavailable
+from indexer.errors import (
+    CollectionNotFound,
+    InvalidArgument,
+    InvalidFilter,
+    MixedWhiteningVersions,
+    ShardUnavailable,
+)
 from indexer.records import Condition, Fusion, FusionMethod, MetadataFilter, Range, SearchMode
 from indexer.samples import SAMPLE_CORPUS
 from searcher.fusion import FusionRequest
@@ -48,12 +54,10 @@ def reporting_rpc_errors(command: str, target: str) -> Iterator[list[int]]:
         details = error.details() or ""  # type: ignore[attr-defined]
         hint = ""
         if code == grpc.StatusCode.UNAVAILABLE:
-            reached_router = ShardUnavailable.SAYS in details
-            hint = (
-                " (--allow-partial answers from the other shards)"
-                if reached_router
-                else f" (is `albatross serve` running at {target}?)"
-            )
+            if ShardUnavailable.SAYS in details:
+                hint = " (--allow-partial answers from the other shards)"
+            elif MixedWhiteningVersions.SAYS not in details:  # the router said all there is to say
+                hint = f" (is `albatross serve` running at {target}?)"
         print(f"albatross {command}: {code.name}: {details}{hint}", file=sys.stderr)
         outcome[0] = exit_code_for_status(code.name)
 

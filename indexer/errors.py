@@ -19,6 +19,7 @@ status from a server exits with the code of that status's row, so the three agre
     ├── LexicalIndexBusy           another writer holds a lexical index folder (served from memory)
     ├── StoreUnavailable           the database cannot be reached or written
     ├── ShardUnavailable           no replica of a shard answered (router)
+    ├── MixedWhiteningVersions     shards answered in two whitening maps, mid-refit (router)
     ├── Overloaded                 a bounded queue is full
     └── SnapshotCorrupt            a snapshot file failed to load (the index falls back to SQL)
 """
@@ -105,6 +106,27 @@ class ShardUnavailable(AlbatrossError):
         self.shard = shard
 
 
+class MixedWhiteningVersions(AlbatrossError):
+    """Shards answered one query in different versions of the collection's whitening map, and
+    asking their replicas again did not bring them to one (docs/OPERATIONS.md, "A refit behind a
+    router"). ``versions`` maps each shard's name to the versions its answer was ranked in.
+
+    UNAVAILABLE, not FAILED_PRECONDITION: the state is transient and ends on its own once every
+    shard has rebuilt in the new map; the caller has nothing to fix, and the same request retried
+    a little later succeeds, which is what UNAVAILABLE tells gRPC clients and retry policies."""
+
+    # In every message, so ``albatross search`` can tell it from a server it cannot reach.
+    SAYS = "shards answered in different whitening versions"
+
+    def __init__(self, collection: str, versions: dict[str, tuple[int, ...]]) -> None:
+        said = ", ".join(f"{shard}: {'/'.join(map(str, seen))}" for shard, seen in versions.items())
+        super().__init__(
+            f"collection {collection!r}: {self.SAYS} ({said}), a refit is rolling out; retry shortly"
+        )
+        self.collection = collection
+        self.versions = versions
+
+
 class Overloaded(AlbatrossError):
     """A bounded queue is full; the caller should retry later."""
 
@@ -145,7 +167,14 @@ FAILURES: tuple[Failure, ...] = (
     Failure(
         "UNAVAILABLE",
         ExitCode.UNAVAILABLE,
-        (IndexNotReady, StoreBusy, LexicalIndexBusy, StoreUnavailable, ShardUnavailable),
+        (
+            IndexNotReady,
+            StoreBusy,
+            LexicalIndexBusy,
+            StoreUnavailable,
+            ShardUnavailable,
+            MixedWhiteningVersions,
+        ),
     ),
     Failure("RESOURCE_EXHAUSTED", ExitCode.UNAVAILABLE, (Overloaded,)),
     Failure("INTERNAL", ExitCode.INTERNAL, (SnapshotCorrupt,)),

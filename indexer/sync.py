@@ -235,6 +235,13 @@ class SyncedIndex(Replayed):
         """True while a Flat index stands in for a spec that cannot be trained yet."""
         return self._fallback
 
+    @property
+    def whitening_version(self) -> int:
+        """The version of the map the index searches in now (0: none). It changes only when a
+        rebuild swaps index and map together, under the lock searches hold, and only rises."""
+        with self._lock:
+            return self._space.version
+
     def ids(self) -> np.ndarray:
         """Live ids, int64 (ntotal,) ascending: for consistency checks against SQL."""
         with self._lock:

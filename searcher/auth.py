@@ -100,16 +100,17 @@ def _certificates(path: Path, field: str) -> bytes:
     return data
 
 
-def _key_pair(cert: Path, key: Path, field: str) -> tuple[bytes, bytes]:
-    """(key, certificate chain) PEM bytes of a certificate and its private key, checked to match."""
+def _key_pair(cert: Path, key: Path, field: str, key_field: str = "tls_key") -> tuple[bytes, bytes]:
+    """(key, certificate chain) PEM bytes of a certificate and its private key, checked to match;
+    errors name them ``field`` and ``key_field``."""
     chain = _certificates(cert, field)
-    private = _read(key, "tls_key")
+    private = _read(key, key_field)
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
     except ssl.SSLError as exc:
         why = "it is another certificate's key" if exc.reason == "KEY_VALUES_MISMATCH" else "not a PEM key"
         raise InvalidArgument(
-            f"tls_key {key} is not the private key of {field} {cert} ({why})", field="tls_key"
+            f"{key_field} {key} is not the private key of {field} {cert} ({why})", field=key_field
         ) from exc
     return private, chain
 
@@ -145,14 +146,18 @@ def http_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 
 
 def channel_credentials(
-    ca: Path | None, cert: Path | None = None, key: Path | None = None
+    ca: Path | None, cert: Path | None = None, key: Path | None = None, *, named: str = ""
 ) -> grpc.ChannelCredentials:
-    """Client TLS: trust ``ca`` (None: the system roots); ``cert`` + ``key`` for mutual TLS."""
+    """Client TLS: trust ``ca`` (None: the system roots); ``cert`` + ``key`` for mutual TLS.
+    Errors name the files ``tls_ca``, ``tls_cert`` and ``tls_key`` after ``named``: the router
+    passes ``shard_``, so a bad ``--shard-tls-ca`` is not reported as the ``--tls-ca`` it also has."""
     if (cert is None) != (key is None):
-        raise InvalidArgument("a client certificate needs its private key", field="tls_cert")
-    private, chain = _key_pair(cert, key, "tls_cert") if cert and key else (None, None)
+        raise InvalidArgument("a client certificate needs its private key", field=f"{named}tls_cert")
+    private, chain = (
+        _key_pair(cert, key, f"{named}tls_cert", f"{named}tls_key") if cert and key else (None, None)
+    )
     return grpc.ssl_channel_credentials(
-        root_certificates=_certificates(ca, "tls_ca") if ca else None,
+        root_certificates=_certificates(ca, f"{named}tls_ca") if ca else None,
         private_key=private,
         certificate_chain=chain,
     )

@@ -42,7 +42,7 @@ from indexer.validation import validate_document
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.fusion import FusionRequest
 from searcher.live import IndexStatus
-from searcher.results import Hit, LegHit
+from searcher.results import Hit, LegHit, Ranking
 
 MAX_K = 1000
 MAX_BATCH_QUERIES = 1000
@@ -440,8 +440,12 @@ def hit_from_pb(message: pb.Hit) -> Hit:
     )
 
 
-def hits_to_pb(hits: Sequence[Hit], warnings: Sequence[str] = ()) -> pb.SearchResponse:
-    return pb.SearchResponse(hits=[hit_to_pb(hit) for hit in hits], warnings=list(warnings))
+def ranking_to_pb(ranking: Ranking, warnings: Sequence[str] = ()) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        hits=[hit_to_pb(hit) for hit in ranking.hits],
+        warnings=list(warnings),
+        whitening_version=ranking.whitening_version,
+    )
 
 
 # --- filters -------------------------------------------------------------------------------------

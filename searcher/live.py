@@ -37,6 +37,9 @@ class LiveIndex(Protocol):
     @property
     def ntotal(self) -> int: ...
 
+    @property
+    def whitening_version(self) -> int: ...
+
     def catch_up(self) -> int: ...
 
     def search(

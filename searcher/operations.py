@@ -31,7 +31,7 @@ from searcher import convert
 from searcher.blocking import BlockingCalls
 from searcher.fusion import FusionRequest
 from searcher.live import IndexStatus
-from searcher.results import Hit
+from searcher.results import Ranking
 
 # Documents per ingestion call of a streamed upsert: large enough to batch the encoder and the SQL
 # transaction, small enough that acknowledgements keep flowing.
@@ -70,7 +70,7 @@ class Searcher(Protocol):
         *,
         mode: SearchMode = SearchMode.DENSE,
         fusion: FusionRequest | None = None,
-    ) -> list[Hit]: ...
+    ) -> Ranking: ...
 
     async def search_batch(
         self,
@@ -81,7 +81,7 @@ class Searcher(Protocol):
         *,
         mode: SearchMode = SearchMode.DENSE,
         fusion: FusionRequest | None = None,
-    ) -> list[list[Hit]]: ...
+    ) -> list[Ranking]: ...
 
     async def embed(self, collection: str, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -94,7 +94,7 @@ class Searcher(Protocol):
         *,
         texts: Sequence[str] = (),
         fusion: FusionRequest | None = None,
-    ) -> list[list[Hit]]: ...
+    ) -> list[Ranking]: ...
 
     async def get_documents(self, collection: str, external_ids: Sequence[str]) -> list[StoredDocument]: ...
 
@@ -149,7 +149,7 @@ class SearchOperations:
     async def search(self, request: pb.SearchRequest) -> pb.SearchResponse:
         asked = convert.search_from_pb(request)
         if asked.vectors is not None:
-            (hits,) = await self._searcher.search_vectors(
+            (ranking,) = await self._searcher.search_vectors(
                 asked.collection,
                 asked.vectors,
                 asked.k,
@@ -157,8 +157,8 @@ class SearchOperations:
                 texts=asked.queries,
                 fusion=asked.fusion,
             )
-            return convert.hits_to_pb(hits)
-        hits = await self._searcher.search(
+            return convert.ranking_to_pb(ranking)
+        ranking = await self._searcher.search(
             asked.collection,
             asked.queries[0],
             asked.k,
@@ -167,7 +167,7 @@ class SearchOperations:
             fusion=asked.fusion,
         )
         (warnings,) = await self._searcher.query_warnings(asked.collection, asked.queries)
-        return convert.hits_to_pb(hits, warnings)
+        return convert.ranking_to_pb(ranking, warnings)
 
     async def search_batch(self, request: pb.SearchBatchRequest) -> pb.SearchBatchResponse:
         asked = convert.search_batch_from_pb(request)
@@ -180,7 +180,7 @@ class SearchOperations:
                 texts=asked.queries,
                 fusion=asked.fusion,
             )
-            return pb.SearchBatchResponse(results=[convert.hits_to_pb(hits) for hits in ranked])
+            return pb.SearchBatchResponse(results=[convert.ranking_to_pb(ranking) for ranking in ranked])
         ranked = await self._searcher.search_batch(
             asked.collection,
             asked.queries,
@@ -191,7 +191,9 @@ class SearchOperations:
         )
         warnings = await self._searcher.query_warnings(asked.collection, asked.queries)
         return pb.SearchBatchResponse(
-            results=[convert.hits_to_pb(hits, said) for hits, said in zip(ranked, warnings, strict=True)]
+            results=[
+                convert.ranking_to_pb(ranking, said) for ranking, said in zip(ranked, warnings, strict=True)
+            ]
         )
 
     async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:

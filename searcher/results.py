@@ -46,6 +46,16 @@ class Hit:
     legs: tuple[LegHit, ...] = ()
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """One query's documents, best first, and the version of the whitening map the dense index
+    ranked them in (0: no map, or a lexical ranking, which no map touches). A router merges only
+    rankings of one version: cosines of two maps are not comparable."""
+
+    hits: list[Hit]
+    whitening_version: int = 0
+
+
 def chunk_fetch_size(k: int, available: int, factor: int = OVERFETCH_FACTOR) -> int:
     """How many chunks to ask the index for so that ``k`` documents likely survive folding."""
     return max(0, min(available, k * factor))

@@ -17,6 +17,10 @@ global rank of a document in each leg, so the router merges each leg across shar
 by vector, lexical by text, ``HYBRID_CANDIDATES`` deep), then fuses them with the request's
 fusion or the collection's default.
 
+Dense answers (a hybrid's dense leg too) are merged only when every shard ranked in one version of
+the collection's whitening map: while a refit rolls out, a lagging shard is asked again and, still
+behind, fails the call UNAVAILABLE (``searcher.map_versions``). Lexical answers depend on no map.
+
 Collections.Get fans out too (SQL facts from the first shard; index vectors summed, index sequence
 the slowest shard's); List, Create, Drop and GetDocuments go to any one shard, since every shard
 reads and writes the same store. Writes (Ingest) go to a searcher or the ingestion job directly.
@@ -50,9 +54,10 @@ from searcher import convert
 from searcher.endpoint import Endpoint, OnEndpoint, grpc_server, serve_until_signalled, start_endpoint
 from searcher.errors import maps_errors
 from searcher.fusion import FusionRequest, fuse
+from searcher.map_versions import in_one_version, merged_version
 from searcher.results import Hit, LegHit
 from searcher.search import HYBRID_CANDIDATES
-from searcher.shards import ShardFailed, ShardFanOut
+from searcher.shards import CallOptions, Replica, ShardFailed, ShardFanOut
 from searcher.telemetry import RouterMetrics
 
 log = logging.getLogger(__name__)
@@ -151,14 +156,23 @@ def _embed_warnings(embedded: pb.EmbedResponse, queries: int) -> list[list[str]]
 
 @dataclass(frozen=True)
 class _Ranked:
-    """One query's merged answer: its hits and the shards' warnings about it."""
+    """One query's merged answer: its hits, the shards' warnings about it, and the whitening
+    version the shards ranked it in (None when they did not say)."""
 
     hits: list[pb.Hit]
     warnings: list[str]
+    whitening_version: int | None
 
     def to_pb(self, warned: Iterable[str] = ()) -> pb.SearchResponse:
         """With ``warned``: what the shard that embedded the query said about it."""
-        return pb.SearchResponse(hits=self.hits, warnings=merge_warnings(warned, self.warnings))
+        response = pb.SearchResponse(hits=self.hits, warnings=merge_warnings(warned, self.warnings))
+        _versioned(response, self.whitening_version)
+        return response
+
+
+def _versioned(response: pb.SearchResponse, version: int | None) -> None:
+    if version is not None:
+        response.whitening_version = version
 
 
 def _merged(answers: Sequence[pb.SearchBatchResponse], k: int) -> list[_Ranked]:
@@ -168,6 +182,7 @@ def _merged(answers: Sequence[pb.SearchBatchResponse], k: int) -> list[_Ranked]:
         _Ranked(
             merge_top_k([result.hits for result in query], k),
             merge_warnings(*(result.warnings for result in query)),
+            merged_version(query),
         )
         for query in per_query
     ]
@@ -178,10 +193,12 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
 
     The shards' warnings about a query (``SearchResponse.warnings``) are passed on, each once;
     when the router embeds a query itself, so that the shards only see its vector, the warnings
-    come with the vector (``EmbedResponse.warnings``)."""
+    come with the vector (``EmbedResponse.warnings``). Dense answers (a hybrid's dense leg too) are
+    merged only when every shard ranked in one whitening version (``searcher.map_versions``)."""
 
-    def __init__(self, shards: ShardFanOut) -> None:
+    def __init__(self, shards: ShardFanOut, metrics: RouterMetrics) -> None:
         self._shards = shards
+        self._metrics = metrics
 
     @maps_errors
     @_forwarded
@@ -206,8 +223,11 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             embedded = await self._embed(context, embed)
             request = _with_vector(request, embedded.vectors[0])
             (warned,) = _embed_warnings(embedded, 1)
-        gathered = await self._shards.all(
+        gathered = await in_one_version(
+            self._shards,
+            self._metrics,
             context,
+            request.collection,
             "Search",
             lambda r, o: r.search.Search(request, timeout=o.timeout, metadata=o.metadata),
             allow_partial=request.allow_partial,
@@ -216,6 +236,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             hits=merge_top_k([answer.hits for answer in gathered.answers], k),
             warnings=merge_warnings(warned, *(answer.warnings for answer in gathered.answers)),
         )
+        _versioned(response, merged_version(gathered.answers))
         _partial(response, gathered.missing)
         return response
 
@@ -235,8 +256,11 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             embedded = await self._embed(context, embed)
             request = _with_vectors(request, list(embedded.vectors))
             warned = _embed_warnings(embedded, len(request.vectors))
-        gathered = await self._shards.all(
+        gathered = await in_one_version(
+            self._shards,
+            self._metrics,
             context,
+            request.collection,
             "SearchBatch",
             lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
             allow_partial=request.allow_partial,
@@ -253,13 +277,18 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         self, context: grpc.aio.ServicerContext, request: pb.SearchBatchRequest, k: int
     ) -> list[_Ranked]:
         """One leg (the request's mode) on every shard, merged per query. Every shard must answer:
-        a lexical or hybrid answer without some shards is refused rather than flagged partial."""
-        gathered = await self._shards.all(
-            context,
-            "SearchBatch",
-            lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
-            allow_partial=False,
-        )
+        a lexical or hybrid answer without some shards is refused rather than flagged partial. The
+        dense leg is merged in one whitening version; the lexical leg depends on no map."""
+
+        def call(r: Replica, o: CallOptions) -> Awaitable[pb.SearchBatchResponse]:
+            return r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata)
+
+        if request.mode == pb.SEARCH_MODE_LEXICAL:
+            gathered = await self._shards.all(context, "SearchBatch", call)
+        else:
+            gathered = await in_one_version(
+                self._shards, self._metrics, context, request.collection, "SearchBatch", call
+            )
         return _merged(gathered.answers, k)
 
     async def _not_dense(
@@ -311,6 +340,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
                     )
                 ],
                 merge_warnings(said, d.warnings, w.warnings),
+                d.whitening_version,
             )
             for d, w, said, text in zip(dense_legs, lexical_legs, warned, request.queries, strict=True)
         ]
@@ -420,7 +450,7 @@ async def create_router(
     metrics = RouterMetrics(CollectorRegistry())
     fan_out = ShardFanOut(router, config.max_message_bytes, metrics)
     server = grpc_server(config, metrics)
-    pb_grpc.add_SearchServicer_to_server(RouterSearchServicer(fan_out), server)
+    pb_grpc.add_SearchServicer_to_server(RouterSearchServicer(fan_out, metrics), server)
     pb_grpc.add_CollectionsServicer_to_server(RouterCollectionsServicer(fan_out), server)
     try:
         endpoint = await start_endpoint(server, config, metrics, ROUTED_SERVICES, port=port)

@@ -34,7 +34,7 @@ from searcher.blocking import BlockingCalls
 from searcher.filtered import AllowedIdsCache, FilteredSearch
 from searcher.fusion import FusionRequest, fuse
 from searcher.live import IndexStatus, LiveIndex, LiveIndexes, LiveLexicalIndex
-from searcher.results import Hit, chunk_fetch_size, fold_chunk_hits, should_fetch_more
+from searcher.results import Hit, Ranking, chunk_fetch_size, fold_chunk_hits, should_fetch_more
 
 # Each retry asks the index for this many times more chunks than the last try.
 FETCH_GROWTH = 4
@@ -97,15 +97,15 @@ class _RankBatcher:
     def __init__(self, executor: Executor, max_size: int) -> None:
         self._run = BlockingCalls(executor)
         self._max_size = max_size
-        self._waiting: dict[Hashable, list[tuple[np.ndarray, asyncio.Future[list[Hit]]]]] = {}
+        self._waiting: dict[Hashable, list[tuple[np.ndarray, asyncio.Future[Ranking]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # held so a running batch is not collected
 
     async def rank(
-        self, key: Hashable, rank: Callable[[np.ndarray], list[list[Hit]]], query: np.ndarray
-    ) -> list[Hit]:
-        """``query`` float32 (d,) -> its hits, ranked together with its lane's other queries."""
+        self, key: Hashable, rank: Callable[[np.ndarray], list[Ranking]], query: np.ndarray
+    ) -> Ranking:
+        """``query`` float32 (d,) -> its ranking, made together with its lane's other queries."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Hit]] = loop.create_future()
+        future: asyncio.Future[Ranking] = loop.create_future()
         waiting = self._waiting.get(key)
         if waiting is None:
             waiting = self._waiting[key] = []
@@ -113,7 +113,7 @@ class _RankBatcher:
         waiting.append((query, future))
         return await future
 
-    def _flush(self, key: Hashable, rank: Callable[[np.ndarray], list[list[Hit]]]) -> None:
+    def _flush(self, key: Hashable, rank: Callable[[np.ndarray], list[Ranking]]) -> None:
         waiting = self._waiting.pop(key, [])
         for start in range(0, len(waiting), self._max_size):
             batch = waiting[start : start + self._max_size]
@@ -123,8 +123,8 @@ class _RankBatcher:
 
     async def _rank_batch(
         self,
-        rank: Callable[[np.ndarray], list[list[Hit]]],
-        batch: list[tuple[np.ndarray, asyncio.Future[list[Hit]]]],
+        rank: Callable[[np.ndarray], list[Ranking]],
+        batch: list[tuple[np.ndarray, asyncio.Future[Ranking]]],
     ) -> None:
         try:
             results = await self._run(rank, np.stack([q for q, _ in batch]))
@@ -133,9 +133,9 @@ class _RankBatcher:
                 if not future.done():
                     future.set_exception(error)
             return
-        for (_, future), hits in zip(batch, results, strict=True):
+        for (_, future), ranking in zip(batch, results, strict=True):
             if not future.done():
-                future.set_result(hits)
+                future.set_result(ranking)
 
 
 class SearchService:
@@ -172,10 +172,10 @@ class SearchService:
         *,
         mode: SearchMode = SearchMode.DENSE,
         fusion: FusionRequest | None = None,
-    ) -> list[Hit]:
+    ) -> Ranking:
         """The top ``k`` documents of ``collection`` for one query, best first."""
-        (hits,) = await self.search_batch(collection, [text], k, metadata_filter, mode=mode, fusion=fusion)
-        return hits
+        (ranking,) = await self.search_batch(collection, [text], k, metadata_filter, mode=mode, fusion=fusion)
+        return ranking
 
     async def search_batch(
         self,
@@ -186,8 +186,8 @@ class SearchService:
         *,
         mode: SearchMode = SearchMode.DENSE,
         fusion: FusionRequest | None = None,
-    ) -> list[list[Hit]]:
-        """One ranked list of at most ``k`` documents per query text, in order."""
+    ) -> list[Ranking]:
+        """One ranking of at most ``k`` documents per query text, in order."""
         info = await self._collection(collection)
         if mode is SearchMode.LEXICAL:
             return await self._search_lexical(info, list(texts), k, metadata_filter)
@@ -210,7 +210,7 @@ class SearchService:
         *,
         texts: Sequence[str] = (),
         fusion: FusionRequest | None = None,
-    ) -> list[list[Hit]]:
+    ) -> list[Ranking]:
         """As ``search_batch`` for vectors float32 (n, d) already in the collection's space; with
         ``texts`` (one per vector), a hybrid search whose dense leg uses the vectors."""
         info = await self._collection(collection)
@@ -245,9 +245,10 @@ class SearchService:
 
     async def _search_lexical(
         self, info: CollectionInfo, texts: list[str], k: int, metadata_filter: MetadataFilter | None
-    ) -> list[list[Hit]]:
+    ) -> list[Ranking]:
         index = await self._indexes.get_lexical(info)
-        return await self._run(self._rank_lexical, info, index, texts, k, metadata_filter)
+        ranked = await self._run(self._rank_lexical, info, index, texts, k, metadata_filter)
+        return [Ranking(hits) for hits in ranked]
 
     async def _search_hybrid(
         self,
@@ -257,15 +258,19 @@ class SearchService:
         k: int,
         metadata_filter: MetadataFilter | None,
         fusion: FusionRequest | None,
-    ) -> list[list[Hit]]:
-        """Both legs at once (their SQL and index work overlap in the executor), then fused."""
+    ) -> list[Ranking]:
+        """Both legs at once (their SQL and index work overlap in the executor), then fused; the
+        fused ranking is in the dense leg's whitening version."""
         chosen = (fusion or FusionRequest()).resolve(Fusion.of(info.spec))
         depth = max(k, HYBRID_CANDIDATES)
         dense, lexical = await asyncio.gather(
             self._search(info, queries, depth, metadata_filter),
             self._search_lexical(info, texts, depth, metadata_filter),
         )
-        return [fuse(d, w, chosen, k, query=text) for d, w, text in zip(dense, lexical, texts, strict=True)]
+        return [
+            Ranking(fuse(d.hits, w.hits, chosen, k, query=text), d.whitening_version)
+            for d, w, text in zip(dense, lexical, texts, strict=True)
+        ]
 
     async def _embed(self, info: CollectionInfo, texts: Sequence[str]) -> np.ndarray:
         encoder = await self._encoder(info)
@@ -276,20 +281,41 @@ class SearchService:
 
     async def _search(
         self, info: CollectionInfo, queries: np.ndarray, k: int, metadata_filter: MetadataFilter | None
-    ) -> list[list[Hit]]:
+    ) -> list[Ranking]:
         index = await self._indexes.get(info)
         if len(queries) == 1 and metadata_filter is None and self._batcher.max_size > 1:
             # A lone query shares its index search and SQL fetch with concurrent ones too.
             return [await self._ranks.rank((info.id, id(index), k), self._ranker(info, index, k), queries[0])]
-        return await self._run(self._rank, info, index, queries, k, metadata_filter)
+        return await self._run(self._rank_in_one_map, info, index, queries, k, metadata_filter)
 
     def _ranker(
         self, info: CollectionInfo, index: LiveIndex, k: int
-    ) -> Callable[[np.ndarray], list[list[Hit]]]:
-        def rank(queries: np.ndarray) -> list[list[Hit]]:
-            return self._rank(info, index, queries, k, None)
+    ) -> Callable[[np.ndarray], list[Ranking]]:
+        def rank(queries: np.ndarray) -> list[Ranking]:
+            return self._rank_in_one_map(info, index, queries, k, None)
 
         return rank
+
+    def _rank_in_one_map(
+        self,
+        info: CollectionInfo,
+        index: LiveIndex,
+        queries: np.ndarray,
+        k: int,
+        metadata_filter: MetadataFilter | None,
+    ) -> list[Ranking]:
+        """``_rank``, with the whitening version every index search of it was made in (blocking).
+
+        A ranking may search the index more than once (``_fold_ranked`` asks again for more), and
+        a refit may swap index and map between two searches. Versions only rise, so one read
+        before and one after that agree mean no swap came between: the version is the one that
+        ranked. When they differ the queries are ranked again, in the new map; a rebuild takes far
+        longer than a ranking, so that happens at most once per refit."""
+        while True:
+            version = index.whitening_version
+            ranked = self._rank(info, index, queries, k, metadata_filter)
+            if index.whitening_version == version:
+                return [Ranking(hits, version) for hits in ranked]
 
     def _allowed(
         self, info: CollectionInfo, ntotal: int, metadata_filter: MetadataFilter | None

@@ -118,10 +118,12 @@ class ShardFailed(Exception):
 
 @dataclass(frozen=True)
 class Gathered(Generic[T]):
-    """Answers of the shards that answered, in shard order, and the names of the others."""
+    """Answers of the shards that answered, in shard order (``shards[i]`` gave ``answers[i]``),
+    and the names of the others."""
 
     answers: list[T]
     missing: list[str]
+    shards: list[Shard]
 
     @property
     def partial(self) -> bool:
@@ -132,7 +134,7 @@ def _channel(target: str, config: RouterConfig, max_message_bytes: int) -> grpc.
     options = message_limits(max_message_bytes)
     if not config.tls:
         return grpc.aio.insecure_channel(target, options=options)
-    credentials = channel_credentials(config.tls_ca, config.tls_cert, config.tls_key)
+    credentials = channel_credentials(config.tls_ca, config.tls_cert, config.tls_key, named="shard_")
     return grpc.aio.secure_channel(target, credentials, options=options)
 
 
@@ -306,8 +308,9 @@ class ShardFanOut:
         self._metrics.fan_out.labels(method).observe(time.perf_counter() - started)
         answers: list[T] = []
         missing: list[str] = []
+        answered: list[Shard] = []
         unavailable: list[ShardUnavailable] = []
-        for result in results:
+        for shard, result in zip(self._shards, results, strict=True):
             if isinstance(result, ShardUnavailable):
                 unavailable.append(result)
                 missing.append(result.shard)
@@ -315,11 +318,27 @@ class ShardFanOut:
                 raise result
             else:
                 answers.append(result)
+                answered.append(shard)
         if unavailable and (not allow_partial or not answers):
             raise unavailable[0]
         if missing:
             self._metrics.partial.labels(method).inc()
-        return Gathered(answers, missing)
+        return Gathered(answers, missing, answered)
+
+    async def every_replica(
+        self, shard: Shard, context: grpc.aio.ServicerContext, method: str, call: ReplicaCall[T]
+    ) -> list[T]:
+        """``call`` on each live replica of ``shard`` at once (every replica when none is
+        live): the answers of those that answered. For a shard that already answered once, when
+        the router needs to know what each of its replicas says now (their indexes can differ
+        for a while, each following the store on its own clock)."""
+        replicas = [r for r in shard.replicas if r.up] or shard.replicas
+        asked = (self._timed(shard, replica, method, call, context) for replica in replicas)
+        results = await asyncio.gather(*asked, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, grpc.aio.AioRpcError):
+                raise result
+        return [result for result in results if not isinstance(result, BaseException)]
 
     async def any(
         self,

@@ -174,6 +174,13 @@ class RouterMetrics(RpcMetrics):
             ["method"],
             registry=registry,
         )
+        self.mixed_versions = Counter(
+            "albatross_router_mixed_whitening_versions",
+            "Dense merges whose shards answered in different whitening versions (a refit rolling "
+            "out), by what came of it: retried (one version after asking again) or refused",
+            ["method", "outcome"],
+            registry=registry,
+        )
         self.replica_up = Gauge(
             "albatross_router_replica_up",
             "1 while the replica's health check says SERVING, else 0",

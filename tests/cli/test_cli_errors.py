@@ -75,6 +75,10 @@ def _serve(places: Places, *flags: str) -> list[str]:
     return ["serve", "--port", "0", *flags, *_data(places)]
 
 
+def _router(places: Places, *flags: str) -> list[str]:
+    return _serve(places, "--router", "--shards", "127.0.0.1:1", *flags)
+
+
 CASES = (
     # --- the store: --db ------------------------------------------------------------------
     Case(
@@ -282,6 +286,24 @@ CASES = (
         lambda p: _serve(p, "--tls-cert", f"{p.tmp}/none.pem", "--tls-key", str(p.guarded.key)),
         2,
         lambda p: f"cannot read tls_cert {p.tmp}/none.pem: No such file or directory",
+    ),
+    Case(
+        "serve --router, --shard-tls-ca file missing",
+        lambda p: _router(p, "--shard-tls-ca", f"{p.tmp}/none.pem"),
+        2,
+        lambda p: f"cannot read shard_tls_ca {p.tmp}/none.pem: No such file or directory",
+    ),
+    Case(
+        "serve --router, --shard-tls-cert file missing",
+        lambda p: _router(p, "--shard-tls-cert", f"{p.tmp}/none.pem", "--shard-tls-key", str(p.guarded.key)),
+        2,
+        lambda p: f"cannot read shard_tls_cert {p.tmp}/none.pem: No such file or directory",
+    ),
+    Case(
+        "serve --router, --shard-tls-key of another certificate",
+        lambda p: _router(p, "--shard-tls-cert", str(p.guarded.cert), "--shard-tls-key", str(p.guarded.key)),
+        2,
+        lambda p: f"shard_tls_key {p.guarded.key} is not the private key of shard_tls_cert {p.guarded.cert}",
     ),
     Case(
         "classifier build-topic, out not empty",

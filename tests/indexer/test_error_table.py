@@ -27,6 +27,8 @@ def an_instance(cls: type[AlbatrossError]) -> AlbatrossError:
         return cls("bad", record="file.jsonl:3", field="text")
     if issubclass(cls, errors.ShardUnavailable):
         return cls("shard 1 (127.0.0.1:1)", "connection refused")
+    if issubclass(cls, errors.MixedWhiteningVersions):
+        return cls("notes", {"shard 0 (127.0.0.1:1)": (2,), "shard 1 (127.0.0.1:2)": (1,)})
     return cls("what went wrong")
 
 
@@ -63,3 +65,13 @@ def test_codes_the_readme_gives() -> None:
     assert exit_code_for(errors.ModelNotFound("m")) == 4
     assert exit_code_for(RuntimeError("a bug")) == exit_code_for_status("DATA_LOSS") == 70
     assert exit_code_for_status("DEADLINE_EXCEEDED") == 5 and exit_code_for_status("UNAUTHENTICATED") == 2
+
+
+def test_a_mixed_merge_is_unavailable_and_names_the_collection_and_the_versions() -> None:
+    error = errors.MixedWhiteningVersions("notes", {"shard 0 (a:1)": (2,), "shard 1 (b:1)": (1,)})
+
+    code, message = status_for(error)
+
+    assert code is grpc.StatusCode.UNAVAILABLE  # transient: a client may retry it as it is
+    assert exit_code_for(error) == ExitCode.UNAVAILABLE
+    assert "'notes'" in message and "shard 0 (a:1): 2" in message and "shard 1 (b:1): 1" in message

@@ -109,10 +109,12 @@ def test_a_searcher_follows_a_refit_by_rebuilding_in_the_new_space(workspace: Wo
     before = _version(workspace)
     queries = workspace.catalog.encoder_for(info).encode([line for line in sample_lines()[40:46]])
 
+    assert index.whitening_version == before
     after = workspace.catalog.refit_whitening(info, POLICY, force=True)
+    assert index.whitening_version == before  # until it has rebuilt in the new map
     index.catch_up()
 
-    assert after == before + 1
+    assert after == before + 1 and index.whitening_version == after
     np.testing.assert_array_equal(index.search(queries, 5)[1], _exact_top(workspace, queries, 5))
     # The snapshot of the old space is not loaded in the new one: a reopen rebuilds.
     assert latest(folder, info, before) is not None and latest(folder, info, after) is None

@@ -20,7 +20,7 @@ from indexer.records import (
 from indexer.spec import complete_spec
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher import convert
-from searcher.results import Hit
+from searcher.results import Hit, Ranking
 
 
 def test_metadata_round_trips_with_integers_kept_integral() -> None:
@@ -180,8 +180,12 @@ def test_hits_and_documents_become_messages() -> None:
     hit = Hit("d1", 0.5, "t", "chunk", 3, 8, {"n": 1})
     document = StoredDocument("d1", "t", "body", {"n": 1}, "hash", 2)
 
-    hit_message = convert.hits_to_pb([hit]).hits[0]
+    answer = convert.ranking_to_pb(Ranking([hit], whitening_version=3))
+    hit_message = answer.hits[0]
     doc_message = convert.stored_document_to_pb(document)
+
+    assert answer.HasField("whitening_version") and answer.whitening_version == 3
+    assert convert.ranking_to_pb(Ranking([])).HasField("whitening_version")  # 0 said, not unknown
 
     assert (hit_message.id, hit_message.score, hit_message.start, hit_message.end) == ("d1", 0.5, 3, 8)
     assert convert.struct_to_dict(hit_message.metadata) == {"n": 1}

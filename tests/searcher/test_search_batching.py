@@ -50,6 +50,7 @@ class Index:
 
     ntotal = DOCUMENTS
     sequence = 0
+    whitening_version = 0
 
     def __init__(self) -> None:
         self.calls: list[int] = []
@@ -87,7 +88,7 @@ def searches(max_size: int, queries: int) -> tuple[list[list[str]], OneHotEncode
             service = SearchService(store, Catalog(encoder), Indexes(index), batcher, executor)
             hits = await asyncio.gather(*(service.search("c", f"q{i % DOCUMENTS}", 2) for i in range(queries)))
             await batcher.close()
-        return [[hit.external_id for hit in row] for row in hits]
+        return [[hit.external_id for hit in row.hits] for row in hits]
 
     return asyncio.run(scenario()), encoder, index, store
 
@@ -115,3 +116,34 @@ def test_with_batching_off_every_query_is_embedded_and_searched_alone(queries: i
     assert encoder.batches == [1] * queries
     assert index.calls == [1] * queries
     assert [row[0] for row in results] == [f"d{i % DOCUMENTS}" for i in range(queries)]
+
+
+class RefittedAfterFirstSearch(Index):
+    """An index whose map moves from version 1 to 2 just after its first search, as a refit's
+    swap can come between two searches of one ranking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.whitening_version = 1
+
+    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None):
+        found = super().search(queries, k, allowed_ids)
+        self.whitening_version = 2
+        return found
+
+
+@pytest.mark.parametrize("max_size", [1, 32])
+def test_a_ranking_says_the_map_version_it_was_made_in_even_across_a_refit(max_size: int) -> None:
+    encoder, index, store = OneHotEncoder(), RefittedAfterFirstSearch(), Store()
+
+    async def scenario() -> list[tuple[str, int]]:
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            batcher = QueryBatcher(executor, max_size=max_size, max_wait_s=0.05, max_pending=100)
+            service = SearchService(store, Catalog(encoder), Indexes(index), batcher, executor)
+            rankings = [await service.search("c", "q2", 2), *(await service.search_batch("c", ["q1", "q3"], 2))]
+            await batcher.close()
+        return [(ranking.hits[0].external_id, ranking.whitening_version) for ranking in rankings]
+
+    # The first ranking read version 1, then saw 2 after its search: ranked again, in version 2.
+    assert asyncio.run(scenario()) == [("d2", 2), ("d1", 2), ("d3", 2)]
+    assert index.calls == [1, 1, 2]
