@@ -19,10 +19,12 @@ post-filtered query whose candidates hold fewer allowed chunks than asked for (t
 misjudged the share, or the filter correlates with the query) is answered again pre-filtered, so
 a search returns k hits whenever k exist.
 
-Listings and estimates are kept in ``AllowedIdsCache``, keyed by the collection's
-``Store.filter_version``, which moves with every add, remove and metadata-only update, so an
-entry is never used for a state of the documents it was not computed from. The cache is bounded
-by the ids it holds.
+Listings are kept in ``AllowedIdsCache``, keyed by the collection's ``Store.filter_version``,
+which moves with every add, remove and metadata-only update, so a listing is never used for a
+state of the documents it was not computed from. Estimates only choose plans, so they are kept
+until the collection has grown or shrunk by ``ESTIMATE_DRIFT`` or a post-filter search had to
+be answered again; a collection of at most ``EXACT_SEARCH_MAX`` chunks is never sampled. The
+cache is bounded by the ids it holds.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ MIN_SAMPLED_PASSING = 8
 MARGIN = 2.0
 # Past this depth a post-filter search costs more than listing what the filter allows.
 MAX_DEPTH = 4096
+# An estimate is sampled again once the collection has grown or shrunk by this share.
+ESTIMATE_DRIFT = 0.25
 
 
 class Plan(Enum):
@@ -81,11 +85,16 @@ class SearchableIndex(Protocol):
 
 @dataclass(frozen=True)
 class Estimate:
-    """What a sample says of a filter: the share of chunks it allows."""
+    """What a sample says of a filter: the share of the ``ntotal`` chunks it allows."""
 
     share: float
     sampled: int
     passing: int
+    ntotal: int
+
+    def still_fits(self, ntotal: int) -> bool:
+        """Whether it may still choose plans for an index of ``ntotal`` chunks."""
+        return abs(ntotal - self.ntotal) <= ESTIMATE_DRIFT * self.ntotal
 
 
 def choose_plan(estimate: Estimate, ntotal: int, wanted: int) -> tuple[Plan, int]:
@@ -128,15 +137,21 @@ class AllowedIdsCache:
         self.misses = 0
 
     def get_or_compute(
-        self, key: tuple[object, ...], compute: Callable[[], Estimate | np.ndarray]
+        self,
+        key: tuple[object, ...],
+        compute: Callable[[], Estimate | np.ndarray],
+        still_good: Callable[[Estimate | np.ndarray], bool] | None = None,
     ) -> Estimate | np.ndarray:
+        """The entry of ``key`` (if ``still_good`` says so of it), else ``compute()``, kept."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None:
+            if entry is not None and (still_good is None or still_good(entry[0])):
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return entry[0]
             self.misses += 1
+        if entry is not None:
+            self.discard(key)
         value = compute()  # outside the lock: a listing can take seconds
         size = value.size if isinstance(value, np.ndarray) else 1
         if size > self._max_ids:
@@ -150,9 +165,21 @@ class AllowedIdsCache:
                 self._held -= dropped
         return value
 
+    def discard(self, key: tuple[object, ...]) -> None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._held -= entry[1]
+
     @property
     def held_ids(self) -> int:
         return self._held
+
+
+def _share_key(collection_id: int, metadata_filter: MetadataFilter) -> tuple[object, ...]:
+    # Not under the documents' version: an estimate only chooses a plan (a stale one costs time,
+    # never an answer), and sampling at every write of a busy collection would cost more.
+    return (collection_id, _filter_key(metadata_filter), "share")
 
 
 def _filter_key(metadata_filter: MetadataFilter) -> str:
@@ -179,8 +206,7 @@ class FilteredSearch:
         self, collection_id: int, index: SearchableIndex, metadata_filter: MetadataFilter, wanted: int
     ) -> tuple[Plan, int]:
         """(plan, post-filter depth) for ``wanted`` chunks under the filter."""
-        version = self._store.filter_version(collection_id)
-        return self._plan(collection_id, version, index, metadata_filter, wanted)
+        return self._plan(collection_id, index, metadata_filter, wanted)
 
     def search(
         self,
@@ -193,7 +219,7 @@ class FilteredSearch:
         """As ``index.search(queries, fetch, allowed)`` for the chunks the filter allows:
         (scores float32 (nq, w), ids int64 (nq, w)), -1 padded, best first."""
         version = self._store.filter_version(collection_id)
-        plan, depth = self._plan(collection_id, version, index, metadata_filter, fetch)
+        plan, depth = self._plan(collection_id, index, metadata_filter, fetch)
         if plan is Plan.PRE_FILTER:
             return index.search(queries, fetch, self._allowed(collection_id, version, metadata_filter))
         scores, ids = index.search(queries, depth)
@@ -204,6 +230,7 @@ class FilteredSearch:
         if short.size and depth < index.ntotal:
             # Fewer allowed candidates than asked for, and the index was not searched through:
             # more allowed chunks may exist, so these queries are answered pre-filtered.
+            self._cache.discard(_share_key(collection_id, metadata_filter))  # sample it afresh
             allowed = self._allowed(collection_id, version, metadata_filter)
             again_scores, again_ids = index.search(queries[short], fetch, allowed)
             width = again_ids.shape[1]
@@ -222,30 +249,30 @@ class FilteredSearch:
         return value
 
     def _plan(
-        self,
-        collection_id: int,
-        version: tuple[int, int],
-        index: SearchableIndex,
-        metadata_filter: MetadataFilter,
-        wanted: int,
+        self, collection_id: int, index: SearchableIndex, metadata_filter: MetadataFilter, wanted: int
     ) -> tuple[Plan, int]:
-        key = (collection_id, version, _filter_key(metadata_filter), "share")
+        ntotal = index.ntotal
+        if ntotal <= EXACT_SEARCH_MAX:
+            return Plan.PRE_FILTER, 0  # whatever it allows is searched exactly: no sample needed
         estimate = self._cache.get_or_compute(
-            key, lambda: self._estimate(collection_id, index, metadata_filter)
+            _share_key(collection_id, metadata_filter),
+            lambda: self._estimate(collection_id, index, metadata_filter),
+            lambda cached: isinstance(cached, Estimate) and cached.still_fits(ntotal),
         )
         assert isinstance(estimate, Estimate)
-        return choose_plan(estimate, index.ntotal, wanted)
+        return choose_plan(estimate, ntotal, wanted)
 
     def _estimate(
         self, collection_id: int, index: SearchableIndex, metadata_filter: MetadataFilter
     ) -> Estimate:
         with self._rng_lock:
             sample = index.sample_ids(SHARE_SAMPLE, self._rng)
+        ntotal = index.ntotal
         if sample.size == 0:
-            return Estimate(share=0.0, sampled=0, passing=0)
+            return Estimate(share=0.0, sampled=0, passing=0, ntotal=ntotal)
         passing_ids = self._store.chunk_ids_matching(collection_id, metadata_filter, among=sample)
         passing = int(np.isin(sample, passing_ids).sum())
-        return Estimate(share=passing / sample.size, sampled=int(sample.size), passing=passing)
+        return Estimate(share=passing / sample.size, sampled=int(sample.size), passing=passing, ntotal=ntotal)
 
 
 def _trim(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

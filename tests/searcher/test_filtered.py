@@ -100,16 +100,25 @@ def _queries(count: int, seed: int) -> np.ndarray:
 
 
 def test_a_broad_filter_is_post_filtered_at_a_depth_that_grows_with_one_over_its_share() -> None:
-    assert choose_plan(Estimate(1.0, 256, 256), 1_000_000, 40) == (Plan.POST_FILTER, 80)
-    assert choose_plan(Estimate(0.1, 256, 26), 1_000_000, 40) == (Plan.POST_FILTER, 800)
+    assert choose_plan(Estimate(1.0, 256, 256, 1_000_000), 1_000_000, 40) == (Plan.POST_FILTER, 80)
+    assert choose_plan(Estimate(0.1, 256, 26, 1_000_000), 1_000_000, 40) == (Plan.POST_FILTER, 800)
 
 
 def test_a_selective_or_small_or_too_deep_filter_is_pre_filtered() -> None:
-    assert choose_plan(Estimate(0.01, 256, 3), 1_000_000, 40)[0] is Plan.PRE_FILTER  # few seen
-    assert choose_plan(Estimate(0.5, 256, 128), 3 * EXACT_SEARCH_MAX, 40)[0] is Plan.POST_FILTER
-    assert choose_plan(Estimate(0.5, 256, 128), 2 * EXACT_SEARCH_MAX, 40)[0] is Plan.PRE_FILTER  # exact
+    assert choose_plan(Estimate(0.01, 256, 3, 1_000_000), 1_000_000, 40)[0] is Plan.PRE_FILTER  # few seen
+    assert (
+        choose_plan(Estimate(0.5, 256, 128, 3 * EXACT_SEARCH_MAX), 3 * EXACT_SEARCH_MAX, 40)[0]
+        is Plan.POST_FILTER
+    )
+    assert (
+        choose_plan(Estimate(0.5, 256, 128, 2 * EXACT_SEARCH_MAX), 2 * EXACT_SEARCH_MAX, 40)[0]
+        is Plan.PRE_FILTER
+    )  # exact
     deep_share = 40 * 2 / (MAX_DEPTH + 1)
-    assert choose_plan(Estimate(deep_share, 10**6, int(deep_share * 10**6)), 10**8, 40)[0] is Plan.PRE_FILTER
+    assert (
+        choose_plan(Estimate(deep_share, 10**6, int(deep_share * 10**6), 10**8), 10**8, 40)[0]
+        is Plan.PRE_FILTER
+    )
 
 
 def test_keep_allowed_keeps_the_allowed_entries_in_order_and_pads() -> None:
@@ -202,5 +211,41 @@ def test_a_filter_on_one_is_not_served_the_listing_of_a_filter_on_true(tmp_path:
         one = filtered.allowed(info.id, MetadataFilter((Condition("x", equals=1),)))
         true = filtered.allowed(info.id, MetadataFilter((Condition("x", equals=True),)))
         assert one.size == 1 and true.size == 1 and one.tolist() != true.tolist()
+    finally:
+        store.close()
+
+
+def test_an_estimate_is_kept_across_writes_until_the_collection_drifts_or_a_fallback(corpus) -> None:
+    """Sampling costs one SQL query; an estimate only chooses a plan, so it outlives writes."""
+    store, collection_id, ids, vectors = corpus
+    cache = AllowedIdsCache()
+    filtered = FilteredSearch(store, cache)
+    index = _index(ids, vectors)
+    filtered.plan(collection_id, index, EVERYONE, FETCH)
+    filtered.plan(collection_id, index, EVERYONE, FETCH)
+    assert (cache.hits, cache.misses) == (1, 1)
+
+    grown = _index(np.concatenate([ids, ids + ids.max() + 1]), np.concatenate([vectors, vectors]))
+    filtered.plan(collection_id, grown, EVERYONE, FETCH)  # twice the size: sampled again
+    assert cache.misses == 2
+
+    queries = np.zeros((1, DIMENSION), np.float32)
+    queries[0, 0] = 1.0
+    filtered.search(collection_id, index, queries, FETCH, HALF)  # falls back: sample afresh next time
+    before = cache.misses
+    filtered.plan(collection_id, index, HALF, FETCH)
+    assert cache.misses == before + 1
+
+
+def test_a_collection_within_exact_search_is_never_sampled(tmp_path: Path) -> None:
+    store = Store.open(StoreConfig(data_dir=tmp_path))
+    try:
+        info = store.create_collection("c", SPEC, dimension=DIMENSION, model_revision="-", tokenizer_hash="-")
+        vectors = _queries(50, seed=7)
+        store.write_documents(info.id, [_document(i, vectors[i], {"tenant": "acme"}) for i in range(50)])
+        cache = AllowedIdsCache()
+        index = _index(store.chunk_ids_matching(info.id, MetadataFilter()), vectors)
+        assert FilteredSearch(store, cache).plan(info.id, index, EVERYONE, FETCH) == (Plan.PRE_FILTER, 0)
+        assert cache.misses == 0
     finally:
         store.close()
