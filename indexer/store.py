@@ -115,7 +115,9 @@ class Store:
     def __init__(self, engine: Engine, config: StoreConfig) -> None:
         self._engine = engine
         self._config = config
-        self._filter_indexes = FilterIndexes(engine, DocumentRow.meta, DocumentRow.__tablename__)
+        self._filter_indexes = FilterIndexes(
+            engine, DocumentRow.meta, DocumentRow.__tablename__, wait_s=config.busy_timeout_s
+        )
 
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
