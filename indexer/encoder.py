@@ -9,6 +9,7 @@ token windows with character offsets.
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import json
 import logging
@@ -20,9 +21,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    MODEL_MAPPING,
+    AutoConfig,
+    AutoModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from indexer.checkpoints import model_defaults, model_revision, resolve_model, tokenizer_hash
+from indexer.checkpoints import (
+    model_defaults,
+    model_revision,
+    resolve_model,
+    stored_tensor_names,
+    tokenizer_hash,
+)
 from indexer.chunking import chunk_text, token_windows, validate_window, window_input
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec
@@ -100,7 +114,11 @@ class Encoder:
         _check_spec(spec, model_config)
         tokenizer = load_tokenizer(folder)
         model = AutoModel.from_pretrained(
-            folder, config=model_config, local_files_only=True, dtype=placement.dtype
+            folder,
+            config=model_config,
+            local_files_only=True,
+            dtype=placement.dtype,
+            **_pooler_choice(folder, model_config),
         )
         model.to(placement.device).eval()
         encoder = cls(tokenizer, model, spec, config, placement, folder)
@@ -408,6 +426,22 @@ def record_int8_check(folder: Path) -> float:
     staging.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(staging, folder / INT8_CHECK_FILE)
     return cosine
+
+
+def _pooler_choice(folder: Path, model_config: PretrainedConfig) -> dict[str, bool]:
+    """``from_pretrained``'s keywords: no pooler layer where the weights store none.
+
+    Pooling reads hidden states, never the pooler's output, and the shipped ALBERT is saved
+    without one; building it anyway makes transformers log a load report ("pooler.weight
+    MISSING", newly initialised) on every start. Every other missing or unexpected weight is still
+    reported. Only classes that take ``add_pooling_layer`` (ALBERT, BERT, RoBERTa...) are asked."""
+    names = stored_tensor_names(folder)
+    if names is None or any(name.startswith("pooler.") or ".pooler." in name for name in names):
+        return {}
+    model_class = MODEL_MAPPING.get(type(model_config), None)
+    if model_class is None or "add_pooling_layer" not in inspect.signature(model_class.__init__).parameters:
+        return {}
+    return {"add_pooling_layer": False}
 
 
 def _check_spec(spec: CollectionSpec, model_config: PretrainedConfig) -> None:
