@@ -41,7 +41,7 @@ from indexer.chunking import chunk_text, token_windows, validate_window, window_
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec
 from indexer.placement import Placement, placement_for, quantize_int8
-from indexer.pooling import output_dimension, pool
+from indexer.pooling import check_layers, output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
 from indexer.spec import complete_spec
@@ -452,16 +452,7 @@ def _check_spec(spec: CollectionSpec, model_config: PretrainedConfig) -> None:
             f"max_length {spec.max_length} must be in 3..{positions} for this model",
             field="max_length",
         )
-    if not spec.layers:
-        raise InvalidCollectionSpec("layers must name at least one layer", field="layers")
-    states = model_config.num_hidden_layers + 1
-    for layer in spec.layers:
-        if not -states <= layer < states:
-            raise InvalidCollectionSpec(
-                f"layer {layer} does not exist: the model has {states} hidden states "
-                f"(valid indices {-states}..{states - 1})",
-                field="layers",
-            )
+    check_layers(spec.layers, model_config.num_hidden_layers + 1)  # the embeddings, then each layer
 
 
 def _batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[range]:
