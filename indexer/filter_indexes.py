@@ -21,14 +21,14 @@ the table). Two concurrent builds on one table deadlock (each waits for the othe
 end), so ours take turns on a session advisory lock per table, polled rather than waited for: a
 transaction waiting for it would be one more that a running build waits out. Processes racing to
 create the same index therefore both succeed: the second finds it made (a duplicate ``pg_class``
-row, should one still occur, is taken as done). A concurrent build that fails part-way (a lock timeout, a killed process) leaves
-an INVALID index behind, which ``IF NOT EXISTS`` would take for the real one and the planner never
-uses: the next attempt waits out any build still running, then drops what is still invalid and
-builds it again. Every wait is under the store's lock timeout. An index that cannot be made (no
-CREATE privilege, read-only file, a lock held past the timeout) is logged and tried again only
-after ``RETRY_AFTER_S``; the filtered query itself runs either way, just without the index. What was
-made is remembered by the ``FilterIndexes`` object, so a query on an indexed field costs one set
-lookup.
+row, should one still occur, is taken as done). A concurrent build that fails part-way (a lock
+timeout, a killed process) leaves an INVALID index behind, which ``IF NOT EXISTS`` would take for
+the real one and the planner never uses: the next attempt waits out any build still running, then
+drops what is still invalid and builds it again. Every wait is under the store's lock timeout. An
+index that cannot be made (no CREATE privilege, read-only file, a lock held past the timeout) is
+logged and tried again only after ``RETRY_AFTER_S``; the filtered query itself runs either way,
+just without the index. What was made is remembered by the ``FilterIndexes`` object, so a query on
+an indexed field costs one set lookup.
 """
 
 from __future__ import annotations
