@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from albatross import commands, serving_commands
 from albatross.exit_codes import EXIT_INTERRUPTED, exit_code_for
 from indexer.errors import AlbatrossError
+from indexer.version import installed_version
 
 log = logging.getLogger("albatross")
 
@@ -28,13 +28,6 @@ def configure_logging(*, verbose: bool) -> None:
     if not verbose:
         # Load reports flag weights our pooling never uses (e.g. a missing BERT/ALBERT pooler).
         transformers_logging.set_verbosity_error()
-
-
-def installed_version() -> str:
-    try:
-        return version("albatross")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:

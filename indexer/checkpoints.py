@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError, safe_open
+
 from indexer.errors import ModelNotFound
 from indexer.spec import MODEL_DEFAULTS_FILE, field_info, spec_fields
 
@@ -79,6 +81,23 @@ def model_revision(folder: Path) -> str:
             "save the model with save_pretrained into this folder"
         )
     return _digest(weights)
+
+
+def stored_tensor_names(folder: Path) -> frozenset[str] | None:
+    """Names of the tensors the folder's safetensors weights hold, read from the file headers
+    (no tensor is loaded); None when the weights are pickled (``pytorch_model*.bin``), whose names
+    only loading them would tell, or unreadable (loading then says why)."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    names: set[str] = set()
+    try:
+        for path in files:
+            with safe_open(path, framework="numpy") as weights:
+                names.update(weights.keys())
+    except (OSError, SafetensorError):
+        return None
+    return frozenset(names)
 
 
 def tokenizer_hash(folder: Path) -> str:

@@ -9,6 +9,7 @@ token windows with character offsets.
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import json
 import logging
@@ -20,14 +21,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    MODEL_MAPPING,
+    AutoConfig,
+    AutoModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from indexer.checkpoints import model_defaults, model_revision, resolve_model, tokenizer_hash
+from indexer.checkpoints import (
+    model_defaults,
+    model_revision,
+    resolve_model,
+    stored_tensor_names,
+    tokenizer_hash,
+)
 from indexer.chunking import chunk_text, token_windows, validate_window, window_input
 from indexer.config import DeviceConfig, EncoderConfig
 from indexer.errors import InvalidArgument, InvalidCollectionSpec
 from indexer.placement import Placement, placement_for, quantize_int8
-from indexer.pooling import output_dimension, pool
+from indexer.pooling import check_layers, output_dimension, pool
 from indexer.records import Chunk, CollectionSpec
 from indexer.samples import SAMPLE_CORPUS
 from indexer.spec import complete_spec
@@ -100,7 +114,11 @@ class Encoder:
         _check_spec(spec, model_config)
         tokenizer = load_tokenizer(folder)
         model = AutoModel.from_pretrained(
-            folder, config=model_config, local_files_only=True, dtype=placement.dtype
+            folder,
+            config=model_config,
+            local_files_only=True,
+            dtype=placement.dtype,
+            **_pooler_choice(folder, model_config),
         )
         model.to(placement.device).eval()
         encoder = cls(tokenizer, model, spec, config, placement, folder)
@@ -410,6 +428,22 @@ def record_int8_check(folder: Path) -> float:
     return cosine
 
 
+def _pooler_choice(folder: Path, model_config: PretrainedConfig) -> dict[str, bool]:
+    """``from_pretrained``'s keywords: no pooler layer where the weights store none.
+
+    Pooling reads hidden states, never the pooler's output, and the shipped ALBERT is saved
+    without one; building it anyway makes transformers log a load report ("pooler.weight
+    MISSING", newly initialised) on every start. Every other missing or unexpected weight is still
+    reported. Only classes that take ``add_pooling_layer`` (ALBERT, BERT, RoBERTa...) are asked."""
+    names = stored_tensor_names(folder)
+    if names is None or any(name.startswith("pooler.") or ".pooler." in name for name in names):
+        return {}
+    model_class = MODEL_MAPPING.get(type(model_config), None)
+    if model_class is None or "add_pooling_layer" not in inspect.signature(model_class.__init__).parameters:
+        return {}
+    return {"add_pooling_layer": False}
+
+
 def _check_spec(spec: CollectionSpec, model_config: PretrainedConfig) -> None:
     """The spec must fit this model: its position table and its layer indices."""
     positions = model_config.max_position_embeddings
@@ -418,16 +452,7 @@ def _check_spec(spec: CollectionSpec, model_config: PretrainedConfig) -> None:
             f"max_length {spec.max_length} must be in 3..{positions} for this model",
             field="max_length",
         )
-    if not spec.layers:
-        raise InvalidCollectionSpec("layers must name at least one layer", field="layers")
-    states = model_config.num_hidden_layers + 1
-    for layer in spec.layers:
-        if not -states <= layer < states:
-            raise InvalidCollectionSpec(
-                f"layer {layer} does not exist: the model has {states} hidden states "
-                f"(valid indices {-states}..{states - 1})",
-                field="layers",
-            )
+    check_layers(spec.layers, model_config.num_hidden_layers + 1)  # the embeddings, then each layer
 
 
 def _batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[range]:

@@ -53,20 +53,27 @@ def _check_mode(mode: PoolingMode | str) -> PoolingMode:
         ) from exc
 
 
+def check_layers(layers: tuple[int, ...], states: int) -> None:
+    """``layers`` must name at least one of the ``states`` hidden states an encoder returns
+    (the embeddings and each layer's output; negative indices count from the last). The encoder
+    asks this of a spec before loading weights, pooling of every call."""
+    if not layers:
+        raise InvalidCollectionSpec("layers must name at least one layer", field="layers")
+    for layer in layers:
+        if not -states <= layer < states:
+            raise InvalidCollectionSpec(
+                f"layer {layer} does not exist: the model has {states} hidden states "
+                f"(valid indices {-states}..{states - 1})",
+                field="layers",
+            )
+
+
 def _average_layers(hidden_states: Sequence[torch.Tensor], layers: tuple[int, ...]) -> torch.Tensor:
     """Elementwise mean of the chosen layers: ``(batch, seq, hidden)``, at least float32."""
     count = len(hidden_states)
     if count == 0:
         raise InvalidArgument("hidden_states is empty", field="hidden_states")
-    if not layers:
-        raise InvalidCollectionSpec("layers must name at least one layer", field="layers")
-    for layer in layers:
-        if not -count <= layer < count:
-            raise InvalidCollectionSpec(
-                f"layer {layer} does not exist: the encoder returns {count} hidden states "
-                f"(valid indices {-count}..{count - 1})",
-                field="layers",
-            )
+    check_layers(layers, count)
     chosen = [hidden_states[layer] for layer in layers]
     shape = chosen[0].shape
     if len(shape) != 3 or any(t.shape != shape for t in chosen):

@@ -115,7 +115,9 @@ class Store:
     def __init__(self, engine: Engine, config: StoreConfig) -> None:
         self._engine = engine
         self._config = config
-        self._filter_indexes = FilterIndexes(engine, DocumentRow.meta, DocumentRow.__tablename__)
+        self._filter_indexes = FilterIndexes(
+            engine, DocumentRow.meta, DocumentRow.__tablename__, wait_s=config.busy_timeout_s
+        )
 
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
@@ -520,8 +522,19 @@ class Store:
             return self._collection_by_id(session, collection_id).log_floor
 
     def record_reader(self, collection_id: int, reader: str, position: int, now: float) -> None:
-        """``reader`` may still replay from ``position`` (seen at ``now``, epoch seconds)."""
+        """``reader`` may still replay from ``position`` (seen at ``now``, epoch seconds);
+        ``CollectionNotFound`` once the collection is dropped."""
         with self._session(write=True) as session:
+            # The collection row locked FOR KEY SHARE, as the insert's foreign-key check would lock it
+            # anyway: a drop committed first makes this CollectionNotFound instead of a FOREIGN KEY
+            # failure, and one that comes later waits, then deletes this row with the rest.
+            exists = session.execute(
+                select(CollectionRow.id)
+                .where(CollectionRow.id == collection_id)
+                .with_for_update(key_share=True)
+            ).first()
+            if exists is None:
+                raise CollectionNotFound(f"#{collection_id}")
             row = session.get(LogReaderRow, (collection_id, reader))
             if row is None:
                 session.add(

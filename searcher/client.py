@@ -113,6 +113,17 @@ def _status(result: pb.DocumentResult) -> UpsertStatus:
 
 
 @dataclass(frozen=True)
+class SearchOptions:
+    """How a text search runs, the keywords every text-search method takes, carried down as one
+    record: ``mode`` (dense, lexical or hybrid), ``fusion`` (a hybrid search's fusion; None: the
+    collection's default), ``timeout`` (seconds; None: the client's default)."""
+
+    mode: SearchMode = SearchMode.DENSE
+    fusion: FusionRequest | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class SearchAnswer:
     """A router's answer that may leave shards out (``allow_partial``): ``missing_shards`` names them."""
 
@@ -302,9 +313,8 @@ class AlbatrossClient:
     ) -> list[Hit]:
         """``mode``: dense (the vector index), lexical (BM25) or hybrid (both, fused by ``fusion``,
         else the collection's default)."""
-        return self.search_with_warnings(
-            collection, query, k, metadata_filter, mode=mode, fusion=fusion, timeout=timeout
-        )[0]
+        options = SearchOptions(mode, fusion, timeout)
+        return _hits(self._search_text(collection, query, k, metadata_filter, options, allow_partial=False))
 
     def search_with_warnings(
         self,
@@ -319,9 +329,8 @@ class AlbatrossClient:
     ) -> tuple[list[Hit], list[str]]:
         """As ``search``, with what the server warns about the query (e.g. a query mostly
         outside the vocabulary of the collection's model)."""
-        response = self._search_text(
-            collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=False
-        )
+        options = SearchOptions(mode, fusion, timeout)
+        response = self._search_text(collection, query, k, metadata_filter, options, allow_partial=False)
         return _hits(response), list(response.warnings)
 
     def search_vector(
@@ -356,9 +365,8 @@ class AlbatrossClient:
         """As ``search_with_warnings``, but a router answers from the shards it reaches (the answer
         names those it did not). Dense searches only: a router refuses a partial lexical or hybrid
         answer, whose scores or ranks need every shard."""
-        response = self._search_text(
-            collection, query, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=True
-        )
+        options = SearchOptions(mode, fusion, timeout)
+        response = self._search_text(collection, query, k, metadata_filter, options, allow_partial=True)
         return SearchAnswer(_hits(response), tuple(response.missing_shards), tuple(response.warnings))
 
     def _search_text(
@@ -367,10 +375,8 @@ class AlbatrossClient:
         query: str,
         k: int,
         metadata_filter: MetadataFilter | None,
-        timeout: float | None,
+        options: SearchOptions,
         *,
-        mode: SearchMode,
-        fusion: FusionRequest | None,
         allow_partial: bool,
     ) -> pb.SearchResponse:
         request = pb.SearchRequest(
@@ -378,11 +384,11 @@ class AlbatrossClient:
             query=query,
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
-            mode=convert.mode_to_pb(mode),
-            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
+            mode=convert.mode_to_pb(options.mode),
+            fusion=convert.fusion_to_pb(options.fusion or FusionRequest()),
             allow_partial=allow_partial,
         )
-        return self._search.Search(request, timeout=self._deadline(timeout), metadata=self._metadata)
+        return self._search.Search(request, timeout=self._deadline(options.timeout), metadata=self._metadata)
 
     def embed(self, collection: str, queries: Sequence[str], *, timeout: float | None = None) -> np.ndarray:
         """The vectors the server searches with for ``queries``: float32 (n, d)."""
@@ -401,9 +407,8 @@ class AlbatrossClient:
         fusion: FusionRequest | None = None,
         timeout: float | None = None,
     ) -> list[list[Hit]]:
-        response = self._search_texts(
-            collection, queries, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=False
-        )
+        options = SearchOptions(mode, fusion, timeout)
+        response = self._search_texts(collection, queries, k, metadata_filter, options, allow_partial=False)
         return [_hits(result) for result in response.results]
 
     def search_batch_allowing_partial(
@@ -419,9 +424,8 @@ class AlbatrossClient:
     ) -> SearchBatchAnswer:
         """As ``search_batch``, but a router answers from the shards it reaches (as
         ``search_allowing_partial``)."""
-        response = self._search_texts(
-            collection, queries, k, metadata_filter, timeout, mode=mode, fusion=fusion, allow_partial=True
-        )
+        options = SearchOptions(mode, fusion, timeout)
+        response = self._search_texts(collection, queries, k, metadata_filter, options, allow_partial=True)
         return SearchBatchAnswer(
             [_hits(result) for result in response.results], tuple(response.missing_shards)
         )
@@ -432,10 +436,8 @@ class AlbatrossClient:
         queries: Sequence[str],
         k: int,
         metadata_filter: MetadataFilter | None,
-        timeout: float | None,
+        options: SearchOptions,
         *,
-        mode: SearchMode,
-        fusion: FusionRequest | None,
         allow_partial: bool,
     ) -> pb.SearchBatchResponse:
         request = pb.SearchBatchRequest(
@@ -443,11 +445,11 @@ class AlbatrossClient:
             queries=list(queries),
             k=k,
             filter=convert.filter_to_pb(metadata_filter),
-            mode=convert.mode_to_pb(mode),
-            fusion=convert.fusion_to_pb(fusion or FusionRequest()),
+            mode=convert.mode_to_pb(options.mode),
+            fusion=convert.fusion_to_pb(options.fusion or FusionRequest()),
             allow_partial=allow_partial,
         )
-        return self._search.SearchBatch(request, timeout=self._deadline(timeout), metadata=self._metadata)
+        return self._search.SearchBatch(request, timeout=self._deadline(options.timeout), metadata=self._metadata)
 
     def get_documents(
         self, collection: str, external_ids: Sequence[str], *, timeout: float | None = None

@@ -232,5 +232,7 @@ class LiveIndexes:
                 if entry.lexical is not None:
                     await self._run(entry.lexical.catch_up)
                     await self._run(entry.lexical.close)
+            except CollectionNotFound:
+                log.info("collection %r was dropped: no final snapshot", entry.info.name)
             except Exception:
                 log.exception("final snapshot of %r failed", entry.info.name)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from indexer.config import ServerConfig
 from indexer.errors import InvalidArgument
+from indexer.version import installed_version
 from searcher.auth import http_ssl_context
 from searcher.http import middleware, openapi
 from searcher.http.handlers import Handlers
@@ -57,13 +57,6 @@ class HttpEndpoint:
         await self.runner.cleanup()
 
 
-def _package_version() -> str:
-    try:
-        return version("albatross")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _page(name: str) -> web.Response:
     response = web.Response(body=(STATIC_DIR / name).read_bytes(), content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = PAGE_POLICY
@@ -87,7 +80,7 @@ def build_app(
         app.router.add_route(route.method, route.path, handlers.handler(route))
     metrics_on = metrics is not None and config.metrics_port is not None
     spec = json.dumps(
-        openapi.document(_package_version(), metrics=metrics_on, token=config.auth_token is not None)
+        openapi.document(installed_version(), metrics=metrics_on, token=config.auth_token is not None)
     )
 
     async def healthz(request: web.Request) -> web.Response:

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from indexer.version import installed_version
+
 HEAVY = ("torch", "transformers", "faiss", "sqlalchemy")
 
 
@@ -43,4 +45,4 @@ def test_every_help_answers(command: list[str]) -> None:
 def test_the_version_is_printed() -> None:
     result = _run("-m", "albatross", "--version")
     assert result.returncode == 0
-    assert result.stdout.startswith("albatross ")
+    assert result.stdout.strip() == f"albatross {installed_version()}"

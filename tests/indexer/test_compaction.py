@@ -4,12 +4,14 @@ rewritten. On SQLite and on a real PostgreSQL server (``store`` runs each test o
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from indexer.config import LogRetention
+from indexer.errors import CollectionNotFound
 from indexer.records import CollectionInfo
 from indexer.store import Store
 from indexer.sync import SyncedIndex
@@ -112,3 +114,46 @@ def test_the_log_stays_bounded_when_the_same_documents_are_rewritten(
     assert store.last_sequence(info.id) == 2 * docs + (rounds - 1) * 4 * docs
     assert max(counts) == 0
     np.testing.assert_array_equal(searcher.ids(), live_chunk_ids(store, info))
+
+
+def test_a_reader_registering_for_a_dropped_collection_is_collection_not_found(
+    store: Store, tmp_path: Path
+) -> None:
+    """Before: the insert into log_readers failed its FOREIGN KEY, an IntegrityError no caller
+    expects (logged with a traceback by the searcher's refresh loop)."""
+    info = make_collection(store)
+    rewrite(store, info, 3, version=0)
+    registered = reader(store, info, tmp_path, "registered", FOREVER)
+    store.drop_collection(info.name)
+
+    with pytest.raises(CollectionNotFound):
+        store.record_reader(info.id, "late", 0, now=0.0)  # a reader registering as it opens
+    with pytest.raises(CollectionNotFound):
+        registered.compact()  # a registered one refreshing its pin
+
+
+def test_readers_registering_while_the_collection_is_dropped_see_it_or_not_found(store: Store) -> None:
+    """Readers registering in a loop as the drop commits: each registration lands before the drop
+    (which deletes it with the collection) or fails cleanly after it."""
+    info = make_collection(store)
+    failures: list[BaseException] = []
+    start = threading.Barrier(5)
+
+    def register(name: str) -> None:
+        start.wait()
+        try:
+            for position in range(200):
+                store.record_reader(info.id, name, position, now=float(position))
+        except CollectionNotFound:
+            return
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=register, args=(f"r{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    store.drop_collection(info.name)
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -5,6 +5,7 @@ and every seed family (ALBERT v2 sizes, BERT cased and Chinese) loading through 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import AlbertTokenizer, AutoModel, AutoTokenizer
 
 from indexer.chunking import token_windows
-from indexer.config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, DeviceConfig, EncoderConfig
+from indexer.config import CPU_BATCH_TOKENS, DEFAULT_MODEL_DIR, GPU_BATCH_TOKENS, DeviceConfig, EncoderConfig
 from indexer.encoder import INT8_CHECK_FILE, Encoder, record_int8_check
 from indexer.errors import InvalidArgument, InvalidCollectionSpec, ModelNotFound
 from indexer.records import CollectionSpec, PoolingMode
@@ -513,3 +515,34 @@ def test_auto_picks_cuda_in_half_precision_and_agrees_with_the_cpu(tiny_albert_d
     assert vectors.dtype == np.float32
     # bf16 keeps about 3 significant digits: cosine to the fp32 vectors, not elementwise equality.
     assert np.min(np.sum(vectors * cpu.encode(TEXTS), axis=1)) > 0.99
+
+
+def _load_output(folder: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """What loading ``folder`` writes to stdout, stderr and the log (transformers' logger writes
+    to stderr, or to the log when something, pytest here, has a handler on it)."""
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        Encoder.load(str(folder), CollectionSpec(model=str(folder)), EncoderConfig(device=DeviceConfig("cpu")))
+    captured = capfd.readouterr()
+    return captured.out + captured.err + caplog.text
+
+
+def test_the_shipped_model_loads_without_a_load_report(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """It is saved without a pooler, which pooling never reads: no "pooler.weight MISSING" report."""
+    output = _load_output(DEFAULT_MODEL_DIR, capfd, caplog)
+    assert "LOAD REPORT" not in output and "MISSING" not in output
+
+
+def test_a_weight_missing_from_the_checkpoint_is_still_reported(
+    tiny_albert_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the pooler the weights lack is left out; anything else missing is a real problem."""
+    folder = shutil.copytree(tiny_albert_dir, tmp_path / "broken")
+    weights = load_file(folder / "model.safetensors")
+    missing = next(name for name in weights if name.startswith("encoder."))
+    save_file({k: v for k, v in weights.items() if k != missing}, folder / "model.safetensors")
+    output = _load_output(folder, capfd, caplog)
+    assert "LOAD REPORT" in output and missing in output and "pooler" not in output

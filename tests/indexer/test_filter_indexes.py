@@ -6,17 +6,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from indexer import filter_indexes
 from indexer.config import StoreConfig
-from indexer.filter_indexes import INDEX_PREFIX
+from indexer.filter_indexes import INDEX_PREFIX, index_statement
+from indexer.filters import indexed_expressions
 from indexer.records import Condition, MetadataFilter, Range
+from indexer.schema import DocumentRow
 from indexer.store import Store, chunk_ids_query
 from tests.conftest_db import encoded, make_collection, store_config
 
@@ -186,3 +191,79 @@ def test_processes_racing_to_make_an_index_and_a_writer_all_succeed(config: Stor
     finally:
         for store in stores:
             store.close()
+
+
+def _validity(engine: Engine, name: str) -> bool | None:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%(name)s)", {"name": name}
+        ).scalar_one_or_none()
+
+
+def _lang_index(engine: Engine) -> tuple[str, str]:
+    (expression,) = indexed_expressions(LANG, DocumentRow.meta)
+    return index_statement(expression, DocumentRow.__tablename__, engine)
+
+
+def _waiting_builds(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE INDEX%%'"
+        ).scalar_one()
+
+
+@pytest.mark.parametrize("config", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_a_postgresql_build_lets_writes_to_documents_through(config: StoreConfig) -> None:
+    """The build waits for a transaction already writing to ``documents``; meanwhile another write
+    commits at once. A plain CREATE INDEX would queue its SHARE lock ahead of that write, which
+    would then wait past the lock timeout and fail with StoreBusy."""
+    store = Store.open(replace(config, busy_timeout_s=5.0))
+    engine = create_engine(config.url, poolclass=NullPool)
+    writing = engine.connect()
+    try:
+        info = make_collection(store)
+        store.write_documents(
+            info.id, [encoded(f"d{i}", chunks=1, metadata={"lang": "en"}) for i in range(5)]
+        )
+        writing.exec_driver_sql("LOCK TABLE documents IN ROW EXCLUSIVE MODE")  # as an open write does
+        counted: list[int] = []
+        search = threading.Thread(target=lambda: counted.append(len(store.chunk_ids_matching(info.id, LANG))))
+        search.start()
+        deadline = time.monotonic() + 10
+        while _waiting_builds(engine) == 0:
+            assert time.monotonic() < deadline, "the index build never started waiting"
+            time.sleep(0.05)
+        started = time.monotonic()
+        store.write_documents(info.id, [encoded("late", chunks=1, metadata={"lang": "en"})])
+        assert time.monotonic() - started < 2.0
+        writing.commit()
+        search.join()
+        assert counted == [6]  # the query itself runs after the build, "late" committed by then
+        assert INDEX_PREFIX in _plan(engine, info.id, LANG)
+    finally:
+        writing.close()
+        engine.dispose()
+        store.close()
+
+
+@pytest.mark.parametrize("config", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(
+    filled: tuple[Store, int, Engine], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A concurrent build that failed part-way leaves an INVALID index under the name: IF NOT
+    EXISTS alone would keep it, and the planner never uses it."""
+    store, collection_id, engine = filled
+    name, statement = _lang_index(engine)
+    assert statement.startswith("CREATE INDEX CONCURRENTLY IF NOT EXISTS")
+    # A unique build over duplicate values fails after the catalog row exists, as a killed one would.
+    with (
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        pytest.raises(IntegrityError),
+    ):
+        connection.exec_driver_sql(statement.replace("CREATE INDEX", "CREATE UNIQUE INDEX"))
+    assert _validity(engine, name) is False
+    with caplog.at_level(logging.WARNING, logger=filter_indexes.__name__):
+        assert len(store.chunk_ids_matching(collection_id, LANG)) == 20
+    assert f"{name} was INVALID" in caplog.text
+    assert _validity(engine, name) is True
+    assert INDEX_PREFIX in _plan(engine, collection_id, LANG)

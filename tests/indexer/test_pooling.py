@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from transformers import AutoModel, AutoTokenizer
 
 from indexer.errors import InvalidArgument, InvalidCollectionSpec
-from indexer.pooling import output_dimension, pool
+from indexer.pooling import check_layers, output_dimension, pool
 from indexer.records import PoolingMode
 
 # Two sequences of three positions, hidden size 2; the second holds one real token.
@@ -178,3 +178,15 @@ def test_mean_max_is_mean_then_max_and_doubles_the_dimension(case):
     assert both.shape[-1] == 2 * hidden == output_dimension(hidden, PoolingMode.MEAN_MAX)
     torch.testing.assert_close(both[:, :hidden], pool(states, mask, PoolingMode.MEAN))
     torch.testing.assert_close(both[:, hidden:], pool(states, mask, PoolingMode.MAX))
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [((), "layers must name at least one layer"), ((2,), r"layer 2 does not exist.*-2\.\.1"), ((-3,), "layer -3")],
+)
+def test_the_one_layers_check_names_what_is_wrong(layers: tuple[int, ...], message: str) -> None:
+    """The check the encoder makes of a spec before loading weights, and pooling of each call."""
+    with pytest.raises(InvalidCollectionSpec, match=message) as raised:
+        check_layers(layers, states=2)
+    assert raised.value.field == "layers"
+    check_layers((0, -1, -2, 1), states=2)

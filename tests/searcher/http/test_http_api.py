@@ -14,6 +14,7 @@ import pytest
 
 from indexer.config import ServerConfig
 from indexer.records import Document
+from indexer.version import installed_version
 from protos.albatross.v1 import albatross_pb2 as pb
 from searcher.client import AlbatrossClient
 from searcher.errors import HTTP_STATUS_OF
@@ -363,6 +364,7 @@ def test_metrics_count_http_requests_by_route(server: RunningServer, notes: str)
 def test_the_openapi_document_is_derived_from_the_proto(server: RunningServer) -> None:
     doc = call("GET", f"{server.http_url}/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
+    assert doc["info"]["version"] == installed_version()  # as ``albatross --version`` says
     search = doc["paths"]["/v1/collections/{name}/search"]["post"]
     assert search["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("SearchRequest")
     properties = doc["components"]["schemas"]["albatross.v1.SearchRequest"]["properties"]
