@@ -147,6 +147,9 @@ def add_operations_options(parser: argparse.ArgumentParser) -> None:
     ops.add_argument("--metrics-host", help="address of the metrics endpoint (default: --host)")
     ops.add_argument("--max-concurrent-rpcs", type=int, help="calls served at once (default 256)")
     ops.add_argument("--max-pending-queries", type=int, help="queries waiting to be embedded (default 1024)")
+    ops.add_argument(
+        "--filter-cache-ids", type=int, help="chunk ids of filter results kept in memory (default 4000000)"
+    )
     ops.add_argument("--drain-delay", type=float, help="seconds NOT_SERVING before draining (default 0)")
     ops.add_argument("--grace", type=float, help="seconds calls in flight get on shutdown (default 10)")
     ops.add_argument("--port-file", type=Path, help="write the bound port here once serving")
@@ -160,6 +163,7 @@ _SERVER_FLAGS = {
     "metrics_host": "metrics_host",
     "max_concurrent_rpcs": "max_concurrent_rpcs",
     "max_pending_queries": "max_pending_queries",
+    "filter_cache_ids": "filter_cache_ids",
     "drain_delay": "drain_delay_s",
     "grace": "grace_s",
     "http_port": "http_port",

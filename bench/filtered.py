@@ -1,7 +1,7 @@
 """Filtered search at 100%, 10%, 1% and 0.1% selectivity beside unfiltered search: p50/p99 latency
 and filtered recall@10 against exact filtered search, for Flat, HNSW and the README's large spec.
 
-``python -m bench.filtered [--size 1000000] [--specs 'Flat|IVF1024,PQ48x4fs,RFlat;nprobe=64,k_factor_rf=32']
+``python -m bench.filtered [--size 1000000] [--specs 'Flat|IVF1024,PQ48x4fs,RFlat;nprobe=64,k_factor_rf=64']
 [--queries 100] [--record]``
 
 Vectors and queries are ``bench.index.clustered`` (seeded, clustered like sentence embeddings).
@@ -9,11 +9,18 @@ Every document has one chunk and real-looking metadata: ``tenant`` (the same for
 filter), ``category`` (``patents`` 0.1%, ``legal`` 1%, ``news`` 10%, the rest spread over six
 more, assigned at random, so independent of the vectors) and ``year``. The documents are written
 to a SQLite store through ``Store.write_documents``; each filtered query then runs the served
-path, one query at a time: ``Store.chunk_ids_matching`` (the compiled filter, on the index
-``indexer.filter_indexes`` made on first use) and ``VectorIndex.search(query, 10, allowed_ids)``
-(id selector, HNSW widening, IVF probe widening, exact search of small candidate sets). Latency is
-the two together; the SQL part is also shown alone. The truth is exact inner-product search over
-the documents the filter allows; recall is chunk-level (one chunk per document).
+path, one query at a time: ``searcher.filtered.FilteredSearch.search``, which estimates the
+filter's share from a sample, then either lists the allowed chunks in SQL (on the index
+``indexer.filter_indexes`` made on first use) and searches among them (id selector, HNSW
+widening, IVF probe widening, exact search of small sets), or searches deeper and checks the
+candidates. It asks for the chunks the searcher asks for (``chunk_fetch_size``); the top 10 count.
+
+"cold" runs with an empty cache for every query (each query a new filter, or the documents
+changed since the last one); "cached" shares one cache, as a searcher answering the same filter
+again does. "before" is the baseline of the same run, on the first ``BASELINE_QUERIES`` queries:
+every filter listed in SQL and searched among its ids, as the searcher did before
+``searcher.filtered``. The truth is exact inner-product search over the documents the filter allows;
+recall is chunk-level (one chunk per document), for the cold run.
 """
 
 from __future__ import annotations
@@ -33,8 +40,10 @@ from indexer.index import VectorIndex
 from indexer.records import Chunk, CollectionSpec, Condition, Document, EncodedDocument, MetadataFilter
 from indexer.spec import complete_spec
 from indexer.store import Store
+from searcher.filtered import AllowedIdsCache, FilteredSearch
+from searcher.results import chunk_fetch_size
 
-SERVED_SPECS = ("Flat", "HNSW32;efSearch=64", "IVF1024,PQ48x4fs,RFlat;nprobe=64,k_factor_rf=32")
+SERVED_SPECS = ("Flat", "HNSW32;efSearch=256", "IVF1024,PQ48x4fs,RFlat;nprobe=64,k_factor_rf=64")
 # category -> share of the documents; the remainder is spread over FILLER.
 SELECTIVE = {"patents": 0.001, "legal": 0.01, "news": 0.10}
 FILLER = ("blog", "forum", "docs", "support", "wiki", "email")
@@ -45,6 +54,8 @@ FILTERS = {
     "0.1%": MetadataFilter((Condition("category", equals="patents"),)),
 }
 WRITE_BATCH = 5_000
+# Queries the baseline (every filter listed in SQL) runs: at 100% of 1M each takes about 2 s.
+BASELINE_QUERIES = 20
 
 
 @dataclass(frozen=True)
@@ -52,9 +63,11 @@ class Row:
     spec: str
     selectivity: str
     allowed: int
+    plan: str
     p50_ms: float
     p99_ms: float
-    sql_p50_ms: float
+    cached_p50_ms: float
+    listing_p50_ms: float
     recall: float
 
 
@@ -123,6 +136,35 @@ def build(spec: str, ids: np.ndarray, vectors: np.ndarray) -> tuple[VectorIndex,
     return index, watch.seconds
 
 
+def _timed_search(
+    search: FilteredSearch | None,
+    index: VectorIndex,
+    collection_id: int,
+    query: np.ndarray,
+    metadata_filter: MetadataFilter | None,
+) -> tuple[float, np.ndarray]:
+    """(seconds, top-K chunk ids) of one query through the served path."""
+    fetch = chunk_fetch_size(K, index.ntotal)
+    with Stopwatch() as watch:
+        if search is None or metadata_filter is None:
+            _, ids = index.search(query, fetch)
+        else:
+            _, ids = search.search(collection_id, index, query, fetch, metadata_filter)
+    return watch.seconds, ids[0, :K]
+
+
+def _timed_listing_search(
+    index: VectorIndex, store: Store, collection_id: int, query: np.ndarray, metadata_filter: MetadataFilter
+) -> float:
+    """Seconds of one query as every filter was served before ``searcher.filtered``: list the
+    allowed chunks in SQL, then search among them (the baseline)."""
+    with Stopwatch() as watch:
+        index.search(
+            query, chunk_fetch_size(K, index.ntotal), store.chunk_ids_matching(collection_id, metadata_filter)
+        )
+    return watch.seconds
+
+
 def measure(
     spec: str,
     index: VectorIndex,
@@ -131,29 +173,51 @@ def measure(
     queries: np.ndarray,
     truths: dict[str, tuple[np.ndarray, int]],
 ) -> list[Row]:
-    """One query at a time, the served path: SQL ids for the filter, then the filtered search."""
+    """One query at a time, the served path, cold then cached."""
     rows = []
+    cached = FilteredSearch(store, AllowedIdsCache())
     for selectivity in ("none", *FILTERS):
-        total, sql = [], []
+        metadata_filter = FILTERS.get(selectivity)
+        cold, warm, listing = [], [], []
         found = np.full((len(queries), K), -1, dtype=np.int64)
         for q in range(len(queries)):
-            with Stopwatch() as whole:
-                allowed = None
-                if selectivity != "none":
-                    with Stopwatch() as watch:
-                        allowed = store.chunk_ids_matching(collection_id, FILTERS[selectivity])
-                    sql.append(watch.seconds)
-                _, ids = index.search(queries[q : q + 1], K, allowed)
-            total.append(whole.seconds)
-            found[q, : ids.shape[1]] = ids[0]
+            seconds, ids = _timed_search(
+                FilteredSearch(store, AllowedIdsCache(max_ids=0)),
+                index,
+                collection_id,
+                queries[q : q + 1],
+                metadata_filter,
+            )
+            cold.append(seconds)
+            found[q, : ids.size] = ids
+            warm.append(_timed_search(cached, index, collection_id, queries[q : q + 1], metadata_filter)[0])
+            if metadata_filter is not None and q < BASELINE_QUERIES:
+                listing.append(
+                    _timed_listing_search(index, store, collection_id, queries[q : q + 1], metadata_filter)
+                )
+        plan = (
+            "-"
+            if metadata_filter is None
+            else cached.plan(collection_id, index, metadata_filter, 4 * K)[0].value
+        )
         truth, allowed_count = truths[selectivity]
-        p50, p99 = percentiles(total, (50, 99))
-        (sql_p50,) = percentiles(sql, (50,))
+        p50, p99 = percentiles(cold, (50, 99))
+        (cached_p50,) = percentiles(warm, (50,))
+        (listing_p50,) = percentiles(listing, (50,)) if listing else (float("nan"),)
         row = Row(
-            spec, selectivity, allowed_count, p50 * 1e3, p99 * 1e3, sql_p50 * 1e3, recall_at_k(found, truth)
+            spec,
+            selectivity,
+            allowed_count,
+            plan,
+            p50 * 1e3,
+            p99 * 1e3,
+            cached_p50 * 1e3,
+            listing_p50 * 1e3,
+            recall_at_k(found, truth),
         )
         log(
-            f"{spec} {selectivity}: p50 {row.p50_ms:.1f} ms, p99 {row.p99_ms:.1f} ms, recall {row.recall:.3f}"
+            f"{spec} {selectivity} ({plan}): p50 {row.p50_ms:.1f} ms, p99 {row.p99_ms:.1f} ms, "
+            f"cached p50 {row.cached_p50_ms:.1f} ms, recall {row.recall:.3f}"
         )
         rows.append(row)
     return rows
@@ -199,10 +263,13 @@ def main() -> None:
             "index spec",
             "filter",
             "allowed",
+            "plan",
             "p50 ms",
             "p99 ms",
             "p50 / unfiltered p50",
-            "of which SQL p50 ms",
+            "cached p50 ms",
+            "always listing p50 ms (before)",
+            "before / p50",
             "recall@10",
         ],
         [
@@ -210,10 +277,13 @@ def main() -> None:
                 f"`{r.spec}`",
                 r.selectivity,
                 f"{r.allowed:,}",
+                r.plan,
                 f"{r.p50_ms:.1f}",
                 f"{r.p99_ms:.1f}",
                 f"{r.p50_ms / unfiltered[r.spec]:.2f}x",
-                "-" if r.selectivity == "none" else f"{r.sql_p50_ms:.1f}",
+                "-" if r.selectivity == "none" else f"{r.cached_p50_ms:.1f}",
+                "-" if r.selectivity == "none" else f"{r.listing_p50_ms:.1f}",
+                "-" if r.selectivity == "none" else f"{r.listing_p50_ms / r.p50_ms:.1f}x",
                 f"{r.recall:.3f}" + ("" if r.recall >= REQUIRED_RECALL else " (below 0.95)"),
             ]
             for r in rows

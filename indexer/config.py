@@ -171,6 +171,8 @@ class ServerConfig:
     batch_max_wait_ms: float = 2.0
     max_pending_queries: int = 1024
     max_concurrent_rpcs: int = 256
+    # Chunk ids of filter results a searcher keeps (``searcher.filtered``): 32 MB by default.
+    filter_cache_ids: int = 4_000_000
     poll_interval_s: float = 0.5
     snapshot_every_changes: int = 50_000
     # This searcher holds shard ``shard_index`` of ``shard_count`` of every collection
@@ -199,6 +201,8 @@ class ServerConfig:
             raise InvalidArgument("TLS needs both a certificate and its private key", field="tls_cert")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise InvalidArgument("mutual TLS needs a server certificate", field="tls_client_ca")
+        if self.filter_cache_ids < 0:
+            raise InvalidArgument("filter_cache_ids must not be negative", field="filter_cache_ids")
         if self.max_concurrent_rpcs < 1:
             raise InvalidArgument("max_concurrent_rpcs must be at least 1", field="max_concurrent_rpcs")
         # grpc binds port % 65536 without a word: --port 99999 would serve on 34463.

@@ -248,6 +248,17 @@ class VectorIndex:
             return stored.copy()
         return stored[~np.isin(stored, np.fromiter(self._tombstones, dtype=np.int64))]
 
+    def sample_ids(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """About ``count`` live ids drawn at random (with replacement), int64; every live id when
+        there are no more than ``count``."""
+        stored = self._stored_ids()
+        if stored.size <= count:
+            return self.ids()
+        picked = stored[rng.integers(0, stored.size, count)]
+        if self._tombstones:
+            picked = picked[~np.isin(picked, np.fromiter(self._tombstones, dtype=np.int64))]
+        return picked
+
     # -- mutation -------------------------------------------------------------------------------
 
     def train(self, vectors: np.ndarray) -> None:

@@ -94,6 +94,9 @@ class CollectionRow(Base):
         Column("whitening_version", Integer, nullable=False, default=0, server_default="0"),
         Column("whitening_fitted_on", BigInteger, nullable=True),
         Column("last_sequence", BigInteger, nullable=False, default=0),
+        # One more at every metadata-only update: with ``last_sequence`` (every add and remove),
+        # it names a state of which documents a filter matches (``Store.filter_version``).
+        Column("metadata_version", BigInteger, nullable=False, default=0, server_default="0"),
         # Changes at or below this sequence may have been pruned (``Store.prune_log``): a reader
         # behind it cannot replay and rebuilds from the chunks instead.
         Column("log_floor", BigInteger, nullable=False, default=0, server_default="0"),

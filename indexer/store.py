@@ -305,6 +305,8 @@ class Store:
             log.flush(session)
             collection.last_sequence = log.sequence
             updated, stale = self._update_metadata(session, updates, update_metadata, existing)
+            if updated:
+                collection.metadata_version += 1
         written = set(changed)
         unchanged_updates = set(update_ids) - set(updated) - set(stale)
         return WriteResult(
@@ -506,6 +508,13 @@ class Store:
     def last_sequence(self, collection_id: int) -> int:
         with self._session() as session:
             return self._collection_by_id(session, collection_id).last_sequence
+
+    def filter_version(self, collection_id: int) -> tuple[int, int]:
+        """``(last_sequence, metadata_version)``: moves whenever a filter may match other chunks
+        (an add or a remove is in the change log, a metadata-only update is counted apart)."""
+        with self._session() as session:
+            row = self._collection_by_id(session, collection_id)
+            return int(row.last_sequence), int(row.metadata_version)
 
     def log_floor(self, collection_id: int) -> int:
         """Changes at or below this sequence may be pruned: replaying from below it misses some."""
@@ -770,13 +779,40 @@ class Store:
                     )
         return found
 
-    def chunk_ids_matching(self, collection_id: int, metadata_filter: MetadataFilter) -> np.ndarray:
-        """Ids (int64 (n,), ascending) of the chunks whose document matches the filter."""
+    def chunk_ids_matching(
+        self, collection_id: int, metadata_filter: MetadataFilter, among: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Ids (int64 (n,), ascending) of the chunks whose document matches the filter; with
+        ``among`` (chunk ids), only those of them (a primary-key lookup per id, not a listing)."""
         query = chunk_ids_query(collection_id, metadata_filter)  # InvalidFilter before any I/O
-        self._filter_indexes.ensure(metadata_filter)
+        if among is None:
+            self._filter_indexes.ensure(metadata_filter)
+            with self._session() as session:
+                return np.asarray(session.execute(query).scalars().all(), dtype=np.int64)
+        found: list[int] = []
         with self._session() as session:
-            ids = session.execute(query).scalars().all()
-        return np.asarray(ids, dtype=np.int64)
+            for batch in _batches(np.unique(among).tolist()):
+                found += (
+                    session.execute(chunk_ids_among_query(collection_id, metadata_filter, batch))
+                    .scalars()
+                    .all()
+                )
+        return np.sort(np.asarray(found, dtype=np.int64))
+
+
+def chunk_ids_among_query(
+    collection_id: int, metadata_filter: MetadataFilter, chunk_ids: Sequence[int]
+) -> Select[tuple[int]]:
+    """Which of ``chunk_ids`` the filter allows. The documents are reached from each chunk (a
+    correlated EXISTS): as a join, SQLite drove it from the filter's expression index, a scan of
+    every matching document (1.2 s at 30,000 for a filter allowing them all) for a few hundred ids."""
+    condition = compile_filter(metadata_filter, DocumentRow.meta)
+    document_allows = (
+        select(DocumentRow.id)
+        .where(DocumentRow.id == ChunkRow.document_id, DocumentRow.collection_id == collection_id, condition)
+        .exists()
+    )
+    return select(ChunkRow.id).where(ChunkRow.id.in_(chunk_ids), document_allows)
 
 
 def chunk_ids_query(collection_id: int, metadata_filter: MetadataFilter) -> Select[tuple[int]]:

@@ -259,6 +259,11 @@ class SyncedIndex(Replayed):
         with self._lock:
             return self._index.search(self._space.apply(queries), k, allowed_ids)
 
+    def sample_ids(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """As ``VectorIndex.sample_ids``."""
+        with self._lock:
+            return self._index.sample_ids(count, rng)
+
     # -- keeping up -----------------------------------------------------------------------------
 
     def catch_up(self) -> int:

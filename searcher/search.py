@@ -31,6 +31,7 @@ from indexer.records import (
 from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 from searcher.batching import QueryBatcher, TextEncoder
 from searcher.blocking import BlockingCalls
+from searcher.filtered import AllowedIdsCache, FilteredSearch
 from searcher.fusion import FusionRequest, fuse
 from searcher.live import IndexStatus, LiveIndex, LiveIndexes, LiveLexicalIndex
 from searcher.results import Hit, Ranking, chunk_fetch_size, fold_chunk_hits, should_fetch_more
@@ -77,7 +78,11 @@ class SearchStore(Protocol):
 
     def get_documents(self, collection_id: int, external_ids: Sequence[str]) -> list[StoredDocument]: ...
 
-    def chunk_ids_matching(self, collection_id: int, metadata_filter: MetadataFilter) -> np.ndarray: ...
+    def chunk_ids_matching(
+        self, collection_id: int, metadata_filter: MetadataFilter, among: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+    def filter_version(self, collection_id: int) -> tuple[int, int]: ...
 
 
 class _RankBatcher:
@@ -143,8 +148,10 @@ class SearchService:
         indexes: LiveIndexes,
         batcher: QueryBatcher,
         executor: Executor,
+        filter_cache: AllowedIdsCache | None = None,
     ) -> None:
         self._store = store
+        self._filtered = FilteredSearch(store, filter_cache or AllowedIdsCache())
         self._catalog = catalog
         self._indexes = indexes
         self._batcher = batcher
@@ -316,7 +323,7 @@ class SearchService:
         """(chunk ids the filter allows or None for all, how many chunks a search can return)."""
         if metadata_filter is None:
             return None, ntotal
-        allowed = self._store.chunk_ids_matching(info.id, metadata_filter)
+        allowed = self._filtered.allowed(info.id, metadata_filter)
         return allowed, min(ntotal, len(allowed))
 
     def _rank(
@@ -327,13 +334,19 @@ class SearchService:
         k: int,
         metadata_filter: MetadataFilter | None,
     ) -> list[list[Hit]]:
-        """queries: float32 (nq, d) -> top-k documents per query (blocking)."""
-        allowed, available = self._allowed(info, index.ntotal, metadata_filter)
+        """queries: float32 (nq, d) -> top-k documents per query (blocking).
+
+        A filter is applied by ``searcher.filtered``, which chooses per filter between listing
+        what it allows and checking the candidates of a deeper search."""
 
         def search(rows: list[int], fetch: int) -> tuple[np.ndarray, np.ndarray]:
-            return index.search(queries[rows], fetch, allowed)
+            if metadata_filter is None:
+                return index.search(queries[rows], fetch)
+            return self._filtered.search(info.id, index, queries[rows], fetch, metadata_filter)
 
-        return self._fold_ranked(len(queries), search, available, k, "dense")
+        # Filtered, the count allowed is not known up front; a search short of ``fetch`` says
+        # that all were found, which ends the folding loop.
+        return self._fold_ranked(len(queries), search, index.ntotal, k, "dense")
 
     def _rank_lexical(
         self,

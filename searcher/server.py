@@ -42,6 +42,7 @@ from searcher.endpoint import (
     serve_until_signalled,
     start_endpoint,
 )
+from searcher.filtered import AllowedIdsCache
 from searcher.http.app import HttpEndpoint, start_http
 from searcher.http.handlers import Handlers
 from searcher.live import LiveIndex, LiveIndexes, LiveLexicalIndex
@@ -195,7 +196,14 @@ async def create_server(
     http: HttpEndpoint | None = None
     try:
         await indexes.start()
-        searcher = SearchService(workspace.store, workspace.catalog, indexes, batcher, executor)
+        searcher = SearchService(
+            workspace.store,
+            workspace.catalog,
+            indexes,
+            batcher,
+            executor,
+            AllowedIdsCache(config.filter_cache_ids),
+        )
         server = grpc_server(config, metrics)
         pb_grpc.add_CollectionsServicer_to_server(
             CollectionsServicer(workspace.catalog, searcher, executor), server

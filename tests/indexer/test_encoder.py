@@ -520,10 +520,19 @@ def test_auto_picks_cuda_in_half_precision_and_agrees_with_the_cpu(tiny_albert_d
 def _load_output(folder: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
     """What loading ``folder`` writes to stdout, stderr and the log (transformers' logger writes
     to stderr, or to the log when something, pytest here, has a handler on it)."""
+    from transformers.utils import logging as transformers_logging
+
     capfd.readouterr()
     caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        Encoder.load(str(folder), CollectionSpec(model=str(folder)), EncoderConfig(device=DeviceConfig("cpu")))
+    # An in-process CLI test before this one leaves transformers at ERROR (albatross.cli), which
+    # would hide the very report these tests look for.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_warning()
+    try:
+        with caplog.at_level(logging.WARNING):
+            Encoder.load(str(folder), CollectionSpec(model=str(folder)), EncoderConfig(device=DeviceConfig("cpu")))
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     captured = capfd.readouterr()
     return captured.out + captured.err + caplog.text
 

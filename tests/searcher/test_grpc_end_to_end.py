@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from indexer.config import AppConfig, ServerConfig, StoreConfig
+from indexer.index import EXACT_SEARCH_MAX
 from indexer.records import CollectionSpec, Condition, Document, MetadataFilter, SearchMode
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
@@ -346,10 +347,14 @@ def test_a_collection_without_a_model_stores_and_searches_the_vectors_it_is_give
     assert hits[0].score == pytest.approx(5.0 / np.linalg.norm([0.1, 5.0, 0.2]), rel=1e-5)  # both unit
     with pytest.raises(grpc.RpcError) as caught:
         client.search("byo", "the y axis", k=1)
-    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    assert (
+        caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    )
     with pytest.raises(grpc.RpcError) as caught:  # hybrid embeds its text for the dense leg
         client.search("byo", "the y axis", k=1, mode=SearchMode.HYBRID)
-    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    assert (
+        caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "has no model" in caught.value.details()
+    )
     deadline = time.monotonic() + 30
     while (stats := client.get_collection("byo").stats).lexical_sequence < stats.last_sequence:
         assert time.monotonic() < deadline, f"the lexical index never caught up: {stats}"
@@ -369,12 +374,16 @@ def test_a_collection_without_a_model_stores_and_searches_the_vectors_it_is_give
 def test_a_collection_created_with_a_classifier_labels_what_upsert_writes(
     client: AlbatrossClient, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    folder = build_tiny_classifier("bert-base-cased", tmp_path_factory.mktemp("cls") / "bert", ("a", "b", "c"))
+    folder = build_tiny_classifier(
+        "bert-base-cased", tmp_path_factory.mktemp("cls") / "bert", ("a", "b", "c")
+    )
     created = client.create_collection(
         "labelled", CollectionSpec(model="", classifier=str(folder), label_field="topic")
     )
     assert (created.spec.classifier, created.spec.label_field, created.spec.score_field) == (
-        str(folder), "topic", "label_score"
+        str(folder),
+        "topic",
+        "label_score",
     )
     assert [s.status for s in client.upsert("labelled", DOCUMENTS)] == ["written"] * len(DOCUMENTS)
     stored = client.get_documents("labelled", [d.external_id for d in DOCUMENTS])
@@ -417,3 +426,33 @@ def test_a_metadata_only_upsert_is_seen_by_filtered_search_at_once_and_keeps_the
     )
     lexical = client.search("retag", "kettle", k=4, metadata_filter=attic, mode=SearchMode.LEXICAL)
     assert [h.external_id for h in lexical] == ["kettle"]
+
+
+def test_filters_on_a_large_collection_answer_what_exact_filtered_search_answers(
+    client: AlbatrossClient,
+) -> None:
+    """More chunks than ``EXACT_SEARCH_MAX``, so the searcher post-filters a filter that allows all
+    of them (``searcher.filtered``) and lists the chunks of one that allows half, none of them near
+    the query. Flat is exact: each answer has one right value."""
+    size = EXACT_SEARCH_MAX + 1_500
+    vectors = np.random.default_rng(8).standard_normal((size, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    client.create_collection("wide", CollectionSpec(model="none"), dimension=4)
+    documents = (
+        Document(
+            f"w{i}", f"w {i}", metadata={"tenant": "acme", "side": "-" if v[0] < 0 else "+"}, vector=tuple(v)
+        )
+        for i, v in enumerate(vectors.tolist())
+    )
+    assert {s.status for s in client.upsert("wide", documents)} == {"written"}
+    wait_until_indexed(client, "wide", timeout_s=120)
+    query = np.array([1.0, 0.1, 0.0, 0.0], dtype=np.float32)
+    query /= np.linalg.norm(query)
+
+    for field, value, allowed in (("tenant", "acme", np.ones(size, bool)), ("side", "-", vectors[:, 0] < 0)):
+        hits = client.search_vector(
+            "wide", query, k=10, metadata_filter=MetadataFilter((Condition(field=field, equals=value),))
+        )
+        rows = np.flatnonzero(allowed)
+        truth = rows[np.argsort(-(vectors[rows] @ query), kind="stable")[:10]]
+        assert [h.external_id for h in hits] == [f"w{i}" for i in truth], field
