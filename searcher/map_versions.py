@@ -6,7 +6,10 @@ on its own clock, and cosines of two maps are not comparable: a merge of both wo
 documents by scores neither map gives them. So before a dense answer is merged, the shards whose
 answer is older than the newest seen are asked again, on every one of their replicas at once (one
 may have switched already), and once more after a short wait; a shard still behind then fails the
-call with ``MixedWhiteningVersions`` (UNAVAILABLE: the window closes on its own). The newest version
+call with ``MixedWhiteningVersions`` (UNAVAILABLE: the window closes on its own), or, when the
+request allows partial answers, is left out of the merge and named among its missing shards, as a
+shard with no live replica is: a front-end keeps answering through a refit, from the shards
+already on the new map. The newest version
 is the one to wait for, as versions only rise and every shard gets there.
 
 Lexical answers are never checked: no map touches BM25. A shard that predates the field says
@@ -68,8 +71,9 @@ async def in_one_version(
     *,
     allow_partial: bool = False,
 ) -> Gathered[Answer]:
-    """``call`` on every shard (``ShardFanOut.all``), its answers all in one whitening version,
-    or ``MixedWhiteningVersions`` naming ``collection`` and what each shard answered in."""
+    """``call`` on every shard (``ShardFanOut.all``), its answers all in one whitening version;
+    else, with ``allow_partial``, without the shards still behind, or ``MixedWhiteningVersions``
+    naming ``collection`` and what each shard answered in."""
     gathered = await fan_out.all(context, method, call, allow_partial=allow_partial)
     answers = list(gathered.answers)
     behind = lagging([answered_in(answer) for answer in answers])
@@ -87,12 +91,25 @@ async def in_one_version(
         if not behind:
             metrics.mixed_versions.labels(method, "retried").inc()
             return Gathered(answers, gathered.missing, gathered.shards)
+    if allow_partial:
+        metrics.mixed_versions.labels(method, "partial").inc()
+        return _without(gathered, answers, set(behind))
     metrics.mixed_versions.labels(method, "refused").inc()
     seen = {
         shard.name: tuple(sorted(answered_in(answer)))
         for shard, answer in zip(gathered.shards, answers, strict=True)
     }
     raise MixedWhiteningVersions(collection, seen)
+
+
+def _without(gathered: Gathered[Answer], answers: list[Answer], behind: set[int]) -> Gathered[Answer]:
+    """``answers`` of ``gathered``'s shards but those at ``behind``, which join the missing."""
+    kept = [i for i in range(len(answers)) if i not in behind]
+    return Gathered(
+        [answers[i] for i in kept],
+        [*gathered.missing, *(gathered.shards[i].name for i in sorted(behind))],
+        [gathered.shards[i] for i in kept],
+    )
 
 
 def merged_version(answers: Sequence[pb.SearchResponse | pb.SearchBatchResponse]) -> int | None:

@@ -177,7 +177,8 @@ class RouterMetrics(RpcMetrics):
         self.mixed_versions = Counter(
             "albatross_router_mixed_whitening_versions",
             "Dense merges whose shards answered in different whitening versions (a refit rolling "
-            "out), by what came of it: retried (one version after asking again) or refused",
+            "out), by what came of it: retried (one version after asking again), partial (merged without "
+            "the shards behind, for a request allowing it) or refused",
             ["method", "outcome"],
             registry=registry,
         )

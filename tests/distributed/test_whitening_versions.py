@@ -204,6 +204,20 @@ def test_after_a_refit_a_shard_still_on_the_old_map_is_not_merged(cluster: Clust
     assert _counted(cluster.router_a, "Search", "refused") == refused_before + 1
 
 
+def test_a_request_allowing_partial_answers_is_answered_without_the_shard_behind(cluster: Cluster) -> None:
+    request = _by_vector(cluster, TEXTS[1])
+    request.allow_partial = True
+    partial_before = _counted(cluster.router_a, "Search", "partial")
+
+    got = _search(cluster.router_a.target, request)
+    alone = _search(cluster.shard0.target, _by_vector(cluster, TEXTS[1]))
+
+    assert got.partial and len(got.missing_shards) == 1 and "shard 1" in got.missing_shards[0]
+    _same(alone, got)  # shard 0's own answer, in version 2: nothing of the old map merged in
+    assert got.whitening_version == 2
+    assert _counted(cluster.router_a, "Search", "partial") == partial_before + 1
+
+
 def test_batches_and_hybrid_are_refused_too_but_lexical_is_answered(cluster: Cluster) -> None:
     router = cluster.router_a.target
     batch = pb.SearchBatchRequest(collection=COLLECTION, queries=TEXTS, k=K)
