@@ -8,6 +8,7 @@ collections are larger than ``EXACT_SEARCH_MAX`` where the post-filter plan must
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,15 @@ def _queries(count: int, seed: int) -> np.ndarray:
     return queries / np.linalg.norm(queries, axis=1, keepdims=True)
 
 
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[tuple[Store, int]]:
+    """(store, id of an empty collection) in a fresh SQLite store."""
+    store = Store.open(StoreConfig(data_dir=tmp_path))
+    info = store.create_collection("c", SPEC, dimension=DIMENSION, model_revision="-", tokenizer_hash="-")
+    yield store, info.id
+    store.close()
+
+
 # -- the plan (pure) ------------------------------------------------------------------------------
 
 
@@ -175,44 +185,36 @@ def test_a_filter_that_excludes_everything_near_the_query_still_gets_its_hits(co
     assert found.shape == (2, FETCH) and found.tolist() == truth.tolist()
 
 
-def test_cached_listings_follow_writes_and_metadata_only_updates(tmp_path: Path) -> None:
-    store = Store.open(StoreConfig(data_dir=tmp_path))
-    try:
-        info = store.create_collection("c", SPEC, dimension=DIMENSION, model_revision="-", tokenizer_hash="-")
-        vectors = _queries(20, seed=5)
-        store.write_documents(info.id, [_document(i, vectors[i], {"kind": "common"}) for i in range(20)])
-        cache = AllowedIdsCache()
-        filtered = FilteredSearch(store, cache)
-        assert filtered.allowed(info.id, RARE).size == 0
-        assert filtered.allowed(info.id, RARE).size == 0 and cache.hits == 1
+def test_cached_listings_follow_writes_and_metadata_only_updates(small: tuple[Store, int]) -> None:
+    store, collection_id = small
+    vectors = _queries(20, seed=5)
+    store.write_documents(collection_id, [_document(i, vectors[i], {"kind": "common"}) for i in range(20)])
+    cache = AllowedIdsCache()
+    filtered = FilteredSearch(store, cache)
+    assert filtered.allowed(collection_id, RARE).size == 0
+    assert filtered.allowed(collection_id, RARE).size == 0 and cache.hits == 1
 
-        store.write_documents(info.id, [_document(20, vectors[0], {"kind": "rare"})])  # an add
-        assert filtered.allowed(info.id, RARE).size == 1
+    store.write_documents(collection_id, [_document(20, vectors[0], {"kind": "rare"})])  # an add
+    assert filtered.allowed(collection_id, RARE).size == 1
 
-        renamed = _document(3, vectors[3], {"kind": "rare"}).document  # metadata only: no log entry
-        stored = store.document_hashes(info.id, ["d3"])["d3"]
-        update = MetadataUpdate(renamed, renamed.content_hash(), stored.embedding)
-        assert store.write_documents(info.id, [], [update]).metadata_updated == ("d3",)
-        assert filtered.allowed(info.id, RARE).size == 2
-    finally:
-        store.close()
+    renamed = _document(3, vectors[3], {"kind": "rare"}).document  # metadata only: no log entry
+    stored = store.document_hashes(collection_id, ["d3"])["d3"]
+    update = MetadataUpdate(renamed, renamed.content_hash(), stored.embedding)
+    assert store.write_documents(collection_id, [], [update]).metadata_updated == ("d3",)
+    assert filtered.allowed(collection_id, RARE).size == 2
 
 
-def test_a_filter_on_one_is_not_served_the_listing_of_a_filter_on_true(tmp_path: Path) -> None:
+def test_a_filter_on_one_is_not_served_the_listing_of_a_filter_on_true(small: tuple[Store, int]) -> None:
     """1 == True in Python, so equal dataclasses; the JSON values differ and match different rows."""
-    store = Store.open(StoreConfig(data_dir=tmp_path))
-    try:
-        info = store.create_collection("c", SPEC, dimension=DIMENSION, model_revision="-", tokenizer_hash="-")
-        vectors = _queries(2, seed=6)
-        store.write_documents(
-            info.id, [_document(0, vectors[0], {"x": 1}), _document(1, vectors[1], {"x": True})]
-        )
-        filtered = FilteredSearch(store, AllowedIdsCache())
-        one = filtered.allowed(info.id, MetadataFilter((Condition("x", equals=1),)))
-        true = filtered.allowed(info.id, MetadataFilter((Condition("x", equals=True),)))
-        assert one.size == 1 and true.size == 1 and one.tolist() != true.tolist()
-    finally:
-        store.close()
+    store, collection_id = small
+    vectors = _queries(2, seed=6)
+    store.write_documents(
+        collection_id, [_document(0, vectors[0], {"x": 1}), _document(1, vectors[1], {"x": True})]
+    )
+    filtered = FilteredSearch(store, AllowedIdsCache())
+    one = filtered.allowed(collection_id, MetadataFilter((Condition("x", equals=1),)))
+    true = filtered.allowed(collection_id, MetadataFilter((Condition("x", equals=True),)))
+    assert one.size == 1 and true.size == 1 and one.tolist() != true.tolist()
 
 
 def test_an_estimate_is_kept_across_writes_until_the_collection_drifts_or_a_fallback(corpus) -> None:
@@ -237,15 +239,11 @@ def test_an_estimate_is_kept_across_writes_until_the_collection_drifts_or_a_fall
     assert cache.misses == before + 1
 
 
-def test_a_collection_within_exact_search_is_never_sampled(tmp_path: Path) -> None:
-    store = Store.open(StoreConfig(data_dir=tmp_path))
-    try:
-        info = store.create_collection("c", SPEC, dimension=DIMENSION, model_revision="-", tokenizer_hash="-")
-        vectors = _queries(50, seed=7)
-        store.write_documents(info.id, [_document(i, vectors[i], {"tenant": "acme"}) for i in range(50)])
-        cache = AllowedIdsCache()
-        index = _index(store.chunk_ids_matching(info.id, MetadataFilter()), vectors)
-        assert FilteredSearch(store, cache).plan(info.id, index, EVERYONE, FETCH) == (Plan.PRE_FILTER, 0)
-        assert cache.misses == 0
-    finally:
-        store.close()
+def test_a_collection_within_exact_search_is_never_sampled(small: tuple[Store, int]) -> None:
+    store, collection_id = small
+    vectors = _queries(50, seed=7)
+    store.write_documents(collection_id, [_document(i, vectors[i], {"tenant": "acme"}) for i in range(50)])
+    cache = AllowedIdsCache()
+    index = _index(store.chunk_ids_matching(collection_id, MetadataFilter()), vectors)
+    assert FilteredSearch(store, cache).plan(collection_id, index, EVERYONE, FETCH) == (Plan.PRE_FILTER, 0)
+    assert cache.misses == 0
