@@ -323,6 +323,12 @@ CASES = (
         2,
         lambda p: "port 99999 is out of range",
     ),
+    Case(
+        "serve, negative filter cache",
+        lambda p: ["serve", "--port", "0", "--filter-cache-ids", "-1", *_data(p)],
+        2,
+        lambda p: "filter_cache_ids must not be negative",
+    ),
 )
 
 
