@@ -30,10 +30,11 @@ Each shard may have replicas; how a call reaches one (health, failover, hedging)
 ``searcher.shards``. A shard with no live replica fails the call UNAVAILABLE, naming the shard,
 unless the request sets ``allow_partial``: then the answer is the merge of the shards that
 answered, flagged ``partial`` with the missing shards named, never silently short. That holds in
-every mode: a lexical answer is then the BM25 merge of the shards that answered (each still
-scoring with its own statistics, so it is a partial merge, not a smaller collection's ranking),
-and a hybrid answer fuses both legs without every shard either leg lacked (no live replica, or
-behind on the whitening map), named once each, in shard order. The router has
+every mode. A partial lexical answer is a partial merge: the shards that answered, merged by BM25
+score as in a full answer, each with its own statistics (nothing is recomputed for the shards
+missing), so a document with chunks on several shards ranks by those that answered. A partial
+hybrid answer fuses both legs without every shard either leg lacked (no live replica, or, for the
+dense leg, behind on the whitening map), each named once, in shard order. The router has
 the searcher's door (``searcher.endpoint``: token, TLS or mutual TLS, limits, health, reflection,
 metrics), and its own TLS, client certificate and token towards the shards (``RouterConfig``).
 """
@@ -52,6 +53,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from indexer.config import RouterConfig, ServerConfig
+from indexer.errors import ShardUnavailable
 from indexer.records import Fusion, SearchMode
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
@@ -62,7 +64,7 @@ from searcher.fusion import FusionRequest, fuse
 from searcher.map_versions import in_one_version, merged_version
 from searcher.results import Hit, LegHit
 from searcher.search import HYBRID_CANDIDATES
-from searcher.shards import CallOptions, Gathered, Replica, Shard, ShardFailed, ShardFanOut
+from searcher.shards import CallOptions, Gathered, Replica, ShardFailed, ShardFanOut
 from searcher.telemetry import RouterMetrics
 
 log = logging.getLogger(__name__)
@@ -137,11 +139,27 @@ def _partial(response: pb.SearchResponse | pb.SearchBatchResponse, missing: Sequ
         response.missing_shards.extend(missing)
 
 
-def in_shard_order(shards: Sequence[Shard], *missing: Iterable[str]) -> list[str]:
-    """Every shard named in any of ``missing``, once, in the order of ``shards`` (a hybrid's legs
-    may each lack a shard, for a different reason: no live replica, or behind on the map)."""
+def in_shard_order(shards: Sequence[str], *missing: Iterable[str]) -> list[str]:
+    """Every shard named in any of ``missing``, once, in the order of ``shards`` (their names):
+    a hybrid's legs may each lack a shard, for a different reason (no live replica, or behind on
+    the whitening map), and a dense leg names the shards behind after the unreachable ones."""
     named = {name for said in missing for name in said}
-    return [shard.name for shard in shards if shard.name in named]
+    return [shard for shard in shards if shard in named]
+
+
+def some_shard_answered_both(shards: Sequence[str], dense: Sequence[str], lexical: Sequence[str]) -> None:
+    """Refuse a hybrid answer that no shard gave both legs of (``dense`` and ``lexical`` name the
+    shards each leg lacked), as ``ShardFanOut.all`` refuses an answer no shard gave. The lexical
+    leg lacks only shards with no live replica (the dense leg may lack one behind on the map),
+    and it lacks one whenever every shard is lacking (each leg had some shard), so its first is
+    the shard named."""
+    if len(in_shard_order(shards, dense, lexical)) < len(shards):
+        return
+    raise ShardUnavailable(
+        lexical[0],
+        f"no shard answered both legs of the hybrid search: the dense leg lacked {', '.join(dense)}, "
+        f"the lexical leg {', '.join(lexical)}",
+    )
 
 
 def _leg_hits(hits: Sequence[pb.Hit], leg: str) -> list[Hit]:
@@ -231,6 +249,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
     def __init__(self, shards: ShardFanOut, metrics: RouterMetrics) -> None:
         self._shards = shards
         self._metrics = metrics
+        self._names = [shard.name for shard in shards.shards]
 
     @maps_errors
     @_forwarded
@@ -274,7 +293,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             warnings=merge_warnings(warned, *(answer.warnings for answer in gathered.answers)),
         )
         _versioned(response, merged_version(gathered.answers))
-        _partial(response, gathered.missing)
+        _partial(response, in_shard_order(self._names, gathered.missing))
         return response
 
     @maps_errors
@@ -302,7 +321,8 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
             allow_partial=request.allow_partial,
         )
-        return _Batch(_merged(gathered.answers, k), gathered.missing).to_pb(warned)
+        missing = in_shard_order(self._names, gathered.missing)
+        return _Batch(_merged(gathered.answers, k), missing).to_pb(warned)
 
     async def _leg(
         self, context: grpc.aio.ServicerContext, request: pb.SearchBatchRequest
@@ -378,6 +398,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             ),
         )
         chosen = fusion.resolve(Fusion.of(convert.spec_from_pb(collection.collection.spec)))
+        some_shard_answered_both(self._names, dense_shards.missing, lexical_shards.missing)
         dense_legs = self._without_missing(depth, dense_shards, lexical_shards)
         lexical_legs = self._without_missing(depth, lexical_shards, dense_shards)
         fused = [
@@ -406,7 +427,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         """``gathered`` merged per query without the shards it or ``other`` (a hybrid's other
         leg) lacks: a shard one leg lacks is left out of both, so that a shard named missing
         contributes no document, rather than documents ranked by one leg only."""
-        missing = in_shard_order(self._shards.shards, gathered.missing, other.missing if other else ())
+        missing = in_shard_order(self._names, gathered.missing, other.missing if other else ())
         kept = [
             answer
             for shard, answer in zip(gathered.shards, gathered.answers, strict=True)

@@ -437,27 +437,31 @@ def test_lexical_and_hybrid_searches_without_the_dead_shard_are_partial_only_whe
     assert all(_same(want, got) for want, got in zip(from_shard_zero, batch.results, strict=True))
 
 
-@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
 def test_the_search_command_answers_lexical_and_hybrid_without_the_dead_shard_when_allowed(
-    cluster: Cluster, expected: dict[str, list[Hit]], tmp_path: Path, mode: str
+    cluster: Cluster, expected: dict[str, list[Hit]], tmp_path: Path
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     text = next(iter(expected))
-    with ThreadPoolExecutor(2) as pool:
-        refused, single = pool.map(
-            lambda argv: _albatross_search(cluster, token_file, *argv),
-            [[text, "--mode", mode], [text, "--mode", mode, "--allow-partial", "--json"]],
-        )
+    modes = [SearchMode.LEXICAL, SearchMode.HYBRID]
+    argvs = [
+        [text, "--mode", mode, *allowing]
+        for mode in modes
+        for allowing in ([], ["--allow-partial", "--json"])
+    ]
+    with ThreadPoolExecutor(len(argvs)) as pool:
+        results = list(pool.map(lambda argv: _albatross_search(cluster, token_file, *argv), argvs))
     with cluster.client(cluster.replica(0, 1).target) as shard_zero:
-        from_shard_zero = [h.external_id for h in shard_zero.search(COLLECTION, text, K, mode=SearchMode(mode))]
+        from_shard_zero = {
+            mode: [h.external_id for h in shard_zero.search(COLLECTION, text, K, mode=mode)] for mode in modes
+        }
 
-    for result in (refused, single):
-        assert "Traceback" not in result.stderr, result.stderr
-    (refusal,) = _warnings(refused.stderr)
-    assert refused.returncode == 5 and refused.stdout == ""
-    assert refusal.startswith("albatross search: UNAVAILABLE: shard 1 (") and "no live replica" in refusal
-    (warning,) = _warnings(single.stderr)
-    assert single.returncode == 0, single.stderr
-    assert [hit["id"] for hit in json.loads(single.stdout)] == from_shard_zero
-    assert warning.startswith("albatross search: warning: partial answer without shard 1 (")
+    for mode, refused, single in zip(modes, results[::2], results[1::2], strict=True):
+        assert "Traceback" not in refused.stderr + single.stderr, mode
+        (refusal,) = _warnings(refused.stderr)
+        assert refused.returncode == 5 and refused.stdout == "", mode
+        assert refusal.startswith("albatross search: UNAVAILABLE: shard 1 (") and "no live replica" in refusal
+        (warning,) = _warnings(single.stderr)
+        assert single.returncode == 0, single.stderr
+        assert [hit["id"] for hit in json.loads(single.stdout)] == from_shard_zero[mode], mode
+        assert warning.startswith("albatross search: warning: partial answer without shard 1 (")
