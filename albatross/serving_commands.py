@@ -271,7 +271,7 @@ def register_search(sub: Subparsers) -> None:
     parser.add_argument(
         "--allow-partial",
         action="store_true",
-        help="through a router, dense mode: answer from the shards that answer, with a warning naming "
+        help="through a router, in any mode: answer from the shards that answer, with a warning naming "
         "the missing ones, instead of failing UNAVAILABLE",
     )
     batch = parser.add_argument_group("a file of queries")

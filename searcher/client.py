@@ -363,8 +363,9 @@ class AlbatrossClient:
         timeout: float | None = None,
     ) -> SearchAnswer:
         """As ``search_with_warnings``, but a router answers from the shards it reaches (the answer
-        names those it did not). Dense searches only: a router refuses a partial lexical or hybrid
-        answer, whose scores or ranks need every shard."""
+        names those it did not), in every mode. A partial lexical answer is the BM25 merge of the
+        shards that answered, each scoring with its own statistics; a partial hybrid answer fuses
+        both legs without every shard either leg lacked."""
         options = SearchOptions(mode, fusion, timeout)
         response = self._search_text(collection, query, k, metadata_filter, options, allow_partial=True)
         return SearchAnswer(_hits(response), tuple(response.missing_shards), tuple(response.warnings))

@@ -19,7 +19,8 @@ fusion or the collection's default.
 
 Dense answers (a hybrid's dense leg too) are merged only when every shard ranked in one version of
 the collection's whitening map: while a refit rolls out, a lagging shard is asked again and, still
-behind, fails the call UNAVAILABLE (``searcher.map_versions``). Lexical answers depend on no map.
+behind, fails the call UNAVAILABLE, or, with ``allow_partial``, is left out and named missing
+(``searcher.map_versions``). Lexical answers depend on no map.
 
 Collections.Get fans out too (SQL facts from the first shard; index vectors summed, index sequence
 the slowest shard's); List, Create, Drop and GetDocuments go to any one shard, since every shard
@@ -28,7 +29,12 @@ reads and writes the same store. Writes (Ingest) go to a searcher or the ingesti
 Each shard may have replicas; how a call reaches one (health, failover, hedging) is
 ``searcher.shards``. A shard with no live replica fails the call UNAVAILABLE, naming the shard,
 unless the request sets ``allow_partial``: then the answer is the merge of the shards that
-answered, flagged ``partial`` with the missing shards named, never silently short. The router has
+answered, flagged ``partial`` with the missing shards named, never silently short. That holds in
+every mode. A partial lexical answer is a partial merge: the shards that answered, merged by BM25
+score as in a full answer, each with its own statistics (nothing is recomputed for the shards
+missing), so a document with chunks on several shards ranks by those that answered. A partial
+hybrid answer fuses both legs without every shard either leg lacked (no live replica, or, for the
+dense leg, behind on the whitening map), each named once, in shard order. The router has
 the searcher's door (``searcher.endpoint``: token, TLS or mutual TLS, limits, health, reflection,
 metrics), and its own TLS, client certificate and token towards the shards (``RouterConfig``).
 """
@@ -47,6 +53,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from indexer.config import RouterConfig, ServerConfig
+from indexer.errors import ShardUnavailable
 from indexer.records import Fusion, SearchMode
 from protos.albatross.v1 import albatross_pb2 as pb
 from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
@@ -57,7 +64,7 @@ from searcher.fusion import FusionRequest, fuse
 from searcher.map_versions import in_one_version, merged_version
 from searcher.results import Hit, LegHit
 from searcher.search import HYBRID_CANDIDATES
-from searcher.shards import CallOptions, Replica, ShardFailed, ShardFanOut
+from searcher.shards import CallOptions, Gathered, Replica, ShardFailed, ShardFanOut
 from searcher.telemetry import RouterMetrics
 
 log = logging.getLogger(__name__)
@@ -126,10 +133,33 @@ def _forwarded(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T
     return forwarding
 
 
-def _partial(response: pb.SearchResponse | pb.SearchBatchResponse, missing: list[str]) -> None:
+def _partial(response: pb.SearchResponse | pb.SearchBatchResponse, missing: Sequence[str]) -> None:
     if missing:
         response.partial = True
         response.missing_shards.extend(missing)
+
+
+def in_shard_order(shards: Sequence[str], *missing: Iterable[str]) -> list[str]:
+    """Every shard named in any of ``missing``, once, in the order of ``shards`` (their names):
+    a hybrid's legs may each lack a shard, for a different reason (no live replica, or behind on
+    the whitening map), and a dense leg names the shards behind after the unreachable ones."""
+    named = {name for said in missing for name in said}
+    return [shard for shard in shards if shard in named]
+
+
+def some_shard_answered_both(shards: Sequence[str], dense: Sequence[str], lexical: Sequence[str]) -> None:
+    """Refuse a hybrid answer that no shard gave both legs of (``dense`` and ``lexical`` name the
+    shards each leg lacked), as ``ShardFanOut.all`` refuses an answer no shard gave. The lexical
+    leg lacks only shards with no live replica (the dense leg may lack one behind on the map),
+    and it lacks one whenever every shard is lacking (each leg had some shard), so its first is
+    the shard named."""
+    if len(in_shard_order(shards, dense, lexical)) < len(shards):
+        return
+    raise ShardUnavailable(
+        lexical[0],
+        f"no shard answered both legs of the hybrid search: the dense leg lacked {', '.join(dense)}, "
+        f"the lexical leg {', '.join(lexical)}",
+    )
 
 
 def _leg_hits(hits: Sequence[pb.Hit], leg: str) -> list[Hit]:
@@ -175,6 +205,26 @@ def _versioned(response: pb.SearchResponse, version: int | None) -> None:
         response.whitening_version = version
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """A batch's merged answers, query by query, and the shards they were merged without."""
+
+    queries: list[_Ranked]
+    missing: list[str]
+
+    def to_pb(self, warned: Sequence[Iterable[str]] | None = None) -> pb.SearchBatchResponse:
+        """With ``warned``: per query, what the shard that embedded it said about it. Every
+        result is flagged partial as the batch is: each was merged without the same shards."""
+        said = warned if warned is not None else [() for _ in self.queries]
+        response = pb.SearchBatchResponse()
+        for query, warnings in zip(self.queries, said, strict=True):
+            result = query.to_pb(warnings)
+            _partial(result, self.missing)
+            response.results.append(result)
+        _partial(response, self.missing)
+        return response
+
+
 def _merged(answers: Sequence[pb.SearchBatchResponse], k: int) -> list[_Ranked]:
     """The shards' answers to a batch, merged query by query."""
     per_query = zip(*(answer.results for answer in answers), strict=True)
@@ -199,6 +249,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
     def __init__(self, shards: ShardFanOut, metrics: RouterMetrics) -> None:
         self._shards = shards
         self._metrics = metrics
+        self._names = [shard.name for shard in shards.shards]
 
     @maps_errors
     @_forwarded
@@ -209,12 +260,17 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         k = asked.k
         if asked.mode is not SearchMode.DENSE:
             batch = pb.SearchBatchRequest(
-                collection=request.collection, queries=asked.queries, k=k, filter=request.filter
+                collection=request.collection,
+                queries=asked.queries,
+                k=k,
+                filter=request.filter,
+                allow_partial=request.allow_partial,
             )
             if request.HasField("vector"):
                 batch.vectors.append(request.vector)
-            (ranked,) = await self._not_dense(context, batch, asked.mode, asked.fusion)
-            return ranked.to_pb()
+            answered = await self._not_dense(context, batch, asked.mode, asked.fusion)
+            (result,) = answered.to_pb().results
+            return result
         warned: list[str] = []
         if not request.HasField("vector"):
             # Embed once, on one shard, instead of once per shard: the forward pass is most of a
@@ -237,7 +293,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             warnings=merge_warnings(warned, *(answer.warnings for answer in gathered.answers)),
         )
         _versioned(response, merged_version(gathered.answers))
-        _partial(response, gathered.missing)
+        _partial(response, in_shard_order(self._names, gathered.missing))
         return response
 
     @maps_errors
@@ -248,8 +304,8 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         asked = convert.search_batch_from_pb(request)
         k = asked.k
         if asked.mode is not SearchMode.DENSE:
-            ranked = await self._not_dense(context, request, asked.mode, asked.fusion)
-            return pb.SearchBatchResponse(results=[query.to_pb() for query in ranked])
+            answered = await self._not_dense(context, request, asked.mode, asked.fusion)
+            return answered.to_pb()
         warned: list[list[str]] = [[] for _ in request.vectors]
         if not request.vectors:
             embed = pb.EmbedRequest(collection=request.collection, queries=request.queries)
@@ -265,31 +321,36 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
             allow_partial=request.allow_partial,
         )
-        response = pb.SearchBatchResponse()
-        for query, said in zip(_merged(gathered.answers, k), warned, strict=True):
-            result = query.to_pb(said)
-            _partial(result, gathered.missing)
-            response.results.append(result)
-        _partial(response, gathered.missing)
-        return response
+        missing = in_shard_order(self._names, gathered.missing)
+        return _Batch(_merged(gathered.answers, k), missing).to_pb(warned)
 
     async def _leg(
-        self, context: grpc.aio.ServicerContext, request: pb.SearchBatchRequest, k: int
-    ) -> list[_Ranked]:
-        """One leg (the request's mode) on every shard, merged per query. Every shard must answer:
-        a lexical or hybrid answer without some shards is refused rather than flagged partial. The
-        dense leg is merged in one whitening version; the lexical leg depends on no map."""
+        self, context: grpc.aio.ServicerContext, request: pb.SearchBatchRequest
+    ) -> Gathered[pb.SearchBatchResponse]:
+        """One leg (the request's mode) on every shard. With the request's ``allow_partial``, a
+        shard with no live replica is left out and named missing, as in a dense search; without
+        it, it fails the call UNAVAILABLE. The dense leg is gathered in one whitening version
+        (with ``allow_partial``, without the shards still behind); the lexical leg depends on no
+        map."""
 
         def call(r: Replica, o: CallOptions) -> Awaitable[pb.SearchBatchResponse]:
             return r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata)
 
         if request.mode == pb.SEARCH_MODE_LEXICAL:
-            gathered = await self._shards.all(context, "SearchBatch", call)
+            gathered = await self._shards.all(
+                context, "SearchBatch", call, allow_partial=request.allow_partial
+            )
         else:
             gathered = await in_one_version(
-                self._shards, self._metrics, context, request.collection, "SearchBatch", call
+                self._shards,
+                self._metrics,
+                context,
+                request.collection,
+                "SearchBatch",
+                call,
+                allow_partial=request.allow_partial,
             )
-        return _merged(gathered.answers, k)
+        return gathered
 
     async def _not_dense(
         self,
@@ -297,17 +358,19 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
         request: pb.SearchBatchRequest,
         mode: SearchMode,
         fusion: FusionRequest,
-    ) -> list[_Ranked]:
-        """Lexical: fanned out and merged by score. Hybrid: each leg merged, then fused here."""
+    ) -> _Batch:
+        """Lexical: fanned out and merged by score. Hybrid: each leg merged, then fused here,
+        without the shards either leg lacked (with ``allow_partial``)."""
         lexical = pb.SearchBatchRequest(
             collection=request.collection,
             queries=request.queries,
             filter=request.filter,
             mode=pb.SEARCH_MODE_LEXICAL,
+            allow_partial=request.allow_partial,
         )
         if mode is SearchMode.LEXICAL:
             lexical.k = request.k
-            return await self._leg(context, lexical, request.k)
+            return self._without_missing(request.k, await self._leg(context, lexical))
         depth = max(request.k, HYBRID_CANDIDATES)
         lexical.k = depth
         vectors = list(request.vectors)
@@ -318,12 +381,16 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             vectors = list(embedded.vectors)
             warned = _embed_warnings(embedded, len(vectors))
         dense = pb.SearchBatchRequest(
-            collection=request.collection, vectors=vectors, k=depth, filter=request.filter
+            collection=request.collection,
+            vectors=vectors,
+            k=depth,
+            filter=request.filter,
+            allow_partial=request.allow_partial,
         )
         described = pb.GetCollectionRequest(name=request.collection)
-        dense_legs, lexical_legs, collection = await asyncio.gather(
-            self._leg(context, dense, depth),
-            self._leg(context, lexical, depth),
+        dense_shards, lexical_shards, collection = await asyncio.gather(
+            self._leg(context, dense),
+            self._leg(context, lexical),
             self._shards.any(
                 context,
                 "GetCollection",
@@ -331,7 +398,10 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             ),
         )
         chosen = fusion.resolve(Fusion.of(convert.spec_from_pb(collection.collection.spec)))
-        return [
+        some_shard_answered_both(self._names, dense_shards.missing, lexical_shards.missing)
+        dense_legs = self._without_missing(depth, dense_shards, lexical_shards)
+        lexical_legs = self._without_missing(depth, lexical_shards, dense_shards)
+        fused = [
             _Ranked(
                 [
                     convert.hit_to_pb(hit)
@@ -342,8 +412,28 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
                 merge_warnings(said, d.warnings, w.warnings),
                 d.whitening_version,
             )
-            for d, w, said, text in zip(dense_legs, lexical_legs, warned, request.queries, strict=True)
+            for d, w, said, text in zip(
+                dense_legs.queries, lexical_legs.queries, warned, request.queries, strict=True
+            )
         ]
+        return _Batch(fused, dense_legs.missing)
+
+    def _without_missing(
+        self,
+        k: int,
+        gathered: Gathered[pb.SearchBatchResponse],
+        other: Gathered[pb.SearchBatchResponse] | None = None,
+    ) -> _Batch:
+        """``gathered`` merged per query without the shards it or ``other`` (a hybrid's other
+        leg) lacks: a shard one leg lacks is left out of both, so that a shard named missing
+        contributes no document, rather than documents ranked by one leg only."""
+        missing = in_shard_order(self._names, gathered.missing, other.missing if other else ())
+        kept = [
+            answer
+            for shard, answer in zip(gathered.shards, gathered.answers, strict=True)
+            if shard.name not in missing
+        ]
+        return _Batch(_merged(kept, k), missing)
 
     @maps_errors
     @_forwarded

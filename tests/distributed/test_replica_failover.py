@@ -12,7 +12,8 @@ cluster, each leaving it as the next expects:
    answer equals the reference searcher's;
 4. with the second replica of shard 1 killed too, a search fails UNAVAILABLE naming shard 1, or,
    if it allows a partial answer, gets shard 0's hits flagged as partial; ``albatross search``
-   does the same, with ``--allow-partial``, and warns on stderr which shard its answer lacks.
+   does the same, with ``--allow-partial``, and warns on stderr which shard its answer lacks;
+   so do lexical and hybrid searches, batches too.
 
 ``ALBATROSS_FAILOVER_LOAD_S`` sets the load's length (default 12 s; docs/SCALING.md gives a 60 s run).
 """
@@ -41,6 +42,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from indexer.config import AppConfig, RouterConfig, ServerConfig, StoreConfig
+from indexer.records import SearchMode
 from searcher.auth import channel_credentials
 from searcher.client import AlbatrossClient
 from searcher.results import Hit
@@ -406,3 +408,60 @@ def test_the_search_command_answers_without_the_dead_shard_only_when_allowed_and
         len(r["missing_shards"]) == 1 and r["missing_shards"][0].startswith("shard 1") for r in records
     )
     assert len(_warnings(as_json.stderr)) == 1
+
+
+@pytest.mark.parametrize("mode", [SearchMode.LEXICAL, SearchMode.HYBRID])
+def test_lexical_and_hybrid_searches_without_the_dead_shard_are_partial_only_when_allowed(
+    cluster: Cluster, expected: dict[str, list[Hit]], mode: SearchMode
+) -> None:
+    # Runs after the tests above: every replica of shard 1 is dead.
+    texts = list(expected)[:3]
+    with cluster.client(cluster.router.target, timeout=30) as client:
+        with pytest.raises(grpc.RpcError) as failed:
+            client.search(COLLECTION, texts[0], K, mode=mode)
+        with pytest.raises(grpc.RpcError) as failed_batch:
+            client.search_batch(COLLECTION, texts, K, mode=mode)
+        answer = client.search_allowing_partial(COLLECTION, texts[0], K, mode=mode)
+        batch = client.search_batch_allowing_partial(COLLECTION, texts, K, mode=mode)
+    with cluster.client(cluster.replica(0, 1).target) as shard_zero:
+        from_shard_zero = shard_zero.search_batch(COLLECTION, texts, K, mode=mode)
+
+    for refused in (failed.value, failed_batch.value):
+        assert refused.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert refused.details().startswith("shard 1 (")  # type: ignore[attr-defined]
+    for missing in (answer.missing_shards, batch.missing_shards):
+        assert len(missing) == 1 and missing[0].startswith("shard 1 (")
+    # Shard 0's own answer, scores included: every hit from the live shard, none ranked by a
+    # leg that heard from shard 1.
+    assert answer.hits and _same(from_shard_zero[0], answer.hits)
+    assert all(_same(want, got) for want, got in zip(from_shard_zero, batch.results, strict=True))
+
+
+def test_the_search_command_answers_lexical_and_hybrid_without_the_dead_shard_when_allowed(
+    cluster: Cluster, expected: dict[str, list[Hit]], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    text = next(iter(expected))
+    modes = [SearchMode.LEXICAL, SearchMode.HYBRID]
+    argvs = [
+        [text, "--mode", mode, *allowing]
+        for mode in modes
+        for allowing in ([], ["--allow-partial", "--json"])
+    ]
+    with ThreadPoolExecutor(len(argvs)) as pool:
+        results = list(pool.map(lambda argv: _albatross_search(cluster, token_file, *argv), argvs))
+    with cluster.client(cluster.replica(0, 1).target) as shard_zero:
+        from_shard_zero = {
+            mode: [h.external_id for h in shard_zero.search(COLLECTION, text, K, mode=mode)] for mode in modes
+        }
+
+    for mode, refused, single in zip(modes, results[::2], results[1::2], strict=True):
+        assert "Traceback" not in refused.stderr + single.stderr, mode
+        (refusal,) = _warnings(refused.stderr)
+        assert refused.returncode == 5 and refused.stdout == "", mode
+        assert refusal.startswith("albatross search: UNAVAILABLE: shard 1 (") and "no live replica" in refusal
+        (warning,) = _warnings(single.stderr)
+        assert single.returncode == 0, single.stderr
+        assert [hit["id"] for hit in json.loads(single.stdout)] == from_shard_zero[mode], mode
+        assert warning.startswith("albatross search: warning: partial answer without shard 1 (")

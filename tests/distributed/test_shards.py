@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from indexer.config import AppConfig, RouterConfig, ServerConfig, StoreConfig
-from indexer.errors import InvalidArgument
+from indexer.errors import InvalidArgument, ShardUnavailable
 from indexer.records import Condition, FusionMethod, MetadataFilter, SearchMode
 from indexer.sharding import ShardSpec, shard_of
 from protos.albatross.v1 import albatross_pb2 as pb
@@ -22,7 +22,14 @@ from protos.albatross.v1 import albatross_pb2_grpc as pb_grpc
 from searcher.client import AlbatrossClient
 from searcher.fusion import FusionRequest
 from searcher.results import Hit
-from searcher.router import RunningRouter, create_router, merge_top_k, merge_warnings
+from searcher.router import (
+    RunningRouter,
+    create_router,
+    in_shard_order,
+    merge_top_k,
+    merge_warnings,
+    some_shard_answered_both,
+)
 from searcher.server import RunningServer, create_server
 from searcher.shards import parse_shards
 from tests.distributed.corpus import MULTI_CHUNK_SPEC, documents, queries
@@ -63,6 +70,26 @@ def test_a_document_on_several_shards_appears_once_with_its_best_score() -> None
 def test_warnings_are_merged_once_each_in_the_order_first_said() -> None:
     assert merge_warnings(["b", "a"], [], ["a", "c", "b"]) == ["b", "a", "c"]
     assert merge_warnings() == []
+
+
+SHARD_NAMES = ["shard 0 (a:1)", "shard 1 (b:1|c:1)", "shard 2 (d:1)"]
+
+
+def test_shards_missing_from_either_leg_are_named_once_each_in_shard_order() -> None:
+    assert in_shard_order(SHARD_NAMES, ["shard 2 (d:1)", "shard 0 (a:1)"], ["shard 0 (a:1)"]) == [
+        "shard 0 (a:1)",
+        "shard 2 (d:1)",
+    ]
+    assert in_shard_order(SHARD_NAMES, [], []) == []
+
+
+def test_a_hybrid_answer_no_shard_gave_both_legs_of_is_refused_naming_a_shard_without_replica() -> None:
+    some_shard_answered_both(SHARD_NAMES, ["shard 0 (a:1)"], ["shard 2 (d:1)"])  # shard 1 gave both
+    with pytest.raises(ShardUnavailable) as refused:
+        some_shard_answered_both(SHARD_NAMES, ["shard 0 (a:1)", "shard 1 (b:1|c:1)"], ["shard 2 (d:1)"])
+
+    assert refused.value.shard == "shard 2 (d:1)"
+    assert str(refused.value).startswith("shard 2 (d:1): no live replica (no shard answered both legs")
 
 
 def test_merge_of_nothing_is_nothing() -> None:

@@ -232,6 +232,34 @@ def test_batches_and_hybrid_are_refused_too_but_lexical_is_answered(cluster: Clu
     assert _counted(cluster.router_a, "SearchBatch", "refused") >= 2
 
 
+def test_a_hybrid_search_allowing_partial_answers_is_fused_without_the_shard_behind(cluster: Cluster) -> None:
+    hybrid = pb.SearchRequest(
+        collection=COLLECTION, query=TEXTS[2], k=K, mode=pb.SEARCH_MODE_HYBRID, allow_partial=True
+    )
+    batch = pb.SearchBatchRequest(
+        collection=COLLECTION, queries=TEXTS[:3], k=K, mode=pb.SEARCH_MODE_HYBRID, allow_partial=True
+    )
+    partial_before = _counted(cluster.router_a, "SearchBatch", "partial")
+
+    got = _search(cluster.router_a.target, hybrid)
+    got_batch = _search_batch(cluster.router_a.target, batch)
+    hybrid.allow_partial = batch.allow_partial = False
+    alone = _search(cluster.shard0.target, hybrid)
+    alone_batch = _search_batch(cluster.shard0.target, batch)
+
+    # Shard 1 answered the lexical leg, but lags on the dense one: it is left out of both, so the
+    # fused answer is shard 0's own, in version 2.
+    for answer in (got, got_batch, *got_batch.results):
+        assert answer.partial and len(answer.missing_shards) == 1
+        assert answer.missing_shards[0].startswith("shard 1 (")
+    assert got.hits
+    for want, have in zip((alone, *alone_batch.results), (got, *got_batch.results), strict=True):
+        assert [hit.id for hit in have.hits] == [hit.id for hit in want.hits]
+        np.testing.assert_allclose([h.score for h in have.hits], [h.score for h in want.hits], atol=1e-6)
+    assert got.whitening_version == 2
+    assert _counted(cluster.router_a, "SearchBatch", "partial") >= partial_before + 2
+
+
 def test_a_replica_already_on_the_new_map_answers_for_its_shard(cluster: Cluster) -> None:
     requests = [_by_vector(cluster, text) for text in TEXTS[:4]]
     retried_before = _counted(cluster.router_b, "Search", "retried")
