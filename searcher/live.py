@@ -30,7 +30,9 @@ from searcher.blocking import BlockingCalls
 
 log = logging.getLogger(__name__)
 
+# In the refusal's message, as the batcher words its own (searcher.batching).
 SHUTTING_DOWN = "the searcher is shutting down"
+
 
 class LiveIndex(Protocol):
     """The part of ``indexer.sync.SyncedIndex`` the searcher uses."""

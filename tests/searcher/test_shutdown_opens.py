@@ -1,7 +1,7 @@
-"""A server stopped while indexes are still being opened shuts down cleanly (docs/ARCHITECTURE.md,
-"Shutdown"): no open is started once ``LiveIndexes.stop`` has begun, the ones already running are
-waited for and get their final snapshot like any other, a request waiting on one answers
-UNAVAILABLE, and nothing is left for asyncio to complain about ("Task exception was never
+"""A server stopped while indexes are still being opened shuts down cleanly (docs/OPERATIONS.md,
+"Signals and shutdown"): no open starts once ``LiveIndexes.stop`` has begun, the ones already
+running are waited for and get their final snapshot like any other, a request waiting on one
+answers UNAVAILABLE, and nothing is left for asyncio to complain about ("Task exception was never
 retrieved", "Task was destroyed but it is pending") or submitted to the closed executor."""
 
 from __future__ import annotations
