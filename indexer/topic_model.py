@@ -14,16 +14,20 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors.torch import load_file, safe_open
 
 from indexer.checkpoints import model_revision
 from indexer.config import DEFAULT_MODEL_DIR
 from indexer.errors import InvalidArgument, ModelNotFound
 
+if TYPE_CHECKING:
+    from transformers import AlbertForSequenceClassification
+
 TOPIC_HEAD_DIR = Path(__file__).resolve().parent / "models" / "wordnet-topic"
 HEAD_FILE = "head.safetensors"
+ENCODER_FILE = "model.safetensors"
 #: Tensor names in the head file: the sequence classifier's own parameter names.
 HEAD_TENSORS = ("albert.pooler.weight", "albert.pooler.bias", "classifier.weight", "classifier.bias")
 _TOKENIZER_FILES = ("spiece.model", "tokenizer_config.json")
@@ -40,6 +44,38 @@ def head_labels(head_dir: Path = TOPIC_HEAD_DIR) -> tuple[list[str], str]:
     if "labels" not in metadata or "encoder_revision" not in metadata:
         raise ModelNotFound(f"{path} has no labels/encoder_revision metadata: it is not a topic head")
     return list(json.loads(metadata["labels"])), metadata["encoder_revision"]
+
+
+def _assembled_classifier(
+    encoder_dir: Path, head_dir: Path, labels: list[str]
+) -> AlbertForSequenceClassification:
+    """The classifier with every tensor from the encoder's file or the head's, in float32.
+
+    Built from the config and loaded strictly rather than by ``from_pretrained``: the encoder
+    stores no pooler and no classifier (the head supplies them), so ``from_pretrained`` would log a
+    load report calling them MISSING on every build, and the CLI would have to hide transformers'
+    load reports to keep quiet, real ones included. A tensor missing or left over here is an error."""
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    config = AlbertConfig.from_pretrained(
+        encoder_dir,
+        local_files_only=True,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model = AlbertForSequenceClassification(config)  # every tensor is overwritten below
+    weights = {f"albert.{name}": tensor for name, tensor in load_file(str(encoder_dir / ENCODER_FILE)).items()}
+    weights.update(load_file(str(head_dir / HEAD_FILE)))
+    state = model.state_dict()
+    for name, tensor in weights.items():
+        if name not in state or state[name].shape != tensor.shape:
+            raise ModelNotFound(f"{encoder_dir} + {head_dir / HEAD_FILE}: tensor {name} {tuple(tensor.shape)} does not fit")
+    missing = sorted(set(state) - set(weights))
+    if missing:
+        raise ModelNotFound(f"{encoder_dir} + {head_dir / HEAD_FILE}: no tensor {', '.join(missing)}")
+    model.load_state_dict({name: tensor.float() for name, tensor in weights.items()}, strict=True)
+    return model
 
 
 def build_topic_classifier(
@@ -60,21 +96,7 @@ def build_topic_classifier(
             f"the topic head was trained on encoder revision {trained_on}, but {encoder_dir} is "
             f"revision {revision}; retrain it with `python -m albatross.training topic`"
         )
-    from transformers import AlbertForSequenceClassification
-
-    model = AlbertForSequenceClassification.from_pretrained(
-        encoder_dir,
-        local_files_only=True,
-        dtype=torch.float32,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-    state = model.state_dict()
-    for name, tensor in load_file(str(head_dir / HEAD_FILE)).items():
-        if name not in state or state[name].shape != tensor.shape:
-            raise ModelNotFound(f"{head_dir / HEAD_FILE}: tensor {name} {tuple(tensor.shape)} does not fit")
-        state[name].copy_(tensor.float())
+    model = _assembled_classifier(encoder_dir, head_dir, labels)
     model.config.architectures = ["AlbertForSequenceClassification"]
     model.config.dtype = "float32"
     out.parent.mkdir(parents=True, exist_ok=True)

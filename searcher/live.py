@@ -6,6 +6,10 @@ write): it opens indexes of collections created since the last round, forgets dr
 ``catch_up`` on the rest. All of that blocks on SQL and FAISS, so it runs in the executor. An index
 is snapshotted after every ``snapshot_every_changes`` applied changes and once more on ``stop``, so
 a restart replays a short tail of the log instead of the whole collection.
+
+``stop`` comes before the executor shuts down, so it leaves nothing to run there: it refuses new
+opens (``IndexNotReady``, UNAVAILABLE), and waits for the ones in flight, which then get their
+final snapshot like every other index.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from searcher.blocking import BlockingCalls
 
 log = logging.getLogger(__name__)
 
+# In the refusal's message, as the batcher words its own (searcher.batching).
+SHUTTING_DOWN = "the searcher is shutting down"
 
 
 class LiveIndex(Protocol):
@@ -118,6 +124,8 @@ class LiveIndexes:
         self._snapshot_every = snapshot_every_changes
         self._entries: dict[int, _Entry] = {}
         self._opening: dict[int, asyncio.Task[_Entry]] = {}
+        # Set by ``stop`` on the loop, read by opens in the executor too (a bool: atomic under the GIL).
+        self._stopping = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -138,19 +146,30 @@ class LiveIndexes:
             return entry
         task = self._opening.get(info.id)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._open(info))
+            self._refuse_if_stopping(info)
+            task = asyncio.get_running_loop().create_task(self._open(info), name=f"open {info.name!r}")
             self._opening[info.id] = task
         return await asyncio.shield(task)
 
     async def _open(self, info: CollectionInfo) -> _Entry:
         try:
-            index = await self._run(self._open_index, info)
-            lexical = await self._run(self._open_lexical, info) if self._open_lexical else None
-            entry = _Entry(info, index, lexical)
+            entry = await self._run(self._open_entry, info)
             self._entries[info.id] = entry
             return entry
         finally:
             self._opening.pop(info.id, None)
+
+    def _open_entry(self, info: CollectionInfo) -> _Entry:
+        """Both indexes of ``info``, in one executor call: an open never needs the executor again
+        once ``stop`` may have begun, and one still queued when it begins is refused, not run."""
+        self._refuse_if_stopping(info)
+        index = self._open_index(info)
+        lexical = self._open_lexical(info) if self._open_lexical else None
+        return _Entry(info, index, lexical)
+
+    def _refuse_if_stopping(self, info: CollectionInfo) -> None:
+        if self._stopping:
+            raise IndexNotReady(f"collection {info.name!r}: {SHUTTING_DOWN}")
 
     def status(self, info: CollectionInfo) -> IndexStatus:
         """Sequences applied and sizes of this server's indexes of ``info``."""
@@ -218,12 +237,14 @@ class LiveIndexes:
                 log.exception("index refresh failed, retrying next round")
 
     async def stop(self) -> None:
-        """Stop tailing and snapshot every open index."""
+        """Stop tailing, let the opens in flight finish, and snapshot every open index."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._settle_opens()
         for entry in list(self._entries.values()):
             try:
                 # Catch up first: the final snapshot then covers every write drained on shutdown.
@@ -236,3 +257,17 @@ class LiveIndexes:
                 log.info("collection %r was dropped: no final snapshot", entry.info.name)
             except Exception:
                 log.exception("final snapshot of %r failed", entry.info.name)
+
+    async def _settle_opens(self) -> None:
+        """Wait for the opens in flight, with no bound of our own: one running in a thread cannot
+        be interrupted, and the executor's shutdown would wait for it anyway, so its index is kept
+        and snapshotted; one still queued ends at once, refused. Each outcome is retrieved here,
+        as nobody else may await it (a cancelled poll round, a request cut off by the grace)."""
+        opening = list(self._opening.values())
+        if not opening:
+            return
+        await asyncio.wait(opening)
+        for task in opening:
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not (isinstance(error, IndexNotReady) and SHUTTING_DOWN in str(error)):
+                log.warning("an index still opening at shutdown did not open: %s", error)

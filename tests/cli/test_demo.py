@@ -44,6 +44,7 @@ def test_the_demo_labels_the_sample_and_its_topic_filter_shows_only_that_label(t
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert "LOAD REPORT" not in result.stderr, result.stderr  # no weight of ours is missing
     assert (tmp_path / "data" / "models" / "wordnet-topic" / "model.safetensors").is_file()
     ((field, wanted),) = TOPIC_FILTER.items()
     sections = result.stdout.split("\n> ")

@@ -524,8 +524,8 @@ def _load_output(folder: Path, capfd: pytest.CaptureFixture[str], caplog: pytest
 
     capfd.readouterr()
     caplog.clear()
-    # An in-process CLI test before this one leaves transformers at ERROR (albatross.cli), which
-    # would hide the very report these tests look for.
+    # Whatever verbosity an earlier in-process test left transformers at: below WARNING would
+    # hide the very report these tests look for.
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_warning()
     try:
