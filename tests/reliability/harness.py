@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from indexer.config import StoreConfig
+from indexer.engine import create_store_engine
 from indexer.index import VectorIndex
 from indexer.lexical_sync import SyncedLexicalIndex
 from indexer.records import CollectionInfo
@@ -216,9 +217,17 @@ def check_store(config: StoreConfig, collection: str) -> StoreFacts | None:
             return None
     finally:
         store.close()
-    engine = create_engine(config.url)
+    # One read transaction over every query below (the store's engine BEGINs on SQLite; PostgreSQL
+    # is asked for a snapshot): a server still compacting moved the log floor and pruned between
+    # two separate reads, which looked like a gap in the log.
+    engine = create_store_engine(config)
     try:
-        with engine.connect() as connection:
+        with engine.connect() as plain:
+            connection = (
+                plain.execution_options(isolation_level="REPEATABLE READ")
+                if engine.dialect.name == "postgresql"
+                else plain
+            )
             (last_sequence, log_floor) = _rows(
                 connection, "SELECT last_sequence, log_floor FROM collections WHERE id = :c", c=info.id
             )[0]
