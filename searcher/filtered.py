@@ -111,8 +111,8 @@ def keep_allowed(
     scores: np.ndarray, ids: np.ndarray, allowed: np.ndarray, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The allowed entries of each row in their order, cut or padded (-inf, -1) to ``width``;
-    also how many allowed entries each row had (pure). ``allowed``: ascending ids."""
-    ok = (ids >= 0) & np.isin(ids, allowed, assume_unique=False)
+    also how many allowed entries each row had (pure)."""
+    ok = (ids >= 0) & np.isin(ids, allowed)
     counts = ok.sum(axis=1)
     # A stable sort on "not ok" moves the allowed entries to the front, keeping their order.
     order = np.argsort(~ok, axis=1, kind="stable")[:, :width]
@@ -200,13 +200,12 @@ class FilteredSearch:
     def allowed(self, collection_id: int, metadata_filter: MetadataFilter) -> np.ndarray:
         """Every chunk id the filter allows, ascending (from the cache while the documents are
         as they were)."""
-        return self._allowed(collection_id, self._store.filter_version(collection_id), metadata_filter)
-
-    def plan(
-        self, collection_id: int, index: SearchableIndex, metadata_filter: MetadataFilter, wanted: int
-    ) -> tuple[Plan, int]:
-        """(plan, post-filter depth) for ``wanted`` chunks under the filter."""
-        return self._plan(collection_id, index, metadata_filter, wanted)
+        key = (collection_id, self._store.filter_version(collection_id), _filter_key(metadata_filter), "ids")
+        value = self._cache.get_or_compute(
+            key, lambda: self._store.chunk_ids_matching(collection_id, metadata_filter)
+        )
+        assert isinstance(value, np.ndarray)
+        return value
 
     def search(
         self,
@@ -218,10 +217,9 @@ class FilteredSearch:
     ) -> tuple[np.ndarray, np.ndarray]:
         """As ``index.search(queries, fetch, allowed)`` for the chunks the filter allows:
         (scores float32 (nq, w), ids int64 (nq, w)), -1 padded, best first."""
-        version = self._store.filter_version(collection_id)
-        plan, depth = self._plan(collection_id, index, metadata_filter, fetch)
+        plan, depth = self.plan(collection_id, index, metadata_filter, fetch)
         if plan is Plan.PRE_FILTER:
-            return index.search(queries, fetch, self._allowed(collection_id, version, metadata_filter))
+            return index.search(queries, fetch, self.allowed(collection_id, metadata_filter))
         scores, ids = index.search(queries, depth)
         candidates = np.unique(ids[ids >= 0])
         passing = self._store.chunk_ids_matching(collection_id, metadata_filter, among=candidates)
@@ -231,26 +229,18 @@ class FilteredSearch:
             # Fewer allowed candidates than asked for, and the index was not searched through:
             # more allowed chunks may exist, so these queries are answered pre-filtered.
             self._cache.discard(_share_key(collection_id, metadata_filter))  # sample it afresh
-            allowed = self._allowed(collection_id, version, metadata_filter)
-            again_scores, again_ids = index.search(queries[short], fetch, allowed)
+            again_scores, again_ids = index.search(
+                queries[short], fetch, self.allowed(collection_id, metadata_filter)
+            )
             width = again_ids.shape[1]
             scores[short], ids[short] = -np.inf, -1
             scores[short, :width], ids[short, :width] = again_scores, again_ids
         return _trim(scores, ids)
 
-    def _allowed(
-        self, collection_id: int, version: tuple[int, int], metadata_filter: MetadataFilter
-    ) -> np.ndarray:
-        key = (collection_id, version, _filter_key(metadata_filter), "ids")
-        value = self._cache.get_or_compute(
-            key, lambda: self._store.chunk_ids_matching(collection_id, metadata_filter)
-        )
-        assert isinstance(value, np.ndarray)
-        return value
-
-    def _plan(
+    def plan(
         self, collection_id: int, index: SearchableIndex, metadata_filter: MetadataFilter, wanted: int
     ) -> tuple[Plan, int]:
+        """(plan, post-filter depth) for ``wanted`` chunks under the filter."""
         ntotal = index.ntotal
         if ntotal <= EXACT_SEARCH_MAX:
             return Plan.PRE_FILTER, 0  # whatever it allows is searched exactly: no sample needed

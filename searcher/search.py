@@ -31,7 +31,7 @@ from indexer.records import (
 from indexer.vocabulary import is_mostly_unknown, mostly_unknown_warning
 from searcher.batching import QueryBatcher, TextEncoder
 from searcher.blocking import BlockingCalls
-from searcher.filtered import AllowedIdsCache, FilteredSearch
+from searcher.filtered import AllowedIdsCache, FilteredSearch, FilterStore
 from searcher.fusion import FusionRequest, fuse
 from searcher.live import IndexStatus, LiveIndex, LiveIndexes, LiveLexicalIndex
 from searcher.results import Hit, Ranking, chunk_fetch_size, fold_chunk_hits, should_fetch_more
@@ -71,18 +71,12 @@ class CollectionCatalog(Protocol):
     def ready_encoder(self, info: CollectionInfo) -> QueryEncoder | None: ...
 
 
-class SearchStore(Protocol):
-    """The part of ``indexer.store.Store`` searching needs."""
+class SearchStore(FilterStore, Protocol):
+    """The part of ``indexer.store.Store`` searching needs (filtering's part included)."""
 
     def chunks_by_id(self, chunk_ids: Sequence[int]) -> dict[int, StoredChunk]: ...
 
     def get_documents(self, collection_id: int, external_ids: Sequence[str]) -> list[StoredDocument]: ...
-
-    def chunk_ids_matching(
-        self, collection_id: int, metadata_filter: MetadataFilter, among: np.ndarray | None = None
-    ) -> np.ndarray: ...
-
-    def filter_version(self, collection_id: int) -> tuple[int, int]: ...
 
 
 class _RankBatcher:
