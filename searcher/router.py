@@ -312,15 +312,7 @@ class RouterSearchServicer(pb_grpc.SearchServicer):
             embedded = await self._embed(context, embed)
             request = _with_vectors(request, list(embedded.vectors))
             warned = _embed_warnings(embedded, len(request.vectors))
-        gathered = await in_one_version(
-            self._shards,
-            self._metrics,
-            context,
-            request.collection,
-            "SearchBatch",
-            lambda r, o: r.search.SearchBatch(request, timeout=o.timeout, metadata=o.metadata),
-            allow_partial=request.allow_partial,
-        )
+        gathered = await self._leg(context, request)
         missing = in_shard_order(self._names, gathered.missing)
         return _Batch(_merged(gathered.answers, k), missing).to_pb(warned)
 
