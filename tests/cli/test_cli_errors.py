@@ -10,9 +10,7 @@ each test then reads its own case's outcome.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from indexer.records import CollectionSpec, Document
 from indexer.store import Store
 from indexer.workspace import Workspace
 from searcher.server import RunningServer, create_server
+from tests.cli.running import run_albatross
 from tests.searcher.serving import ServerThread, running_server
 from tests.searcher.test_auth_tls import TOKEN, Authority
 
@@ -330,19 +329,6 @@ CASES = (
         lambda p: "filter_cache_ids must not be negative",
     ),
 )
-
-
-def run_albatross(argv: list[str], model: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ALBATROSS_MODEL": str(model)}
-    env.pop("ALBATROSS_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "albatross", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

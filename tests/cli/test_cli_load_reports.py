@@ -6,36 +6,18 @@ classifier assembled, then loaded for ingest) print none."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+
+from tests.cli.running import run_albatross
 
 REPORT = "LOAD REPORT"
 DOCS = [
     {"_id": "owl", "text": "Owls hunt small rodents silently at night."},
     {"_id": "tea", "text": "Green tea is steeped in water that is not quite boiling."},
 ]
-
-
-def albatross(*args: str, model: Path | None) -> subprocess.CompletedProcess[str]:
-    """``albatross ARGS`` in its own process, on ``model`` (None: the shipped one)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("ALBATROSS_MODEL", None)
-    env.pop("TRANSFORMERS_VERBOSITY", None)
-    if model is not None:
-        env["ALBATROSS_MODEL"] = str(model)
-    return subprocess.run(
-        [sys.executable, "-m", "albatross", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def corpus(tmp_path: Path) -> Path:
@@ -49,9 +31,9 @@ def test_a_weight_missing_from_the_model_folder_is_reported_on_stderr(tmp_path: 
     weights = load_file(folder / "model.safetensors")
     missing = next(name for name in weights if name.startswith("encoder."))
     save_file({k: v for k, v in weights.items() if k != missing}, folder / "model.safetensors")
-    result = albatross(
-        "ingest", str(corpus(tmp_path)), "--collection", "c", "--no-progress", "--data-dir", str(tmp_path / "data"),
-        model=folder,
+    result = run_albatross(
+        ["ingest", str(corpus(tmp_path)), "--collection", "c", "--no-progress", "--data-dir", str(tmp_path / "data")],
+        folder,
     )  # fmt: skip
     assert REPORT in result.stderr and missing in result.stderr, result.stderr
     assert "pooler" not in result.stderr  # the pooler the weights lack is still not built
@@ -59,12 +41,13 @@ def test_a_weight_missing_from_the_model_folder_is_reported_on_stderr(tmp_path: 
 
 def test_the_shipped_model_and_the_topic_classifier_load_without_a_report(tmp_path: Path) -> None:
     classifier = tmp_path / "wordnet-topic"
-    built = albatross("classifier", "build-topic", "--out", str(classifier), model=None)
+    built = run_albatross(["classifier", "build-topic", "--out", str(classifier)], None)
     assert built.returncode == 0, built.stderr
     assert REPORT not in built.stderr and "MISSING" not in built.stderr, built.stderr
-    ingested = albatross(
-        "ingest", str(corpus(tmp_path)), "--collection", "c", "--no-progress", "--data-dir", str(tmp_path / "data"),
-        "--classifier", str(classifier), "--label-field", "topic", model=None,
+    ingested = run_albatross(
+        ["ingest", str(corpus(tmp_path)), "--collection", "c", "--no-progress", "--data-dir", str(tmp_path / "data"),
+         "--classifier", str(classifier), "--label-field", "topic"],
+        None,
     )  # fmt: skip
     assert ingested.returncode == 0, ingested.stderr
     assert "2 written" in ingested.stderr
