@@ -137,7 +137,7 @@ def build(spec: str, ids: np.ndarray, vectors: np.ndarray) -> tuple[VectorIndex,
 
 
 def _timed_search(
-    search: FilteredSearch | None,
+    search: FilteredSearch,
     index: VectorIndex,
     collection_id: int,
     query: np.ndarray,
@@ -146,7 +146,7 @@ def _timed_search(
     """(seconds, top-K chunk ids) of one query through the served path."""
     fetch = chunk_fetch_size(K, index.ntotal)
     with Stopwatch() as watch:
-        if search is None or metadata_filter is None:
+        if metadata_filter is None:
             _, ids = index.search(query, fetch)
         else:
             _, ids = search.search(collection_id, index, query, fetch, metadata_filter)
@@ -198,7 +198,9 @@ def measure(
         plan = (
             "-"
             if metadata_filter is None
-            else cached.plan(collection_id, index, metadata_filter, 4 * K)[0].value
+            else cached.plan(collection_id, index, metadata_filter, chunk_fetch_size(K, index.ntotal))[
+                0
+            ].value
         )
         truth, allowed_count = truths[selectivity]
         p50, p99 = percentiles(cold, (50, 99))
